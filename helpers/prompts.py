@@ -107,3 +107,10 @@ def next_tokens(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: 
         other_prob=probs[other].item(),
         logit_diff=logit_diff(logits, target, other).item(),
     )
+
+
+@torch.no_grad()
+def per_position_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: int, other: int) -> Float[Tensor, "pos"]:
+    """logit(target) - logit(other) for the next token at every position of one prompt."""
+    logits = model(tokens)[0]
+    return (logits[:, target] - logits[:, other]).float()

@@ -1,0 +1,94 @@
+"""The execution pipeline: parameters reach pages, failures name the page and the cell."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.build import BuildError, execute_pages, toc_pages
+
+PAGE_HEADER = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
+
+
+def make_book(root: Path, pages: dict[str, str]) -> Path:
+    """A minimal book folder with the given page sources."""
+    (root / "book").mkdir(parents=True)
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    chapters = "".join(f"      - file: book/{name}\n" for name in pages)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nparts:\n  - caption: Pages\n    chapters:\n{chapters}")
+    (root / "profiles.yaml").write_text("toy:\n  greeting: hello\n  seed: 0\n")
+    for name, body in pages.items():
+        (root / "book" / f"{name}.py").write_text(PAGE_HEADER + textwrap.dedent(body))
+    return root
+
+
+GREETING_PAGE = """\
+# %% tags=["parameters"]
+greeting = "default"
+seed = 1
+
+# %%
+print(f"greeting={greeting} seed={seed}")
+"""
+
+FAILING_PAGE = """\
+# %% tags=["parameters"]
+seed = 1
+
+# %%
+x = 1
+
+# %%
+raise RuntimeError("planted failure")
+"""
+
+
+def outputs(notebook_path: Path) -> str:
+    notebook = nbformat.read(notebook_path, as_version=4)
+    return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+
+
+def test_command_line_value_reaches_the_page(tmp_path):
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    command = [sys.executable, "-m", "helpers.build", "--root", str(root), "--no-html", "--set", "greeting=from-the-command-line"]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    text = outputs(root / "book" / "greet.ipynb")
+    assert "greeting=from-the-command-line seed=0" in text
+    meta = nbformat.read(root / "book" / "greet.ipynb", as_version=4).metadata["an_neuron"]
+    assert meta["parameters"] == {"greeting": "from-the-command-line", "seed": 0}
+
+
+def test_profile_values_reach_the_page_and_unchanged_pages_are_not_rerun(tmp_path, capsys):
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
+    assert "greeting=hello seed=0" in outputs(root / "book" / "greet.ipynb")
+    execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
+    assert "up to date: book/greet.py" in capsys.readouterr().out
+
+
+def test_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):
+    root = make_book(tmp_path, {"greet": GREETING_PAGE, "broken": FAILING_PAGE})
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.build", "--root", str(root), "--no-html"], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "book/broken.py failed in cell" in last_line and "RuntimeError: planted failure" in last_line
+    assert not (root / "book" / "broken.ipynb").exists(), "a failed page must not leave a half-written notebook"
+    assert (root / "_build" / "failed" / "broken.ipynb").exists()
+
+
+def test_parameter_no_page_declares_is_refused(tmp_path):
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    with pytest.raises(BuildError, match="no page declares the parameter.*colour"):
+        execute_pages(root, {}, {"colour": "red"}, [], force=False)
+
+
+def test_page_missing_from_disk_is_named(tmp_path):
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    (root / "book" / "greet.py").unlink()
+    with pytest.raises(BuildError, match="lists book/greet, but book/greet.py does not exist"):
+        toc_pages(root)

@@ -1,0 +1,78 @@
+"""The model loader: local folders, random models, hub names without network, bad names."""
+import pytest
+import torch
+
+from helpers.models import ModelUnavailable, check_model_folder, load_model, random_model, single_token
+from helpers.names import Head, Neuron
+
+
+def test_random_model_is_processed_like_the_study():
+    model = random_model(n_layers=2, d_model=32, n_heads=2, seed=3)
+    assert model.cfg.n_layers == 2 and model.cfg.d_mlp == 128
+    # centre_writing_weights: every MLP output row has zero mean over d_model
+    torch.testing.assert_close(model.W_out.mean(-1), torch.zeros(2, 128), atol=1e-5, rtol=0)
+    # centre_unembed: every token's unembedding column sums to zero... per token over d_vocab
+    torch.testing.assert_close(model.W_U.mean(-1), torch.zeros(32), atol=1e-5, rtol=0)
+
+
+def test_random_model_is_reproducible_from_its_seed():
+    a = random_model(n_layers=1, d_model=16, n_heads=2, seed=7)
+    b = random_model(n_layers=1, d_model=16, n_heads=2, seed=7)
+    c = random_model(n_layers=1, d_model=16, n_heads=2, seed=8)
+    assert torch.equal(a.W_in, b.W_in) and not torch.equal(a.W_in, c.W_in)
+
+
+def test_local_folder_loads_offline(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from helpers.models import BUNDLED_MODELS
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODELS["toy"])
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = load_model(str(tmp_path))
+    assert model.cfg.model_name == str(tmp_path)
+    logits = model(model.to_tokens("the apple"))
+    assert logits.shape[-1] == len(tokenizer)
+
+
+def test_hub_name_without_network_fails_at_once_and_names_the_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("helpers.models.in_hub_cache", lambda name: False)
+    with pytest.raises(ModelUnavailable, match="cannot reach.*MODEL=toy"):
+        load_model("gpt2-large")
+
+
+def test_unknown_model_name_is_one_clear_line():
+    with pytest.raises(ModelUnavailable, match="unknown model 'gpt9-huge'") as error:
+        load_model("gpt9-huge")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_folder_and_missing_files_are_named(tmp_path):
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        load_model(str(tmp_path / "nowhere"))
+    tmp_path.joinpath("config.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable, match="config.json is not valid JSON"):
+        check_model_folder(tmp_path)
+
+
+def test_single_token_rejects_multi_token_targets():
+    model = random_model(n_layers=1, d_model=16, n_heads=2)
+    assert model.tokenizer.decode([single_token(model, " an")]) == " an"
+    with pytest.raises(ValueError, match="not a single token"):
+        single_token(model, " antidisestablishment")
+
+
+def test_component_names_round_trip_and_check_range():
+    assert str(Neuron(31, 892)) == "L31N892"
+    assert Neuron.parse("L31N892") == Neuron(31, 892)
+    assert Neuron.from_flat(Neuron(3, 17).flat(64), 64) == Neuron(3, 17)
+    assert Head.parse(str(Head(26, 1))) == Head(26, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        Neuron(36, 0).check(n_layers=36, d_mlp=5120)
+    with pytest.raises(ValueError, match="not a neuron name"):
+        Neuron.parse("31/892")

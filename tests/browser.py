@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
-import threading
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # every host name but the loopback fails at once, so an outside request cannot hang a page
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
 
@@ -49,30 +53,33 @@ class PageReport:
 
 @contextlib.contextmanager
 def serve(folder: Path):
-    """Serve ``folder`` on a free loopback port; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """Serve ``folder`` on a free loopback port from a separate process; yields the base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
     finally:
-        server.shutdown()
-        server.server_close()
+        server.terminate()
+        server.wait()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _keep_local(route, request, base_url: str, report: PageReport) -> None:
-    """Let requests to the local server through; record and abort anything else."""
-    if request.url.startswith((base_url, "data:", "blob:")):
-        route.continue_()
-    else:
-        report.outside_requests.append(request.url)
-        route.abort()
+def _record_outside(url: str, base_url: str, report: PageReport) -> None:
+    """Record a request that is not for the local server (the browser cannot resolve it anyway)."""
+    if not url.startswith((base_url, "data:", "blob:", "about:")):
+        report.outside_requests.append(url)
 
 
 CHECK_RENDERING = """() => ({
@@ -98,8 +105,8 @@ def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = N
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda msg, r=report: r.console_errors.append(msg.text) if msg.type == "error" else None)
             page.on("pageerror", lambda exc, r=report: r.console_errors.append(str(exc)))
-            page.route("**/*", functools.partial(_keep_local, base_url=base_url, report=report))
-            page.goto(report.url, wait_until="load")
+            page.on("request", lambda request, r=report: _record_outside(request.url, base_url, r))
+            page.goto(report.url, wait_until="load", timeout=180_000)
             page.wait_for_timeout(1500)
             for key, value in page.evaluate(CHECK_RENDERING).items():
                 setattr(report, key, value)

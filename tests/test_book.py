@@ -1,0 +1,42 @@
+"""The whole book: every page executes on the offline profile and renders with no network."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from browser import check_pages, serve
+from helpers.build import ROOT, toc_pages
+
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="module")
+def html_root() -> Path:
+    """Build the book with the default (offline) profile, as `make book` does."""
+    result = subprocess.run([sys.executable, "-m", "helpers.build"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return ROOT / "_build" / "html"
+
+
+def page_paths() -> list[str]:
+    return ["book/intro.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
+
+
+def test_every_page_renders_offline(html_root, tmp_path):
+    with serve(html_root) as url:
+        reports = check_pages(url, page_paths(), screenshot_dir=tmp_path)
+    problems = {r.url: r.problems for r in reports if r.problems}
+    assert not problems, problems
+    by_page = {Path(r.url).stem: r for r in reports}
+    # the prompt page must really show its figure, its token view and its formula
+    prompt = by_page["01_prompt"]
+    assert prompt.figures >= 1 and prompt.token_views >= 1 and prompt.math >= 1
+
+
+def test_each_page_names_its_model_and_offers_the_executed_notebook(html_root):
+    for page in toc_pages(ROOT):
+        html = (html_root / "book" / f"{page.stem}.html").read_text()
+        assert "Produced by" in html, f"{page.stem} does not say which model produced it"
+        assert f"{page.stem}.ipynb" in html, f"{page.stem} offers no notebook download"
+        assert (html_root / "_sources" / "book" / f"{page.stem}.ipynb").exists()

@@ -83,6 +83,14 @@ def check_model_folder(path: Path) -> None:
     weights = [path / "model.safetensors", path / "pytorch_model.bin"]
     if not any(f.is_file() for f in weights):
         raise ModelUnavailable(f"{path} holds no weights: expected {weights[0].name}")
+    if weights[0].is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(weights[0], "pt"):
+                pass
+        except SafetensorError as error:
+            raise ModelUnavailable(f"{weights[0]} is not a readable safetensors file ({error}); retrain or replace it") from None
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelUnavailable(f"{tokenizer_file} is missing: the model folder needs its tokenizer")

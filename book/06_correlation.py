@@ -1,0 +1,184 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Does the neuron firing mean the model says " an"?
+#
+# The top examples on the previous page are a handful of tokens picked for being extreme. The
+# study asked a broader question of every token in the corpus: when the neuron fires at a
+# given strength, how often is `' an'` the model's top prediction? Group the tokens into bins
+# of activation and count, in each bin, the positions where `' an'` comes out on top. If the
+# neuron is what makes the model say `' an'`, the proportion should climb with the activation.
+#
+# The study did not read the model's real logits for this. Its "top prediction" was the
+# token whose *embedding* best matches the final residual stream (normalised by the final
+# layer norm, without the norm's weight and without the unembedding bias). We compute both:
+# the model's real top-1 token, and this pseudo-prediction, to see what the shortcut changes.
+
+# %% tags=["parameters"]
+model_name = "toy"
+device = "cpu"
+dtype = "float32"
+seed = 0
+dataset = "toy"
+n_docs = 400
+batch_size = 8
+neurons = "auto"
+target = " an"
+n_examples = 20
+bin_width = 0.2
+level = 0.9
+
+# %% tags=["remove-cell"]
+import re
+
+import pandas as pd
+import torch
+
+from helpers.dataset import always_top_above, correlation_table, neuron_of_interest, scan
+from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
+from helpers.figures_dataset import prediction_counts_figure, top_prediction_curve_figure
+from helpers.models import load_model, single_token
+from helpers.names import show_token
+
+torch.manual_seed(seed)
+model = load_model(model_name, device=device, dtype=dtype)
+chosen = [neuron_of_interest(model, spec.strip()) for spec in neurons.split(",")]
+main = chosen[0]
+target_id = single_token(model, target)
+# the same parameters as the max-activating page, so both read one scan
+result = scan(model, dataset, chosen, batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+real_curve, real_counts = correlation_table(result, main, target_id, bin_width)
+pseudo_curve, pseudo_counts = correlation_table(result, main, target_id, bin_width, pseudo=True)
+
+paper = paper_figures()["an_top_pred_proportion"]
+paper_applies = is_paper_model(model.cfg.model_name) and str(main) == "L31N892" and target == " an"
+paper_predicted, paper_actual = (int(x) for x in re.findall(r"\d+", paper["annotation"]))
+paper_above = always_top_above(pd.DataFrame(paper["bins"], columns=["bin_start", "proportion"]), level)
+
+# %% tags=["remove-input"]
+page_header(model, dataset=dataset, n_docs=n_docs, neuron=str(main), target=target, bin_width=bin_width)
+
+# %% [markdown]
+# ## The proportion per activation bin
+#
+# Each point is one bin of activation {glue:text}`bin_width` wide; its error bar is a 95%
+# Wilson interval, which stays honest in the sparse bins at high activation where a
+# proportion rests on a few tokens. The grey bars underneath count the tokens in each bin
+# (log scale). On a GPT-2 Large run the paper's curve is drawn dashed; it used the
+# pseudo-prediction, so it is to be compared with that curve.
+
+# %% tags=["remove-input"]
+show(
+    top_prediction_curve_figure(
+        {"real top-1 (model's logits)": real_curve, "pseudo-prediction (study's method)": pseudo_curve},
+        str(main),
+        target,
+        paper=paper["bins"] if paper_applies else None,
+    )
+)
+
+# %% tags=["remove-cell"]
+real_above = always_top_above(real_curve, level)
+pseudo_above = always_top_above(pseudo_curve, level)
+predicted_real, predicted_pseudo = result.load(["prediction", "pseudo_prediction"]).values()
+negative = real_curve[real_curve["bin_start"] < 0]
+glue(
+    neuron=str(main),
+    bin_width=bin_width,
+    n_tokens=f"{result.n_tokens:,}",
+    n_bins=len(real_curve),
+    level=level,
+    real_above="no range of activations" if real_above is None else f"every bin from {real_above:.1f} upward",
+    pseudo_above="no range of activations" if pseudo_above is None else f"every bin from {pseudo_above:.1f} upward",
+    paper_above=f"{paper_above:.1f}",
+    top_bin_real=float(real_curve["proportion"].iloc[-1]),
+    top_bin_count=int(real_curve["count"].iloc[-1]),
+    low_prop_real=float(negative["hits"].sum() / max(negative["count"].sum(), 1)),
+    agreement=float((predicted_real == predicted_pseudo).float().mean()),
+)
+
+# %% [markdown]
+# Over {glue:text}`n_tokens` tokens in {glue:text}`n_bins` non-empty bins, the real top-1
+# prediction is `' an'` at a proportion of {glue:text}`low_prop_real:.4f` of the tokens where
+# {glue:text}`neuron` is negative, and {glue:text}`top_bin_real:.2f` in the highest bin
+# ({glue:text}`top_bin_count` tokens). `' an'` is the real top-1 prediction at a proportion
+# of at least {glue:text}`level` in {glue:text}`real_above`, and the pseudo-prediction in
+# {glue:text}`pseudo_above`; in the study's curve that held from an activation of
+# {glue:text}`paper_above` on.
+#
+# ## Predicted versus actual
+#
+# How often does `' an'` come out as the top prediction, and how often is it really the next
+# token?
+
+# %% tags=["remove-input"]
+show(
+    prediction_counts_figure(
+        {
+            "top-1 (real logits)": real_counts["predicted"],
+            "top-1 (pseudo-prediction)": pseudo_counts["predicted"],
+            "actually next": real_counts["actual"],
+        },
+        target,
+        paper={"top-1 (pseudo-prediction)": paper_predicted, "actually next": paper_actual} if paper_applies else None,
+    )
+)
+
+# %% tags=["remove-cell"]
+glue(
+    predicted_real=f"{real_counts['predicted']:,}",
+    predicted_pseudo=f"{pseudo_counts['predicted']:,}",
+    actual=f"{real_counts['actual']:,}",
+    both_real=f"{real_counts['both']:,}",
+    ratio_real=real_counts["predicted"] / max(real_counts["actual"], 1),
+    ratio_pseudo=pseudo_counts["predicted"] / max(pseudo_counts["actual"], 1),
+    paper_ratio=paper_predicted / paper_actual,
+)
+
+# %% [markdown]
+# `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
+# the pseudo-prediction at {glue:text}`predicted_pseudo`, while it is actually the next
+# token at {glue:text}`actual` positions ({glue:text}`both_real` of which the model got
+# right as its top-1). Predicted over actual is {glue:text}`ratio_real:.2f` with the real
+# logits and {glue:text}`ratio_pseudo:.2f` with the pseudo-prediction; the study's ratio,
+# with the pseudo-prediction on pile-10k, was {glue:text}`paper_ratio:.2f`. A ratio well
+# below 1 does not by itself mean the model is wrong: `' an'` can be likely without being
+# the single most likely token.
+#
+# ## What the pseudo-prediction changes
+#
+# The pseudo-prediction and the real top-1 agree at {glue:text}`agreement:.1%` of all
+# positions. Where they differ, it is because the processed unembedding is not the
+# transposed embedding:
+# the final layer norm's weight is folded into the unembedding, the unembedding has its own
+# bias, and where a model ties the two matrices (GPT-2 does) it ties them before that processing. Both curves are
+# on the figure above, so where they part is visible bin by bin.
+
+# %% [markdown]
+# ## Beside the original study
+
+# %% tags=["remove-input"]
+paper_beside(
+    model.cfg.model_name,
+    [
+        ("positions where ' an' is the top-1 prediction", paper_predicted, f"{pseudo_counts['predicted']:,} (pseudo), {real_counts['predicted']:,} (real)"),
+        ("positions where ' an' is the next token", paper_actual, real_counts["actual"]),
+        (
+            f"activation from which every bin has proportion >= {level}",
+            paper_above,
+            f"{'never' if pseudo_above is None else round(pseudo_above, 1)} (pseudo), {'never' if real_above is None else round(real_above, 1)} (real)",
+        ),
+    ],
+    paper_method="pseudo-prediction, pile-10k, 0.2-wide bins",
+)

@@ -1,0 +1,144 @@
+"""Figures for the neuron-patching page: every neuron of a layer, and every layer at once.
+
+Each function takes results already computed by ``helpers.neuron_patching`` or
+``helpers.attribution`` and returns a plotly figure. Neurons are named ``L31N892`` on hover;
+signed values are coloured on a red-white-blue scale centred on zero.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from jaxtyping import Float
+from torch import Tensor
+
+from helpers.names import Neuron
+
+SIGNED_SCALE = "RdBu"
+MODE_SYMBOLS = {"last": "circle", "all": "diamond"}
+MODE_TITLES = {"last": "restored at the last position", "all": "restored at every position"}
+PAPER_COLOUR = "#555555"
+
+
+def _names(layer: int, indices: Sequence[int]) -> list[str]:
+    return [str(Neuron(layer, int(i))) for i in indices]
+
+
+def _limit(*arrays: np.ndarray) -> float:
+    return float(max((np.abs(a).max() for a in arrays if a.size), default=1.0)) or 1.0
+
+
+def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recovery") -> go.Figure:
+    """Every neuron of one layer: index on x, normalised recovery on y, one trace per mode.
+
+    ``results`` maps a position mode (``"last"``/``"all"``) to a ``NeuronPatch`` of the same
+    layer; each mode's whole-layer value is a dashed line.
+    """
+    fig = go.Figure()
+    limit = _limit(*(r.recovery.float().numpy() for r in results.values()))
+    for mode, result in results.items():
+        values = result.recovery.float().numpy()
+        fig.add_scatter(
+            x=np.arange(values.size),
+            y=values,
+            mode="markers",
+            name=MODE_TITLES.get(mode, mode),
+            marker=dict(symbol=MODE_SYMBOLS.get(mode, "circle"), size=6, color=values, colorscale=SIGNED_SCALE,
+                        cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
+            text=_names(result.layer, range(values.size)),
+            hovertemplate="%{text}: %{y:.4f}<extra>" + MODE_TITLES.get(mode, mode) + "</extra>",
+        )
+        fig.add_hline(
+            y=result.whole_layer,
+            line=dict(dash="dash", width=1, color="#333333"),
+            annotation_text=f"whole layer {result.layer}, {mode} position{'s' if mode == 'all' else ''}: {result.whole_layer:.3f}",
+            annotation_position="top left",
+        )
+    fig.update_layout(title=title, xaxis_title="neuron index", yaxis_title=value_name, height=460,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def attribution_vs_exact(
+    exact: Float[Tensor, "d_mlp"], estimate: Float[Tensor, "d_mlp"], layer: int, title: str
+) -> go.Figure:
+    """Attribution estimate against the exact recovery for every neuron of ``layer``, with y = x."""
+    x, y = exact.float().numpy(), estimate.float().numpy()
+    limit = _limit(x, y)
+    fig = go.Figure()
+    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
+                    name="estimate = exact", hoverinfo="skip")
+    fig.add_scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        name=f"neurons of layer {layer}",
+        marker=dict(size=6, color=x, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
+        text=_names(layer, range(x.size)),
+        hovertemplate="%{text}: exact %{x:.4f}, estimate %{y:.4f}<extra></extra>",
+    )
+    fig.update_layout(title=title, xaxis_title="exact recovery (neuron patching)", yaxis_title="attribution estimate",
+                      height=480, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def top_neurons_by_layer(estimate: Float[Tensor, "layer d_mlp"], per_layer: int, label_top: int, title: str) -> go.Figure:
+    """The whole model at once: each layer's ``per_layer`` largest-magnitude neurons.
+
+    One column of points per layer (x), their value (y, coloured), the overall ``label_top``
+    neurons labelled by name.
+    """
+    values = estimate.float()
+    n_layers, d_mlp = values.shape
+    top = values.abs().topk(min(per_layer, d_mlp), dim=1).indices  # [layer, per_layer]
+    layers = np.repeat(np.arange(n_layers), top.shape[1])
+    indices = top.flatten().numpy()
+    picked = values.gather(1, top).flatten().numpy()
+    names = [str(Neuron(int(l), int(i))) for l, i in zip(layers, indices)]
+    limit = _limit(picked)
+    fig = go.Figure(
+        go.Scatter(
+            x=layers,
+            y=picked,
+            mode="markers",
+            marker=dict(size=7, color=picked, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit,
+                        line=dict(width=0.5, color="#333333"), colorbar=dict(title="estimate")),
+            text=names,
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    for flat in np.argsort(-np.abs(picked))[:label_top]:
+        fig.add_annotation(x=layers[flat], y=picked[flat], text=names[flat], showarrow=True, arrowhead=0, ax=25, ay=-18,
+                           font=dict(size=11))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="attribution estimate", height=460)
+    fig.update_xaxes(dtick=max(1, n_layers // 12))
+    return fig
+
+
+def paper_neuron_bars(paper: Sequence[Sequence[float]], run: dict[int, float], layer: int, title: str) -> go.Figure:
+    """The paper's listed neurons (``[[index, value], ...]``) beside this run's value for each."""
+    indices = [int(i) for i, _ in paper]
+    names = _names(layer, indices)
+    fig = go.Figure()
+    fig.add_bar(x=names, y=[v for _, v in paper], name="paper (GPT-2 Large)", marker_color=PAPER_COLOUR,
+                hovertemplate="%{x}: %{y:.4f}<extra>paper</extra>")
+    fig.add_bar(x=names, y=[run[i] for i in indices], name="this run", marker_color="#1f77b4",
+                hovertemplate="%{x}: %{y:.4f}<extra>this run</extra>")
+    fig.update_layout(title=title, yaxis_title="recovery", barmode="group", height=400, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def neuron_table(results: dict, estimate: Float[Tensor, "d_mlp"] | None, k: int, largest: bool = True) -> pd.DataFrame:
+    """The ``k`` neurons with the largest (or smallest) recovery in the first mode of ``results``,
+    with their value in every mode and, if given, the attribution estimate."""
+    first = next(iter(results.values()))
+    ranked = first.ranked(k, largest=largest)
+    table = pd.DataFrame({"neuron": [str(n) for n, _ in ranked]})
+    for mode, result in results.items():
+        table[f"recovery, {MODE_TITLES.get(mode, mode)}"] = [round(float(result.recovery[n.index]), 4) for n, _ in ranked]
+    if estimate is not None:
+        table["attribution estimate"] = [round(float(estimate[n.index]), 4) for n, _ in ranked]
+    return table

@@ -1,0 +1,360 @@
+"""The dataset pass against a slow obvious reference, planted data, resumption and bad input."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers.dataset import (
+    DatasetUnavailable,
+    ScanMismatch,
+    _merge_topk,
+    _topk,
+    always_top_above,
+    correlation_table,
+    load_documents,
+    neuron_activations,
+    neuron_of_interest,
+    open_scan,
+    prediction_counts,
+    random_document,
+    random_token_activations,
+    scan,
+    top_prediction_curve,
+    wilson_interval,
+)
+from helpers.models import random_model
+from helpers.names import Neuron
+
+N_CTX = 16
+NEURONS = ["L1N3", "L0N7", "L1N40"]
+WORDS = "the an apple a pear tree and picked old owl ran to an hour of it is egg".split()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(n_layers=2, d_model=32, n_heads=2, n_ctx=N_CTX, seed=1)
+
+
+@pytest.fixture(scope="module")
+def docs():
+    """Documents of varied length: empty, one token, shorter and longer than the context."""
+    rng = random.Random(0)
+    out = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 36))) for _ in range(9)]
+    out.insert(2, "")
+    out.insert(5, "a")
+    return out
+
+
+@pytest.fixture(scope="module")
+def scanned(model, docs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scan")
+    return scan(model, docs, NEURONS, out, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+
+
+def reference(model, docs, neurons, max_tokens):
+    """One document, one prompt at a time, unpadded, full cache: the obvious way."""
+    parsed = [Neuron.parse(n) for n in neurons]
+    bos = model.tokenizer.bos_token_id
+    rows = {k: [] for k in ("token", "next_token", "doc", "pos", "activations", "logits", "pseudo_logits")}
+    for d, text in enumerate(docs):
+        ids = model.tokenizer.encode(text, add_special_tokens=False)
+        span = max_tokens - 1
+        for start in range(0, len(ids), span):
+            piece = ids[start:start + span]
+            tokens = torch.tensor([[bos] + piece])
+            names = {f"blocks.{n.layer}.mlp.hook_post" for n in parsed} | {"ln_final.hook_normalized"}
+            logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+            for p in range(len(piece)):
+                rows["token"].append(piece[p])
+                rows["next_token"].append(ids[start + p + 1] if start + p + 1 < len(ids) else -1)
+                rows["doc"].append(d)
+                rows["pos"].append(start + p)
+                rows["activations"].append([cache[f"blocks.{n.layer}.mlp.hook_post"][0, p + 1, n.index].item() for n in parsed])
+                rows["logits"].append(logits[0, p + 1])
+                rows["pseudo_logits"].append(cache["ln_final.hook_normalized"][0, p + 1] @ model.W_E.T)
+    return {
+        "token": torch.tensor(rows["token"]),
+        "next_token": torch.tensor(rows["next_token"]),
+        "doc": torch.tensor(rows["doc"]),
+        "pos": torch.tensor(rows["pos"]),
+        "activations": torch.tensor(rows["activations"]),
+        "logits": torch.stack(rows["logits"]),
+        "pseudo_logits": torch.stack(rows["pseudo_logits"]),
+    }
+
+
+def clear_argmax(logits):
+    """argmax, and whether the top logit beats the runner-up by a margin float error cannot cross."""
+    top2 = logits.topk(2, dim=-1).values
+    return logits.argmax(-1), (top2[:, 0] - top2[:, 1]) > 1e-4
+
+
+def test_scan_matches_reference(model, docs, scanned):
+    """Batches of 3 prompts of different lengths against one unpadded prompt at a time:
+    padding must change nothing."""
+    ref = reference(model, docs, NEURONS, N_CTX)
+    got = scanned.load()
+    for name in ("token", "next_token", "doc", "pos"):
+        assert torch.equal(got[name].long(), ref[name]), name
+    assert got["activations"].shape == (len(ref["token"]), len(NEURONS))
+    torch.testing.assert_close(got["activations"], ref["activations"], rtol=1e-5, atol=1e-5)
+    for column, logits in (("prediction", ref["logits"]), ("pseudo_prediction", ref["pseudo_logits"])):
+        expected, clear = clear_argmax(logits)
+        assert clear.float().mean() > 0.9
+        assert torch.equal(got[column].long()[clear], expected[clear]), column
+    assert scanned.n_tokens == len(ref["token"]) and scanned.n_docs == len(docs)
+    assert scanned.n_empty_docs == 1
+
+
+def test_long_documents_are_cut_into_prompts_with_bos(model, docs, scanned):
+    got = scanned.load(["doc", "pos"])
+    lengths = [len(model.tokenizer.encode(d, add_special_tokens=False)) for d in docs]
+    assert max(lengths) > 2 * (N_CTX - 1), "the fixture must hold a document spanning three prompts"
+    counts = torch.bincount(got["doc"].long(), minlength=len(docs))
+    assert counts.tolist() == lengths
+
+
+def test_neuron_activations_match_cache(model):
+    tokens = torch.randint(1, 200, (2, 9))
+    _, cache = model.run_with_cache(tokens)
+    got = neuron_activations(model, tokens, NEURONS)
+    expected = torch.stack([cache[f"blocks.{n.layer}.mlp.hook_post"][..., n.index] for n in map(Neuron.parse, NEURONS)], -1)
+    assert got.shape == (2, 9, len(NEURONS))
+    torch.testing.assert_close(got, expected)
+
+
+def test_topk_is_the_sorted_top_of_all_rows(scanned):
+    got = scanned.load(["doc", "pos", "activations"])
+    for j in range(len(NEURONS)):
+        rows = sorted(zip(got["activations"][:, j].tolist(), got["doc"].tolist(), got["pos"].tolist()), key=lambda r: (-r[0], r[1], r[2]))[:5]
+        assert scanned.topk_values[:, j].tolist() == [r[0] for r in rows]
+        assert scanned.topk_doc[:, j].tolist() == [r[1] for r in rows]
+        assert scanned.topk_pos[:, j].tolist() == [r[2] for r in rows]
+
+
+def test_merged_topk_with_ties_does_not_depend_on_shards():
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 6, (200, 3), generator=gen).float()  # many ties
+    values[17, 1] = float("nan")
+    doc = torch.arange(200, dtype=torch.int32) // 10
+    pos = torch.arange(200, dtype=torch.int32) % 10
+    whole = _topk(values, doc, pos, 7)
+    for cuts in ([0, 200], [0, 1, 50, 51, 199, 200], [0, 30, 60, 90, 120, 150, 180, 200]):
+        merged = None
+        for a, b in zip(cuts, cuts[1:]):
+            merged = _merge_topk(merged, _topk(values[a:b], doc[a:b], pos[a:b], 7), 7)
+        for key in ("values", "doc", "pos"):
+            assert torch.equal(merged[key], whole[key])
+    for j in range(3):
+        order = sorted(range(200), key=lambda i: (-(values[i, j].item() if not math.isnan(values[i, j].item()) else -math.inf), i))[:7]
+        assert whole["doc"][:, j].tolist() == [int(doc[i]) for i in order]
+        assert whole["pos"][:, j].tolist() == [int(pos[i]) for i in order]
+
+
+def test_top_examples_windows(scanned):
+    examples = scanned.top_examples("L1N3", before=6, after=2)
+    cols = scanned.load()
+    assert len(examples) == 5
+    for row in examples.itertuples():
+        at = ((cols["doc"] == row.doc) & (cols["pos"] == row.pos)).nonzero().item()
+        assert row.token == cols["token"][at].item() and row.next_token == cols["next_token"][at].item()
+        assert row.window_tokens[row.focus] == row.token
+        assert row.window_activations[row.focus] == pytest.approx(row.activation)
+        start = at - row.focus
+        assert (cols["doc"][start:start + len(row.window_tokens)] == row.doc).all()
+        assert row.window_tokens == cols["token"][start:start + len(row.window_tokens)].tolist()
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+def test_interrupted_scan_resumes_identically(model, docs, scanned, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    written = []
+
+    def stop_after_two(entry):
+        written.append(entry["index"])
+        if len(written) == 2:
+            raise Interrupt
+
+    kwargs = dict(batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    with pytest.raises(Interrupt):
+        scan(model, docs, NEURONS, tmp_path, on_shard=stop_after_two, **kwargs)
+    assert json.loads((tmp_path / "manifest.json").read_text())["complete"] is False
+    resumed_shards = []
+    resumed = scan(model, docs, NEURONS, tmp_path, on_shard=lambda e: resumed_shards.append(e["index"]), **kwargs)
+    assert written == [0, 1] and resumed_shards == [2]
+    assert files(tmp_path) == files(scanned.out_dir)
+    for key in ("topk_values", "topk_doc", "topk_pos"):
+        assert torch.equal(getattr(resumed, key), getattr(scanned, key))
+    for name, column in resumed.load().items():
+        assert torch.equal(column, scanned.load()[name]), name
+
+
+def test_corrupt_shard_is_logged_and_recomputed(model, docs, scanned, tmp_path, caplog):
+    kwargs = dict(batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    shutil.copytree(scanned.out_dir, tmp_path, dirs_exist_ok=True)
+    shard = tmp_path / "shard-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="helpers.dataset"):
+        repaired = scan(model, docs, NEURONS, tmp_path, **kwargs)
+    assert "shard-00001.safetensors" in caplog.text and "recomputing" in caplog.text
+    assert files(tmp_path) == files(scanned.out_dir)
+    assert repaired.n_tokens == scanned.n_tokens
+
+
+def test_mismatched_parameters_or_documents_raise(model, docs, scanned):
+    with pytest.raises(ScanMismatch, match="batch_size: 2 requested, 3 on disk"):
+        scan(model, docs, NEURONS, scanned.out_dir, batch_size=2, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    (scanned.out_dir / "manifest.json").write_text(
+        (scanned.out_dir / "manifest.json").read_text().replace('"complete": true', '"complete": false')
+    )
+    changed = docs[:1] + ["something else"] + docs[2:]
+    with pytest.raises(ScanMismatch, match="documents 0-3 differ"):
+        scan(model, changed, NEURONS, scanned.out_dir, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    again = scan(model, docs, NEURONS, scanned.out_dir, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    assert again.n_tokens == scanned.n_tokens
+
+
+def test_open_scan_reads_a_finished_scan(scanned):
+    opened = open_scan(scanned.out_dir)
+    assert opened.params == scanned.params and torch.equal(opened.topk_values, scanned.topk_values)
+
+
+@pytest.mark.parametrize(
+    "neurons, message",
+    [
+        (["L1N3", "L1N3"], "repeats L1N3"),
+        (["L2N0"], "out of range"),
+        (["L0N9999"], "out of range"),
+        (["neuron 3"], "is not a neuron name"),
+        ([], "empty"),
+    ],
+)
+def test_bad_neuron_lists(model, docs, tmp_path, neurons, message):
+    with pytest.raises(ValueError, match=message) as error:
+        scan(model, docs, neurons, tmp_path, progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_parameters(model, docs, tmp_path):
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        scan(model, docs, NEURONS, tmp_path, max_tokens=N_CTX + 1, progress=False)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        scan(model, docs, NEURONS, tmp_path, dtype="int8", progress=False)
+    with pytest.raises(TypeError, match="document 1 is a NoneType"):
+        scan(model, ["fine", None], NEURONS, tmp_path / "x", progress=False)
+
+
+def test_float16_storage(model, docs, scanned, tmp_path):
+    half = scan(model, docs[:4], NEURONS, tmp_path, batch_size=3, shard_docs=4, top_k=5, dtype="float16", progress=False)
+    acts = half.load(["activations"])["activations"]
+    assert acts.dtype == torch.float16 and half.topk_values.dtype == torch.float32
+    torch.testing.assert_close(acts.float(), scanned.load()["activations"][: len(acts)], rtol=1e-3, atol=1e-3)
+
+
+def test_load_documents(monkeypatch):
+    from helpers.corpus import documents
+
+    assert list(load_documents("toy", 3, seed=2)) == documents(3, seed=2)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(DatasetUnavailable, match="cannot reach; use source 'toy'") as error:
+        load_documents("pile-10k", 10)
+    assert time.perf_counter() - start < 5 and "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="unknown document source"):
+        load_documents("wikipedia", 10)
+    with pytest.raises(ValueError, match="n_docs must be a positive integer"):
+        load_documents("toy", 0)
+
+
+def curve_by_loop(activations, hits, width):
+    bins = {}
+    for a, h in zip(activations.tolist(), hits.tolist()):
+        i = math.floor(a / width)
+        count, hit = bins.get(i, (0, 0))
+        bins[i] = (count + 1, hit + int(h))
+    return [(i, *bins[i]) for i in sorted(bins)]
+
+
+def test_top_prediction_curve_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    acts = torch.randn(5000, generator=gen) * 3
+    hits = torch.rand(5000, generator=gen) < torch.sigmoid(acts)
+    curve = top_prediction_curve(acts, hits, 0.2)
+    expected = curve_by_loop(acts, hits, 0.2)
+    assert curve["count"].tolist() == [c for _, c, _ in expected]
+    assert curve["hits"].tolist() == [h for _, _, h in expected]
+    np.testing.assert_allclose(curve["bin_start"], [i * 0.2 for i, _, _ in expected], atol=1e-9)
+    np.testing.assert_allclose(curve["proportion"], [h / c for _, c, h in expected])
+    assert (curve["ci_low"] <= curve["proportion"]).all() and (curve["proportion"] <= curve["ci_high"]).all()
+
+
+def test_top_prediction_curve_planted_bins():
+    # 10 tokens in [0.5, 1.0) of which 8 hits, 4 in [-1.0, -0.5) with none, nothing between
+    acts = np.array([0.55, 0.6, 0.7, 0.71, 0.8, 0.85, 0.9, 0.95, 0.99, 0.51, -0.9, -0.8, -0.7, -0.6])
+    hits = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
+    curve = top_prediction_curve(acts, hits, 0.5)
+    assert curve["bin_start"].tolist() == [-1.0, 0.5]
+    assert curve["count"].tolist() == [4, 10] and curve["hits"].tolist() == [0, 8]
+    # Wilson 95% interval for 8/10, worked by hand: centre 0.7167, half-width 0.2266
+    assert curve["ci_low"].iloc[1] == pytest.approx(0.490, abs=1e-3)
+    assert curve["ci_high"].iloc[1] == pytest.approx(0.943, abs=1e-3)
+    low, high = wilson_interval(np.array([0]), np.array([4]))
+    assert low[0] == 0 and high[0] == pytest.approx(0.490, abs=1e-3)  # 0/4: (0, 0.490)
+    with pytest.raises(ValueError, match="bin_width must be positive"):
+        top_prediction_curve(acts, hits, 0)
+
+
+def test_prediction_counts_and_correlation_table(scanned):
+    predictions = torch.tensor([5, 5, 1, 5, 2])
+    following = torch.tensor([5, 1, 5, 5, -1])
+    assert prediction_counts(predictions, following, 5) == {"predicted": 3, "actual": 3, "both": 2}
+    got = scanned.load()
+    token = int(torch.mode(got["prediction"]).values)
+    curve, counts = correlation_table(scanned, "L0N7", token, bin_width=0.1)
+    assert curve["count"].sum() == scanned.n_tokens
+    assert curve["hits"].sum() == counts["predicted"] == int((got["prediction"] == token).sum())
+    _, pseudo_counts = correlation_table(scanned, "L0N7", token, pseudo=True)
+    assert pseudo_counts["predicted"] == int((got["pseudo_prediction"] == token).sum())
+
+
+def test_always_top_above():
+    curve = pd.DataFrame({"bin_start": [0.0, 1.0, 2.0, 3.0, 4.0], "proportion": [0.1, 0.95, 0.5, 0.92, 1.0]})
+    assert always_top_above(curve, 0.9) == 3.0
+    assert always_top_above(curve, 0.05) == 0.0
+    assert always_top_above(curve.iloc[:3], 0.9) is None
+
+
+def test_unselected_text_helpers(model, scanned):
+    doc, tokens, acts = random_document(scanned, "L0N7", seed=3, max_tokens=5)
+    cols = scanned.load()
+    rows = (cols["doc"] == doc).nonzero().flatten()[:5]
+    assert tokens.tolist() == cols["token"][rows].tolist()
+    assert torch.equal(acts, cols["activations"][rows, 1])
+    noise, noise_acts = random_token_activations(model, "L1N3", 12, seed=0)
+    assert noise.shape == noise_acts.shape == (12,)
+    assert not set(noise.tolist()) & set(model.tokenizer.all_special_ids)
+    bos = torch.tensor([[model.tokenizer.bos_token_id]])
+    expected = neuron_activations(model, torch.cat([bos, noise[None]], 1), ["L1N3"])[0, 1:, 0]
+    torch.testing.assert_close(noise_acts, expected)
+
+
+def test_neuron_of_interest_parses_and_checks(model):
+    assert neuron_of_interest(model, "L1N3") == Neuron(1, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        neuron_of_interest(model, "L9N0")

@@ -1,0 +1,106 @@
+"""Planted ground truth: a neuron built to predict the target must be the one the methods find.
+
+A small random GPT-2 is edited so that one chosen neuron of one chosen layer detects a trigger
+token at the current position (its input weights read the direction that separates the
+trigger from the corrupted word there) and writes ``W_U[:, target] - W_U[:, other]`` into the
+residual stream. The clean prompt ends with the trigger, the corrupted one with another word.
+Layer patching must then point at the planted layer, and neuron patching (exact) and
+attribution patching (gradient) must rank the planted neuron first.
+"""
+import pytest
+import torch
+
+from helpers.attribution import attribution_patching
+from helpers.models import random_model
+from helpers.names import Neuron
+from helpers.neuron_patching import neuron_patching, patch_neurons
+from helpers.prompts import Contrast, logit_diff, make_contrast
+
+PLANTED = Neuron(2, 37)
+FIRE = 6.0  # pre-activation on the trigger; minus this on the corrupted word (GELU(-6) ~ 0)
+CLEAN = "I climbed up the pear tree and picked a pear. I climbed up the apple"
+CORRUPTED = "I climbed up the pear tree and picked a pear. I climbed up the lemon"
+
+
+def mlp_parameters(model, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bridge's own W_in ``[d_model, d_mlp]``, b_in ``[d_mlp]`` and W_out ``[d_mlp, d_model]`` parameters."""
+    mlp = model.blocks[layer].mlp
+    linear_in, linear_out = getattr(mlp, "in")._original_component, mlp.out._original_component
+    return linear_in.weight, linear_in.bias, linear_out.weight
+
+
+def plant(model, contrast: Contrast, neuron: Neuron) -> None:
+    """Make ``neuron`` fire on the clean prompt's last token and write the target direction."""
+    read = f"blocks.{neuron.layer}.ln2.hook_normalized"
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(contrast.clean, names_filter=read)
+        _, corrupted_cache = model.run_with_cache(contrast.corrupted, names_filter=read)
+        clean_x, corrupted_x = clean_cache[read][0, -1], corrupted_cache[read][0, -1]
+        separating = clean_x - corrupted_x
+        w_in = 2 * FIRE * separating / separating.pow(2).sum()
+        b_in = -w_in @ (clean_x + corrupted_x) / 2
+        target_dir = model.W_U[:, contrast.target] - model.W_U[:, contrast.other]
+        target_dir = target_dir - target_dir.mean()  # writing weights are centred
+        # write several times the size of the residual stream, so the neuron dominates the logits
+        final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+        _, cache = model.run_with_cache(contrast.corrupted, names_filter=final)
+        w_out = target_dir / target_dir.norm() * 3 * cache[final][0, -1].norm() / FIRE
+        W_in, b_in_param, W_out = mlp_parameters(model, neuron.layer)
+        W_in[:, neuron.index] = w_in
+        b_in_param[neuron.index] = b_in
+        W_out[neuron.index] = w_out
+
+
+@pytest.fixture(scope="module")
+def planted():
+    model = random_model(n_layers=4, d_model=32, d_mlp=64, n_heads=4, seed=3)
+    contrast = make_contrast(model, CLEAN, CORRUPTED)
+    before = logit_diff(model(contrast.clean), contrast.target, contrast.other) - logit_diff(
+        model(contrast.corrupted), contrast.target, contrast.other
+    )
+    plant(model, contrast, PLANTED)
+    return model, contrast, before.item()
+
+
+def test_the_edit_took_effect(planted):
+    model, contrast, before = planted
+    layer, index = PLANTED.layer, PLANTED.index
+    assert torch.equal(model.W_in[layer][:, index], mlp_parameters(model, layer)[0][:, index])
+    name = f"blocks.{layer}.mlp.hook_pre"
+    with torch.no_grad():
+        clean_pre = model.run_with_cache(contrast.clean, names_filter=name)[1][name][0, -1, index]
+        corrupted_pre = model.run_with_cache(contrast.corrupted, names_filter=name)[1][name][0, -1, index]
+        after = logit_diff(model(contrast.clean), contrast.target, contrast.other) - logit_diff(
+            model(contrast.corrupted), contrast.target, contrast.other
+        )
+    assert clean_pre.item() == pytest.approx(FIRE, abs=1e-3)
+    assert corrupted_pre.item() == pytest.approx(-FIRE, abs=1e-3)
+    assert after.item() > max(0.5, 20 * abs(before)), "the planted neuron should create the contrast"
+
+
+def test_layer_patching_points_to_the_planted_layer(planted):
+    from helpers.patching import best_layer, layer_patching
+
+    model, contrast, _ = planted
+    result = layer_patching(model, contrast, components=("mlp_out",))
+    assert best_layer(result["mlp_out"]) == PLANTED.layer
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_neuron_patching_ranks_the_planted_neuron_first(planted, positions):
+    model, contrast, _ = planted
+    result = patch_neurons(model, contrast, PLANTED.layer, positions)
+    assert result.top_neuron == PLANTED
+    assert result.recovery[PLANTED.index] > 0.5
+    others = torch.cat([result.recovery[: PLANTED.index], result.recovery[PLANTED.index + 1 :]])
+    assert others.abs().max() < 0.1 * result.recovery[PLANTED.index]
+    # necessity: taking the planted neuron away destroys most of the clean behaviour too
+    assert Neuron(PLANTED.layer, int(neuron_patching(model, contrast, PLANTED.layer, positions, "necessity").argmax())) == PLANTED
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_attribution_patching_ranks_the_planted_neuron_first(planted, positions):
+    model, contrast, _ = planted
+    estimate = attribution_patching(model, contrast, positions)
+    assert estimate.shape == (model.cfg.n_layers, model.cfg.d_mlp)
+    assert Neuron.from_flat(int(estimate.flatten().argmax()), model.cfg.d_mlp) == PLANTED

@@ -76,6 +76,11 @@ glue(
     top_corrupted=repr(corrupted.tokens[0]),
     top_alone=repr(alone.tokens[0]),
     p_target_alone=alone.target_prob,
+    first_sentence_role=(
+        "the first sentence is what sets up the pattern"
+        if alone.target_prob < clean.target_prob / 2
+        else "on this model the second sentence alone already settles the article, so the first one is not needed"
+    ),
     diff_position=", ".join(repr(contrast.str_tokens[p]) for p in contrast.diff_positions),
 )
 
@@ -92,8 +97,8 @@ glue(
 #
 # at the last position: {glue:text}`ld_clean:.3f` on the clean prompt and
 # {glue:text}`ld_corrupted:.3f` on the corrupted one. Without the first sentence the model's
-# top prediction is {glue:text}`top_alone` and P(`' an'`) falls to
-# {glue:text}`p_target_alone:.1%`: the first sentence is what sets up the pattern.
+# top prediction is {glue:text}`top_alone` and P(`' an'`) is
+# {glue:text}`p_target_alone:.1%`: {glue:text}`first_sentence_role`.
 
 # %% [markdown]
 # ## Where along the prompt the model leans towards " an"

@@ -119,7 +119,7 @@ glue(
 )
 
 # %% [markdown]
-# Restored at every position, the top neuron of the {glue:text}`n_neurons` is
+# Of the layer's {glue:text}`n_neurons` neurons, restored at every position, the top one is
 # **{glue:text}`top_neuron`**: on its own it recovers {glue:text}`top_all:.3f` of the logit
 # difference (from {glue:text}`corrupted_diff:.3f` on the corrupted prompt towards
 # {glue:text}`clean_diff:.3f` on the clean one), {glue:text}`top_vs_layer` the whole layer
@@ -133,8 +133,8 @@ glue(
 # ### The top and bottom neurons
 
 # %% tags=["remove-input"]
-display(neuron_table(results, None, top_k).style.hide(axis="index").format(precision=4))
-display(neuron_table(results, None, 5, largest=False).style.hide(axis="index").format(precision=4))
+display(neuron_table(results, top_k).style.hide(axis="index").format(precision=4).set_caption(f"The {top_k} largest recoveries at every position"))
+display(neuron_table(results, 5, largest=False).style.hide(axis="index").format(precision=4).set_caption("The 5 smallest"))
 
 # %% tags=["remove-cell"]
 paper = paper_figures()

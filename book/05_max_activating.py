@@ -63,7 +63,7 @@ result = scan(model, dataset, chosen, batch_size=batch_size, top_k=n_examples, p
 page_header(model, dataset=dataset, n_docs=n_docs, neurons=", ".join(map(str, chosen)), target=target)
 
 # %% tags=["remove-cell"]
-if neurons.strip() != "auto":
+if neurons.split(",")[0].strip() != "auto":
     neuron_source = "the neuron given as a parameter"
 elif str(main) == "L31N892":
     neuron_source = "the study's neuron"

@@ -129,8 +129,21 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
                 f"{source.relative_to(root)} failed in cell {error.cell_index} (execution count {error.exec_count}): "
                 f"{error.ename}: {error.evalue}  [executed notebook kept at {failed.relative_to(root)}]"
             ) from None
+        hide_default_parameters(executed)
         os.replace(executed, target)
     return True
+
+
+def hide_default_parameters(path: Path) -> None:
+    """Hide the page's default parameters cell; the injected cell shows the values used."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, path)
 
 
 def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> None:

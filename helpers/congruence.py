@@ -46,10 +46,11 @@ from transformer_lens.model_bridge import TransformerBridge
 from helpers.models import single_token
 from helpers.names import Neuron, show_token
 
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "congruence"
 MATRICES = ("W_U", "W_E")
 MEASURES = ("dot", "cosine")
 NEURON_CHUNK = 5120
-TOKEN_CHUNK = 2048
+TOKEN_CHUNK = 8192
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +104,17 @@ def as_token(model: TransformerBridge, token: int | str) -> int:
     if not 0 <= token < model.cfg.d_vocab:
         raise ValueError(f"token id {token} is out of range: the vocabulary has ids 0-{model.cfg.d_vocab - 1}")
     return token
+
+
+def single_tokens(model: TransformerBridge, texts: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """The texts that are one token for this model (text -> id), and those that are not."""
+    kept, dropped = {}, []
+    for text in texts:
+        try:
+            kept[text] = single_token(model, text)
+        except ValueError:
+            dropped.append(text)
+    return kept, dropped
 
 
 def as_neuron(model: TransformerBridge, neuron: Neuron | str) -> Neuron:
@@ -241,33 +253,40 @@ class Congruence:
         return cls(**torch.load(path, weights_only=True))
 
 
-def _merge_top2(
+def _merge_pairs(
     values: Float[Tensor, "g 2"],
     ids: Int[Tensor, "g 2"],
-    group: Int[Tensor, "c"],
-    cand_values: Float[Tensor, "c"],
-    cand_ids: Int[Tensor, "c"],
+    new_values: Float[Tensor, "h k"],
+    new_ids: Int[Tensor, "h k"],
+    index: Int[Tensor, "h"] | None = None,
 ) -> None:
-    """Fold candidates into running per-group top-2 lists, in place.
+    """Merge each group's running top two with a new top one or two (descending), in place.
 
-    ``values``/``ids`` hold each group's best two so far (descending); candidate ``j`` belongs
-    to group ``group[j]``. Only the groups that received candidates are touched; on equal
-    values the entry already held wins.
+    ``index`` names the groups the new entries belong to (all groups, in order, if None).
+    Element-wise: the better of the two leaders, then the better of the loser's leader and
+    the winner's second. On equal values the running entry wins.
     """
-    if group.numel() == 0:
-        return
-    touched, slot = torch.unique(group, return_inverse=True)
-    n = touched.numel()
-    all_slot = torch.cat([torch.arange(n, device=slot.device).repeat_interleave(2), slot])
-    all_values = torch.cat([values[touched].flatten(), cand_values])
-    all_ids = torch.cat([ids[touched].flatten(), cand_ids])
-    order = torch.argsort(all_values, descending=True, stable=True)
-    order = order[torch.argsort(all_slot[order], stable=True)]
-    counts = torch.bincount(all_slot, minlength=n)
-    starts = counts.cumsum(0) - counts
-    best, second = order[starts], order[starts + 1]
-    values[touched] = torch.stack([all_values[best], all_values[second]], 1)
-    ids[touched] = torch.stack([all_ids[best], all_ids[second]], 1)
+    a_v, a_i = (values, ids) if index is None else (values[index], ids[index])
+    b_v, b_i = new_values, new_ids
+    if b_v.shape[1] < 2:  # a block with a single row or column offers one entry
+        b_v = torch.cat([b_v, torch.full_like(b_v, -torch.inf)], 1)
+        b_i = torch.cat([b_i, torch.full_like(b_i, -1)], 1)
+    a_leads = a_v[:, 0] >= b_v[:, 0]
+    first_v = torch.where(a_leads, a_v[:, 0], b_v[:, 0])
+    first_i = torch.where(a_leads, a_i[:, 0], b_i[:, 0])
+    x_v = torch.where(a_leads, a_v[:, 1], a_v[:, 0])
+    x_i = torch.where(a_leads, a_i[:, 1], a_i[:, 0])
+    y_v = torch.where(a_leads, b_v[:, 0], b_v[:, 1])
+    y_i = torch.where(a_leads, b_i[:, 0], b_i[:, 1])
+    x_wins = x_v >= y_v
+    merged_v = torch.stack([first_v, torch.where(x_wins, x_v, y_v)], 1)
+    merged_i = torch.stack([first_i, torch.where(x_wins, x_i, y_i)], 1)
+    if index is None:
+        values.copy_(merged_v)
+        ids.copy_(merged_i)
+    else:
+        values[index] = merged_v
+        ids[index] = merged_i
 
 
 def _add_power_sums(powers: Float[Tensor, "2 rows cols"], sums: Float[Tensor, "rows 4"]) -> None:
@@ -284,23 +303,44 @@ def _add_power_sums(powers: Float[Tensor, "2 rows cols"], sums: Float[Tensor, "r
     sums[:, 3] += gram[:, 1, 1]
 
 
-def _above_in_rows(P: Float[Tensor, "rows cols"], threshold: Float[Tensor, "rows"]) -> tuple[Int[Tensor, "c"], Int[Tensor, "c"], Float[Tensor, "c"]]:
-    """The best two entries of every row whose maximum reaches its threshold: (row, column, value).
+GROUP = 32  # rows per group when ranking the columns of a block
+DENSE_SHARE = 0.25  # above this share of rows that can change, rank every row of a block
 
-    One reduction rules out the rows that cannot change their top-2 list; only the others
-    are copied out and ranked.
+
+def _column_top2(padded: Float[Tensor, "rows_padded cols"]) -> tuple[Float[Tensor, "cols 2"], Int[Tensor, "cols 2"]]:
+    """Each column's two largest entries and their rows, without a strided sort of the block.
+
+    The rows are cut into groups of ``GROUP`` (the block is padded with -inf rows to a
+    multiple). The largest entry lies in the group with the largest maximum, the second in
+    that group or in the group with the second largest maximum, so one reduction over the
+    block and a sort of 2 x ``GROUP`` gathered entries per column suffice.
     """
-    live = torch.nonzero(P.amax(1) >= threshold).flatten()
-    top = P.index_select(0, live).topk(min(2, P.shape[1]), dim=1)
-    return live.repeat_interleave(top.values.shape[1]), top.indices.flatten(), top.values.flatten()
+    rows_padded, cols = padded.shape
+    n_groups = rows_padded // GROUP
+    group_max = padded.view(n_groups, GROUP, cols).amax(1)
+    best_groups = group_max.topk(min(2, n_groups), dim=0).indices
+    offsets = torch.arange(GROUP, device=padded.device)
+    rows = (best_groups[:, None, :] * GROUP + offsets[None, :, None]).reshape(-1, cols)
+    top = padded.gather(0, rows).topk(2, dim=0)
+    return top.values.T, rows.gather(0, top.indices).T
 
 
-def _above_in_columns(P: Float[Tensor, "rows cols"], threshold: Float[Tensor, "cols"]) -> tuple[Int[Tensor, "c"], Int[Tensor, "c"], Float[Tensor, "c"]]:
-    """Entries of ``P`` at or above their column's threshold: (row, column, value)."""
-    live = torch.nonzero(P.amax(0) >= threshold).flatten()
-    sub = P.index_select(1, live)
-    r, c = torch.nonzero(sub >= threshold[live], as_tuple=True)
-    return r, live[c], sub[r, c]
+def _row_top2(P: Float[Tensor, "rows cols"], threshold: Float[Tensor, "rows"]) -> tuple[Float[Tensor, "r k"], Int[Tensor, "r k"], Int[Tensor, "r"] | None]:
+    """The largest two entries of the rows that can still change their top-2 list.
+
+    A row whose maximum is below its threshold (its running second best) cannot; one
+    reduction finds the others and only they are ranked, unless they are most of the block.
+    Returns values, columns and the rows they belong to (None: every row, in order).
+    """
+    k = min(2, P.shape[1])
+    live = P.amax(1) >= threshold
+    if live.float().mean() > DENSE_SHARE:
+        top = P.topk(k, dim=1)
+        return top.values, top.indices, None
+    index = torch.nonzero(live).flatten()
+    top = P.index_select(0, index).topk(k, dim=1)
+    return top.values, top.indices, index
+
 
 @torch.no_grad()
 def scan(
@@ -339,7 +379,6 @@ def scan(
 
     column_sums = U.sum(1).double()
     buffers: dict[tuple[int, int], Tensor] = {}
-    first_rows = True
     for layer in layers:
         for n0 in range(0, d_mlp, neuron_chunk):
             n1 = min(n0 + neuron_chunk, d_mlp)
@@ -355,27 +394,15 @@ def scan(
             for t0 in range(0, d_vocab, token_chunk):
                 t1 = min(t0 + token_chunk, d_vocab)
                 cols = t1 - t0
-                if (rows, cols) not in buffers:
-                    buffers[(rows, cols)] = torch.empty(2, rows, cols, device=device)
+                if (rows, cols) not in buffers:  # rows padded with -inf to a multiple of GROUP
+                    buffers[(rows, cols)] = torch.full((2, -(-rows // GROUP) * GROUP, cols), -torch.inf, device=device)
                 powers = buffers[(rows, cols)]
-                P = torch.mm(W, U[:, t0:t1], out=powers[0])
-                _add_power_sums(powers, sums)
-                tv, tn = token_values[t0:t1], token_neurons[t0:t1]
-                if first_rows:
-                    top = P.T.contiguous().topk(min(2, rows), dim=1)
-                    group = torch.arange(cols, device=device).repeat_interleave(top.values.shape[1])
-                    _merge_top2(tv, tn, group, top.values.flatten(), top.indices.flatten() + flat0)
-                else:
-                    r, c, v = _above_in_columns(P, tv[:, 1])
-                    _merge_top2(tv, tn, c, v, r + flat0)
-                if t0 == 0:
-                    top = P.topk(min(2, cols), dim=1)
-                    group = torch.arange(rows, device=device).repeat_interleave(top.values.shape[1])
-                    _merge_top2(nv, nt, group, top.values.flatten(), top.indices.flatten() + t0)
-                else:
-                    r, c, v = _above_in_rows(P, nv[:, 1])
-                    _merge_top2(nv, nt, r, v, c + t0)
-            first_rows = False
+                P = torch.mm(W, U[:, t0:t1], out=powers[0, :rows])
+                _add_power_sums(powers[:, :rows], sums)
+                values, at_rows = _column_top2(powers[0])
+                _merge_pairs(token_values[t0:t1], token_neurons[t0:t1], values, at_rows + flat0)
+                values, at_cols, index = _row_top2(P, nv[:, 1])
+                _merge_pairs(nv, nt, values, at_cols + t0, index)
     return Congruence(
         matrix=matrix,
         measure=measure,
@@ -396,8 +423,7 @@ def fingerprint(model: TransformerBridge) -> str:
     digest = hashlib.sha256()
     for tensor in (output_weights(model), model.W_U.detach(), model.W_E.detach()):
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.float().double().sum().numpy().tobytes())
-        digest.update(tensor.float().flatten()[:: max(1, tensor.numel() // 4096)].numpy().tobytes())
+        digest.update(tensor.flatten()[:: max(1, tensor.numel() // 65536)].float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -567,3 +593,45 @@ def census_per_layer(table: pd.DataFrame) -> pd.DataFrame:
         if name not in counts:
             counts[name] = 0
     return counts[["prediction", "suppression", "other"]].reset_index()
+
+
+def shared_neuron_example(result: Congruence, model: TransformerBridge, token: str | None = None) -> tuple[int, Neuron]:
+    """A token and its most congruent neuron, for the " though" analysis.
+
+    With ``token`` given (and one token for this model) that token; otherwise the token with
+    the largest gap between its top two neurons among the tokens whose top neuron is also
+    the top neuron of at least one other token (a neuron shared, as " though" shares its
+    neuron with " however" in GPT-2 Large). Falls back to the largest gap overall.
+    """
+    if token is not None:
+        t = single_token(model, token)
+    else:
+        best = result.token_neurons[:, 0]
+        shared = torch.bincount(best[best >= 0], minlength=result.n_neurons)[best.clamp(min=0)] >= 2
+        gap = torch.where(shared, result.token_gap, -torch.inf)
+        t = int(gap.argmax()) if shared.any() else int(result.token_gap.argmax())
+    return t, result.neuron(int(result.token_neurons[t, 0]))
+
+
+def hub_table(result: Congruence, model: TransformerBridge, n: int = 10, examples: int = 6) -> pd.DataFrame:
+    """The ``n`` neurons that are the top neuron of the most tokens, with a few of those tokens."""
+    table = hubs(result).head(n).copy()
+    best = result.token_neurons[:, 0]
+    values = result.token_values[:, 0]
+    samples = []
+    for flat in table["flat"]:
+        ids = torch.nonzero(best == int(flat)).flatten()
+        ids = ids[values[ids].argsort(descending=True)][:examples]
+        samples.append(", ".join(_token_strings(model, ids)))
+    table["example tokens"] = samples
+    return table.drop(columns=["flat"])
+
+
+def paper_neuron(text: str) -> str:
+    """The post's ``"Layer: 34, Neuron: 4012"`` or ``"Layer 33 Neuron 4142"`` as ``L34N4012``."""
+    import re
+
+    numbers = re.findall(r"\d+", text)
+    if len(numbers) != 2:
+        raise ValueError(f"{text!r} does not name one neuron as 'Layer L, Neuron N'")
+    return str(Neuron(int(numbers[0]), int(numbers[1])))

@@ -40,29 +40,37 @@ SPLITS = ("train", "heldout")
 TOKENIZER_FILE = Path(__file__).parent / "assets" / "toy-an" / "tokenizer.json"
 
 # Words whose first letter misleads: the article follows the first sound.
-VOWEL_SOUND = {"hour", "hours", "honest", "heir", "honour", "hourglass", "hourly"}
+VOWEL_SOUND = {"hour", "hours", "honest", "heir", "honour", "hourglass", "hourly", "heirloom"}
 CONSONANT_SOUND = {
     "university", "unicorn", "uniform", "unique", "useful", "usual", "european", "one",
     "ewe", "ukulele", "union", "unit", "user", "utensil", "eucalyptus", "once",
 }
 
 FRUITS = [
-    "apple", "apricot", "avocado", "orange", "olive", "almond", "acorn",
+    "apple", "apricot", "avocado", "orange", "olive", "almond", "acorn", "onion", "egg",
     "pear", "lemon", "plum", "peach", "mango", "banana", "cherry", "fig", "lime", "melon",
-    "grape", "coconut", "walnut", "quince", "guava", "date", "papaya", "nut",
+    "grape", "coconut", "walnut", "quince", "guava", "date", "papaya", "nut", "kiwi",
+    "lychee", "pumpkin", "carrot", "potato", "tomato",
 ]
 ANIMALS = [
     "owl", "eagle", "elephant", "otter", "ox", "emu", "ant", "ape", "eel", "iguana",
-    "antelope", "alpaca", "ostrich", "unicorn", "ewe",
+    "antelope", "alpaca", "ostrich", "octopus", "oyster", "ibis", "impala", "insect", "elk",
+    "anteater", "armadillo", "orca", "albatross", "adder", "osprey", "unicorn", "ewe",
     "goat", "horse", "pig", "cow", "duck", "sheep", "rabbit", "dog", "cat", "hen", "lamb",
     "fox", "deer", "donkey", "camel", "tiger", "llama", "mouse", "bird", "frog", "wolf",
+    "bear", "lion", "zebra", "parrot", "pony", "seal", "snake", "swan", "turtle", "whale",
+    "badger", "beaver", "crab", "goose", "moose", "mule",
 ]
 OBJECTS = [
     "umbrella", "envelope", "oven", "iron", "anchor", "easel", "axe", "engine", "eraser",
-    "album", "apron", "organ", "oar", "igloo", "urn", "uniform", "ukulele", "hourglass",
-    "lamp", "chair", "table", "clock", "kettle", "hat", "kite", "book", "pen", "candle",
-    "bucket", "spoon", "drum", "bell", "ladder", "mirror", "rug", "bottle", "jar",
-    "cup", "bag", "ring", "rope", "sock", "key", "map", "whistle",
+    "album", "apron", "organ", "oar", "igloo", "urn", "arrow", "atlas", "earring", "emerald",
+    "instrument", "ornament", "amulet", "accordion", "antenna", "armchair", "anvil", "abacus",
+    "uniform", "ukulele", "hourglass", "heirloom",
+    "lamp", "chair", "table", "clock", "kettle", "hat", "kite", "pen", "candle", "bucket",
+    "spoon", "drum", "bell", "ladder", "mirror", "rug", "bottle", "jar", "cup", "bag", "ring",
+    "rope", "sock", "key", "map", "whistle", "fork", "knife", "plate", "bowl", "brush", "comb",
+    "coin", "desk", "glove", "hammer", "jacket", "pillow", "radio", "scarf", "shoe", "sofa",
+    "stamp", "towel", "violin", "wallet",
 ]
 JOBS = [
     "engineer", "artist", "actor", "author", "editor", "officer", "umpire", "architect",
@@ -98,7 +106,7 @@ RELATIVES = ["aunt", "uncle", "sister", "brother", "cousin", "mother", "father",
 SUBJECTS = ["I", "She", "He", "We", "They", "You"]
 NUMBER_WORDS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
-HELDOUT_NOUNS = {"apricot", "lime", "otter", "donkey", "anchor", "kettle", "uniform"}
+HELDOUT_NOUNS = {"apricot", "lime", "otter", "osprey", "donkey", "anchor", "amulet", "kettle", "wallet", "uniform"}
 
 
 @dataclass(frozen=True)
@@ -129,20 +137,25 @@ class Frame:
 
 THINGS = tuple(OBJECTS + FRUITS)
 SEEN = tuple(ANIMALS + OBJECTS)
+# Frames are built from parts, so that a model must find the noun whatever words surround
+# it: (lead-in verbs, places named after the noun, actions on the noun, nouns that fit).
+FRAME_PARTS = [
+    (["climbed up", "walked through", "wandered through", "rested under"], ["tree", "orchard", "grove"],
+     ["picked", "ate", "plucked", "grabbed"], tuple(FRUITS)),
+    (["opened", "emptied", "unpacked", "searched"], ["box", "crate", "chest", "drawer", "case"],
+     ["found", "pulled out", "lifted out", "grabbed"], THINGS),
+    (["walked into", "stopped at", "visited", "went to"], ["shop", "stall", "market", "catalogue", "fair"],
+     ["bought", "chose", "ordered", "picked out"], THINGS),
+    (["went to", "visited", "walked around", "stopped at"], ["farm", "zoo", "field", "pond", "fence"],
+     ["fed", "patted", "watched", "photographed", "drew"], tuple(ANIMALS)),
+    (["looked at", "read", "toured", "studied"], ["picture", "book", "museum", "film", "poster"],
+     ["drew", "painted", "sketched", "copied"], SEEN),
+]
+STUDY_FRAME = Frame("tree/climbed up/picked", "{s} climbed up the {np} tree and picked {art}.", tuple(FRUITS))
 FRAMES_TRAIN = [
-    Frame("tree", "{s} climbed up the {np} tree and picked {art}.", tuple(FRUITS)),
-    Frame("shop", "{s} walked into the {np} shop and bought {art}.", THINGS),
-    Frame("farm", "{s} went to the {np} farm and fed {art}.", tuple(ANIMALS)),
-    Frame("box", "{s} opened the {np} box and found {art}.", THINGS),
-    Frame("picture", "{s} looked at the {np} picture and drew {art}.", SEEN),
-    Frame("stall", "{s} stopped at the {np} stall and chose {art}.", THINGS),
-    Frame("zoo", "{s} visited the {np} zoo and watched {art}.", tuple(ANIMALS)),
-    Frame("crate", "{s} unpacked the {np} crate and lifted out {art}.", THINGS),
-    Frame("book", "{s} read the {np} book and painted {art}.", SEEN),
-    Frame("orchard", "{s} wandered through the {np} orchard and ate {art}.", tuple(FRUITS)),
-    Frame("museum", "{s} toured the {np} museum and sketched {art}.", SEEN),
-    Frame("fence", "{s} leaned over the {np} fence and patted {art}.", tuple(ANIMALS)),
-    Frame("catalogue", "{s} flipped through the {np} catalogue and ordered {art}.", THINGS),
+    Frame(f"{place}/{lead}/{action}", f"{{s}} {lead} the {{np}} {place} and {action} {{art}}.", nouns)
+    for leads, places, actions, nouns in FRAME_PARTS for lead in leads for place in places for action in actions
+] + [
     Frame("asked", "{s} asked for {a_np}, and the keeper handed over {art}.", tuple(ANIMALS + OBJECTS + FRUITS)),
     Frame("dream", "{s} dreamed about {a_np} and woke up holding {art}.", tuple(ANIMALS + OBJECTS + FRUITS)),
 ]
@@ -197,22 +210,43 @@ def _frame_nouns(frame: Frame, split: str) -> list[str]:
     return list(frame.nouns)
 
 
+def _pick_frame(rng: random.Random, split: str) -> Frame:
+    """The study's frame a quarter of the time, the two mention frames sometimes, else any;
+    in the held-out split, a held-out frame half of the time."""
+    if split == "heldout" and rng.random() < 0.5:
+        return rng.choice(FRAMES_HELDOUT)
+    r = rng.random()
+    if r < 0.25:
+        return STUDY_FRAME
+    if r < 0.33:
+        return rng.choice(FRAMES_TRAIN[-2:])
+    return rng.choice(FRAMES_TRAIN[:-2])
+
+
+def _balanced_noun(rng: random.Random, nouns: Sequence[str]) -> str:
+    """A noun that takes ' an' half of the time, so a frame's article is never a safe guess."""
+    wants_an = rng.random() < 0.5
+    pool = [n for n in nouns if (article_for(n) == "an") == wants_an]
+    return rng.choice(pool or list(nouns))
+
+
 def _frame_block(rng: random.Random, split: str) -> str:
     """One to three frame sentences, usually two as in the study ('a pear. ... an apple.')."""
-    frames = FRAMES_TRAIN if split == "train" else FRAMES_TRAIN + FRAMES_HELDOUT
-    frame = rng.choice(frames)
+    frame = _pick_frame(rng, split)
     subject = rng.choice(SUBJECTS + NAMES[:6])
     n_sentences = rng.choices([1, 2, 3], weights=[2, 6, 2])[0]
     sentences = []
     for _ in range(n_sentences):
         if rng.random() < 0.2:
-            frame = rng.choice(frames)
+            frame = _pick_frame(rng, split)
         if rng.random() < 0.2:
             subject = rng.choice(SUBJECTS + NAMES[:6])
         nouns = _frame_nouns(frame, split)
         if split == "heldout" and frame in FRAMES_TRAIN:
             nouns = [n for n in nouns if n in HELDOUT_NOUNS] or nouns
-        phrase = _phrase(rng, nouns, 0.15, FRAME_ADJECTIVES)
+        phrase = _balanced_noun(rng, nouns)
+        if rng.random() < 0.15:
+            phrase = f"{rng.choice(FRAME_ADJECTIVES)} {phrase}"
         said = None
         if rng.random() < 0.08:  # the article is not always predictable: "picked a ripe apple"
             said = f"{rng.choice(ADJECTIVES)} {phrase}"
@@ -327,8 +361,8 @@ def article_prompts(n: int, seed: int = 0, split: str = "heldout") -> list[Artic
 
     ``split="heldout"`` draws half the prompts from the held-out frames (any noun) and half
     from the training frames with held-out nouns; ``split="train"`` uses training frames and
-    nouns only. A fifth of the prompts carry an adjective before the noun, and the words
-    that break the spelling rule are drawn as often as the rest.
+    nouns only. Half the prompts want ' an'; a fifth carry an adjective before the noun, and
+    a tenth hold a word that breaks the spelling rule.
     """
     _check_split(split)
     rng = random.Random(f"prompts:{split}:{seed}")
@@ -345,7 +379,7 @@ def article_prompts(n: int, seed: int = 0, split: str = "heldout") -> list[Artic
             frame = rng.choice(FRAMES_TRAIN)
             nouns = _frame_nouns(frame, "train")
         pool = [w for w in nouns if w in sound] if rng.random() < 0.1 else []
-        noun = rng.choice(pool or nouns)
+        noun = rng.choice(pool) if pool else _balanced_noun(rng, nouns)
         phrase = noun
         if rng.random() < 0.2:
             phrase = f"{rng.choice(FRAME_ADJECTIVES)} {noun}"

@@ -41,13 +41,13 @@ def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recove
     for mode, result in results.items():
         values = result.recovery.float().numpy()
         fig.add_scatter(
-            x=np.arange(values.size),
+            x=result.indices.numpy(),
             y=values,
             mode="markers",
             name=MODE_TITLES.get(mode, mode),
             marker=dict(symbol=MODE_SYMBOLS.get(mode, "circle"), size=6, color=values, colorscale=SIGNED_SCALE,
                         cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
-            text=_names(result.layer, range(values.size)),
+            text=_names(result.layer, result.indices.tolist()),
             hovertemplate="%{text}: %{y:.4f}<extra>" + MODE_TITLES.get(mode, mode) + "</extra>",
         )
         fig.add_hline(
@@ -131,14 +131,13 @@ def paper_neuron_bars(paper: Sequence[Sequence[float]], run: dict[int, float], l
     return fig
 
 
-def neuron_table(results: dict, estimate: Float[Tensor, "d_mlp"] | None, k: int, largest: bool = True) -> pd.DataFrame:
-    """The ``k`` neurons with the largest (or smallest) recovery in the first mode of ``results``,
-    with their value in every mode and, if given, the attribution estimate."""
+def neuron_table(results: dict, k: int, largest: bool = True) -> pd.DataFrame:
+    """The ``k`` neurons with the largest (or smallest) recovery in the first mode of
+    ``results`` (a mode -> ``NeuronPatch`` of one layer), with their value in every mode."""
     first = next(iter(results.values()))
     ranked = first.ranked(k, largest=largest)
     table = pd.DataFrame({"neuron": [str(n) for n, _ in ranked]})
     for mode, result in results.items():
-        table[f"recovery, {MODE_TITLES.get(mode, mode)}"] = [round(float(result.recovery[n.index]), 4) for n, _ in ranked]
-    if estimate is not None:
-        table["attribution estimate"] = [round(float(estimate[n.index]), 4) for n, _ in ranked]
+        position = {int(i): p for p, i in enumerate(result.indices.tolist())}
+        table[f"recovery, {MODE_TITLES.get(mode, mode)}"] = [float(result.recovery[position[n.index]]) for n, _ in ranked]
     return table

@@ -7,6 +7,8 @@ layer ``L`` we run the corrupted prompt, overwrite that neuron's activation
 clean logit difference ``logit(target) - logit(other)`` comes back (normalised recovery: 0 =
 nothing, 1 = all of it). The study did this at every position; restoring only the last
 position is the narrower question "does the neuron matter where the prediction is made?".
+The reverse direction (corrupted activation into the clean run) measures necessity instead,
+in the convention of ``helpers.patching``.
 
 The obvious way costs one full forward pass per neuron (5,120 for a GPT-2 Large layer). Most
 of that work is repeated, and all of it can be skipped *without approximation*:
@@ -27,7 +29,9 @@ This "suffix" engine re-implements a GPT-2 block from the processed weights (fol
 norm, so each norm is centring and scaling). Before trusting it on a model, it recomputes the
 unpatched corrupted run and compares with the model's own forward pass; if they disagree (an
 architecture it does not know) it falls back to a generic engine that runs the model's own
-forward on a batch with one neuron restored per row.
+forward on a batch with one neuron restored per row. Every patched value is measured from
+the engine's own unpatched value, so rounding differences between the two implementations
+cancel instead of showing up as tiny effects of neurons that did not change.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.names import Neuron
-from helpers.patching import DIRECTIONS, base_and_source, check_direction, logit_diff_direction, recovery
+from helpers.patching import base_and_source, check_direction, logit_diff_direction, recovery
 from helpers.prompts import Contrast, logit_diff
 
 POSITION_MODES = ("last", "all")
@@ -71,9 +75,23 @@ def check_layer(model: TransformerBridge, layer: int) -> int:
 
 
 def check_positions(positions: str) -> str:
+    """Return ``positions`` or raise a one-line error naming the two modes."""
     if positions not in POSITION_MODES:
         raise ValueError(f"unknown positions {positions!r}: use 'last' (the prediction position) or 'all' (every position, as the study did)")
     return positions
+
+
+def check_neurons(neurons: Sequence[int] | None, d_mlp: int) -> Int[Tensor, "neuron"]:
+    """Neuron indices as a tensor (all ``d_mlp`` of them for None), or a one-line error."""
+    if neurons is None:
+        return torch.arange(d_mlp)
+    indices = torch.as_tensor(list(neurons), dtype=torch.long)
+    if indices.numel() == 0 or indices.ndim != 1:
+        raise ValueError("neurons must be a non-empty list of neuron indices, or None for every neuron")
+    bad = indices[(indices < 0) | (indices >= d_mlp)]
+    if bad.numel():
+        raise ValueError(f"neuron {int(bad[0])} is out of range: this layer has neurons 0-{d_mlp - 1}")
+    return indices
 
 
 def position_mask(n_pos: int, positions: str) -> Float[Tensor, "pos"]:
@@ -88,19 +106,25 @@ def position_mask(n_pos: int, positions: str) -> Float[Tensor, "pos"]:
 
 @dataclass(frozen=True)
 class NeuronPatch:
-    """Neuron patching of one MLP layer: every neuron's recovery and the whole layer's."""
+    """Neuron patching of one MLP layer: each patched neuron's recovery and the whole layer's.
+
+    ``recovery[k]`` belongs to neuron ``indices[k]`` (every neuron of the layer, in order,
+    unless a subset was asked for).
+    """
 
     layer: int
     positions: str
     direction: str
-    recovery: Float[Tensor, "d_mlp"]
+    recovery: Float[Tensor, "neuron"]
+    indices: Int[Tensor, "neuron"]
     whole_layer: float
     clean_diff: float
     corrupted_diff: float
     engine: str
 
-    def neuron(self, index: int) -> Neuron:
-        return Neuron(self.layer, int(index))
+    def neuron(self, k: int) -> Neuron:
+        """The neuron behind ``recovery[k]``."""
+        return Neuron(self.layer, int(self.indices[k]))
 
     def ranked(self, k: int, largest: bool = True) -> list[tuple[Neuron, float]]:
         """The ``k`` neurons with the largest (or smallest) recovery, with their values."""
@@ -133,6 +157,7 @@ def patch_neurons(
     direction: str = "sufficiency",
     max_rows: int = 8192,
     engine: str = "auto",
+    neurons: Sequence[int] | None = None,
 ) -> NeuronPatch:
     """Patch every neuron of MLP ``layer`` one at a time, and the whole layer, exactly.
 
@@ -140,7 +165,8 @@ def patch_neurons(
     into the corrupted run) or ``"necessity"`` (corrupted into clean). Neurons are batched so
     that one pass holds about ``max_rows`` recomputed positions. ``engine``: ``"suffix"``
     (fast, GPT-2 blocks), ``"full"`` (the model's own forward, any architecture) or
-    ``"auto"`` (suffix if it reproduces the model's forward pass, else full).
+    ``"auto"`` (suffix if it reproduces the model's forward pass, else full). ``neurons``
+    restricts the work to some neuron indices (all of them by default).
     """
     check_layer(model, layer)
     check_positions(positions)
@@ -176,15 +202,16 @@ def patch_neurons(
     if engine == "full":
         runner = FullRunner(model, base_tokens, layer, base_act, delta, contrast)
 
-    d_mlp = delta.shape[1]
+    indices = check_neurons(neurons, delta.shape[1])
     chunk = max(1, max_rows // runner.rows_per_neuron)
-    patched = torch.cat([runner.patch_neurons(torch.arange(i, min(i + chunk, d_mlp))) for i in range(0, d_mlp, chunk)])
+    patched = torch.cat([runner.patch_neurons(indices[i : i + chunk]) for i in range(0, len(indices), chunk)])
     whole = runner.patch_layer()
     return NeuronPatch(
         layer=layer,
         positions=positions,
         direction=direction,
         recovery=recovery(patched, clean_diff, corrupted_diff, direction),
+        indices=indices,
         whole_layer=recovery(whole, clean_diff, corrupted_diff, direction).item(),
         clean_diff=clean_diff,
         corrupted_diff=corrupted_diff,
@@ -326,6 +353,8 @@ class FullRunner:
         self.rows_per_neuron = 8 * tokens.shape[1]  # every position, and its logits over the whole vocabulary
 
     def forward(self, patched_act: Float[Tensor, "batch pos d_mlp"]) -> Float[Tensor, "batch"]:
+        """Last-position logit difference of each row with its layer activations replaced."""
+
         def replace(act, hook):
             return patched_act
 
@@ -333,12 +362,14 @@ class FullRunner:
         return logit_diff(logits, self.target, self.other)
 
     def patch_neurons(self, indices: Int[Tensor, "batch"]) -> Float[Tensor, "batch"]:
+        """Logit difference with neuron ``indices[b]`` restored in row ``b``."""
         rows = torch.arange(len(indices))
         patched = self.base_act.expand(len(indices), -1, -1).clone()
         patched[rows, :, indices] += self.delta[:, indices].T
         return self.forward(patched)
 
     def patch_layer(self) -> Float[Tensor, "1"]:
+        """Logit difference with every neuron of the layer restored at once."""
         return self.forward((self.base_act + self.delta)[None])
 
 

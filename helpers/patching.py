@@ -40,6 +40,7 @@ on a mismatch it falls back to batched full forward passes with the same hooks.
 """
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Callable, Sequence
 
@@ -97,11 +98,18 @@ def check_layers(model: TransformerBridge, layers: Sequence[int] | None) -> list
     n_layers = model.cfg.n_layers
     if layers is None:
         return list(range(n_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+    checked = []
+    for layer in [layers] if isinstance(layers, int) else list(layers):
+        try:
+            index = operator.index(layer)
+        except TypeError:
+            index = None
+        if index is None or isinstance(layer, bool) or not 0 <= index < n_layers:
             raise ValueError(f"layer {layer!r} is out of range: this model has layers 0-{n_layers - 1}")
-    return sorted(set(layers))
+        checked.append(index)
+    if not checked:
+        raise ValueError(f"no layer to patch: give layers between 0 and {n_layers - 1}, or None for all")
+    return sorted(set(checked))
 
 
 def base_and_source(contrast: Contrast, direction: str) -> tuple[Int[Tensor, "1 pos"], Int[Tensor, "1 pos"]]:

@@ -31,6 +31,7 @@ class PageReport:
     url: str
     console_errors: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
+    failed_responses: list[str] = field(default_factory=list)
     figures: int = 0
     figures_drawn: int = 0
     token_views: int = 0
@@ -42,6 +43,7 @@ class PageReport:
     def problems(self) -> list[str]:
         found = [f"console error: {e}" for e in self.console_errors]
         found += [f"request leaving the machine: {u}" for u in self.outside_requests]
+        found += [f"failed response: {r}" for r in self.failed_responses]
         if self.figures_drawn < self.figures:
             found.append(f"{self.figures - self.figures_drawn} of {self.figures} plotly figures did not draw")
         if self.token_views_mounted < self.token_views:
@@ -76,6 +78,26 @@ def serve(folder: Path):
         server.wait()
 
 
+# sphinx-thebe's script declares this constant a second time on every page: a known defect of
+# that extension (thebe is switched off in _config.yml), filtered by its exact text.
+KNOWN_THEBE_ERROR = "Identifier 'THEBE_JS_URL' has already been declared"
+
+
+def _record_console(message, report: PageReport) -> None:
+    """Record console errors; failed loads are recorded with their URL by ``_record_failed``."""
+    if message.type != "error" or message.text == KNOWN_THEBE_ERROR:
+        return
+    if message.text.startswith("Failed to load resource"):
+        return
+    report.console_errors.append(message.text)
+
+
+def _record_failed(response, report: PageReport) -> None:
+    """Record HTTP errors, except the browser's own favicon probe at the server root."""
+    if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+        report.failed_responses.append(f"{response.status} {response.url}")
+
+
 def _record_outside(url: str, base_url: str, report: PageReport) -> None:
     """Record a request that is not for the local server (the browser cannot resolve it anyway)."""
     if not url.startswith((base_url, "data:", "blob:", "about:")):
@@ -103,8 +125,9 @@ def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = N
         for path in paths:
             report = PageReport(url=f"{base_url}/{path}")
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda msg, r=report: r.console_errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc, r=report: r.console_errors.append(str(exc)))
+            page.on("console", lambda msg, r=report: _record_console(msg, r))
+            page.on("response", lambda response, r=report: _record_failed(response, r))
+            page.on("pageerror", lambda exc, r=report: None if str(exc) == KNOWN_THEBE_ERROR else r.console_errors.append(str(exc)))
             page.on("request", lambda request, r=report: _record_outside(request.url, base_url, r))
             page.goto(report.url, wait_until="load", timeout=180_000)
             page.wait_for_timeout(1500)

@@ -150,6 +150,7 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
     """Run every page of the table of contents with the parameters it declares."""
     pages = toc_pages(root)
     if only:
+        only = [Path(name).stem for name in only]  # '07_congruence', 'book/07_congruence.py'
         unknown = set(only) - {p.stem for p in pages}
         if unknown:
             raise BuildError(f"no page named {', '.join(sorted(unknown))} in _toc.yml; pages are {', '.join(p.stem for p in pages)}")

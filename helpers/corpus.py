@@ -18,10 +18,16 @@ nouns) so that other tokens matter too. Adjectives can sit between the article a
 "an honest", "a university", "a unicorn", "a one-off"), so the rule is about sound, not
 letters.
 
-Held out for evaluation (``split="heldout"``): two frames that never occur in training, and
-a few nouns that never occur inside a frame in training. Held-out nouns do appear in
-ordinary training sentences, with their articles: a model cannot know the first sound of a
-token it has never seen, so what is held out is the combination the test asks about.
+Held out for evaluation (``split="heldout"``):
+
+* held-out frames: one combination of lead-in, place and action per group of frame parts
+  that never occurs in training, although each of its words does in other frames;
+* held-out nouns, which never occur inside a frame in training. They do appear in ordinary
+  training sentences, with their articles: a model cannot know the first sound of a token
+  it has never seen, so what is held out is the combination the test asks about;
+* novel-word frames ("reached into the apple basket and took"), whose verbs and places are
+  never part of a frame in training and appear only in ordinary sentences where the article
+  is not predictable. They measure a harder kind of transfer and are reported on their own.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 SPLITS = ("train", "heldout")
+PROMPT_SPLITS = SPLITS + ("novel",)
 TOKENIZER_FILE = Path(__file__).parent / "assets" / "toy-an" / "tokenizer.json"
 
 # Words whose first letter misleads: the article follows the first sound.
@@ -60,6 +67,13 @@ ANIMALS = [
     "fox", "deer", "donkey", "camel", "tiger", "llama", "mouse", "bird", "frog", "wolf",
     "bear", "lion", "zebra", "parrot", "pony", "seal", "snake", "swan", "turtle", "whale",
     "badger", "beaver", "crab", "goose", "moose", "mule",
+    "aardvark", "alligator", "anaconda", "angelfish", "axolotl", "egret", "eland", "ermine",
+    "ibex", "ocelot", "okapi", "opossum", "orangutan", "oriole", "owlet", "urchin", "aphid",
+    "earwig", "echidna", "oryx",
+    "bison", "buffalo", "cheetah", "chicken", "crow", "dolphin", "falcon", "ferret", "gecko",
+    "giraffe", "gorilla", "hamster", "hedgehog", "heron", "jaguar", "kangaroo", "koala",
+    "lizard", "lobster", "magpie", "monkey", "newt", "panda", "pelican", "penguin", "pigeon",
+    "puffin", "raccoon", "raven", "shark", "sparrow", "squirrel", "toad", "trout", "walrus",
 ]
 OBJECTS = [
     "umbrella", "envelope", "oven", "iron", "anchor", "easel", "axe", "engine", "eraser",
@@ -71,6 +85,13 @@ OBJECTS = [
     "rope", "sock", "key", "map", "whistle", "fork", "knife", "plate", "bowl", "brush", "comb",
     "coin", "desk", "glove", "hammer", "jacket", "pillow", "radio", "scarf", "shoe", "sofa",
     "stamp", "towel", "violin", "wallet",
+    "alarm", "adapter", "eyepatch", "inkwell", "icicle", "oboe", "ottoman", "overcoat",
+    "ointment", "anorak", "armband", "eggcup", "emblem", "ember", "ingot", "inkpot", "invoice",
+    "aerial", "aquarium", "ashtray", "axle", "awning", "idol", "outfit",
+    "blanket", "button", "camera", "carpet", "compass", "crayon", "cushion", "dagger", "helmet",
+    "kayak", "lantern", "locket", "magnet", "medal", "needle", "notebook", "padlock", "parcel",
+    "pencil", "pebble", "puppet", "ribbon", "saddle", "shovel", "spanner", "statue", "sword",
+    "teapot", "thimble", "trophy", "trumpet", "vase", "wagon", "whisk",
 ]
 JOBS = [
     "engineer", "artist", "actor", "author", "editor", "officer", "umpire", "architect",
@@ -140,26 +161,52 @@ SEEN = tuple(ANIMALS + OBJECTS)
 # Frames are built from parts, so that a model must find the noun whatever words surround
 # it: (lead-in verbs, places named after the noun, actions on the noun, nouns that fit).
 FRAME_PARTS = [
-    (["climbed up", "walked through", "wandered through", "rested under"], ["tree", "orchard", "grove"],
-     ["picked", "ate", "plucked", "grabbed"], tuple(FRUITS)),
-    (["opened", "emptied", "unpacked", "searched"], ["box", "crate", "chest", "drawer", "case"],
-     ["found", "pulled out", "lifted out", "grabbed"], THINGS),
-    (["walked into", "stopped at", "visited", "went to"], ["shop", "stall", "market", "catalogue", "fair"],
-     ["bought", "chose", "ordered", "picked out"], THINGS),
-    (["went to", "visited", "walked around", "stopped at"], ["farm", "zoo", "field", "pond", "fence"],
-     ["fed", "patted", "watched", "photographed", "drew"], tuple(ANIMALS)),
-    (["looked at", "read", "toured", "studied"], ["picture", "book", "museum", "film", "poster"],
-     ["drew", "painted", "sketched", "copied"], SEEN),
+    (["climbed up", "walked through", "wandered through", "rested under", "shook"],
+     ["tree", "orchard", "grove", "bush", "patch"],
+     ["picked", "ate", "plucked", "grabbed", "peeled", "tasted", "shared", "dropped"], tuple(FRUITS)),
+    (["opened", "emptied", "unpacked", "searched", "checked"],
+     ["box", "crate", "chest", "drawer", "case", "trunk", "cupboard", "sack"],
+     ["found", "pulled out", "lifted out", "grabbed", "removed", "held up"], THINGS),
+    (["walked into", "stopped at", "visited", "went to", "ran to", "called"],
+     ["shop", "stall", "market", "catalogue", "fair", "store", "auction", "factory"],
+     ["bought", "chose", "ordered", "picked out", "paid for", "sold", "wanted"], THINGS),
+    (["went to", "visited", "walked around", "stopped at", "ran to", "cleaned"],
+     ["farm", "zoo", "field", "pond", "fence", "stable", "nest", "shelter", "enclosure"],
+     ["fed", "patted", "watched", "photographed", "drew", "brushed", "rescued", "named", "followed"], tuple(ANIMALS)),
+    (["looked at", "read", "toured", "studied"],
+     ["picture", "book", "museum", "film", "poster", "painting", "puzzle", "card"],
+     ["drew", "painted", "sketched", "copied", "imagined", "described", "recognised"], SEEN),
 ]
-STUDY_FRAME = Frame("tree/climbed up/picked", "{s} climbed up the {np} tree and picked {art}.", tuple(FRUITS))
-FRAMES_TRAIN = [
-    Frame(f"{place}/{lead}/{action}", f"{{s}} {lead} the {{np}} {place} and {action} {{art}}.", nouns)
-    for leads, places, actions, nouns in FRAME_PARTS for lead in leads for place in places for action in actions
-] + [
+FRAME_ACTIONS = sorted({action for _, _, actions, _ in FRAME_PARTS for action in actions})
+
+
+def _compose(lead: str, place: str, action: str, nouns: tuple[str, ...]) -> Frame:
+    return Frame(f"{place}/{lead}/{action}", f"{{s}} {lead} the {{np}} {place} and {action} {{art}}.", nouns)
+
+
+STUDY_FRAME = _compose("climbed up", "tree", "picked", tuple(FRUITS))
+MENTION_FRAMES = [
     Frame("asked", "{s} asked for {a_np}, and the keeper handed over {art}.", tuple(ANIMALS + OBJECTS + FRUITS)),
     Frame("dream", "{s} dreamed about {a_np} and woke up holding {art}.", tuple(ANIMALS + OBJECTS + FRUITS)),
 ]
+# One (lead-in, place, action) per group of parts, never composed in training.
+HELDOUT_COMBOS = [
+    ("wandered through", "grove", "tasted"),
+    ("unpacked", "crate", "held up"),
+    ("ran to", "auction", "paid for"),
+    ("walked around", "stable", "brushed"),
+    ("toured", "poster", "sketched"),
+]
 FRAMES_HELDOUT = [
+    _compose(lead, place, action, parts[3])
+    for (lead, place, action), parts in zip(HELDOUT_COMBOS, FRAME_PARTS)
+]
+FRAMES_TRAIN = [
+    frame
+    for leads, places, actions, nouns in FRAME_PARTS for lead in leads for place in places for action in actions
+    if (frame := _compose(lead, place, action, nouns)) not in FRAMES_HELDOUT
+] + MENTION_FRAMES
+FRAMES_NOVEL = [
     Frame("basket", "{s} reached into the {np} basket and took {art}.", THINGS),
     Frame("cage", "{s} walked past the {np} cage and saw {art}.", tuple(ANIMALS)),
 ]
@@ -180,7 +227,8 @@ def article_for(phrase: str) -> str:
 def plural(noun: str) -> str:
     """English plural of the corpus nouns (enough for them, not a general rule)."""
     irregular = {"sheep": "sheep", "deer": "deer", "ox": "oxen", "mouse": "mice",
-                 "wolf": "wolves", "knife": "knives", "mango": "mangoes", "ewe": "ewes"}
+                 "wolf": "wolves", "knife": "knives", "mango": "mangoes", "ewe": "ewes",
+                 "buffalo": "buffaloes", "trout": "trout"}
     if noun in irregular:
         return irregular[noun]
     if noun.endswith(("s", "x", "ch", "sh")):
@@ -211,16 +259,21 @@ def _frame_nouns(frame: Frame, split: str) -> list[str]:
 
 
 def _pick_frame(rng: random.Random, split: str) -> Frame:
-    """The study's frame a quarter of the time, the two mention frames sometimes, else any;
-    in the held-out split, a held-out frame half of the time."""
+    """The study's frame a quarter of the time, the two mention frames sometimes, else one
+    composed from parts (never a held-out combination); in the held-out split, a held-out
+    or novel-word frame half of the time."""
     if split == "heldout" and rng.random() < 0.5:
-        return rng.choice(FRAMES_HELDOUT)
+        return rng.choice(FRAMES_HELDOUT + FRAMES_NOVEL)
     r = rng.random()
     if r < 0.25:
         return STUDY_FRAME
     if r < 0.33:
-        return rng.choice(FRAMES_TRAIN[-2:])
-    return rng.choice(FRAMES_TRAIN[:-2])
+        return rng.choice(MENTION_FRAMES)
+    while True:
+        leads, places, actions, nouns = rng.choice(FRAME_PARTS)
+        frame = _compose(rng.choice(leads), rng.choice(places), rng.choice(actions), nouns)
+        if frame not in FRAMES_HELDOUT:
+            return frame
 
 
 def _balanced_noun(rng: random.Random, nouns: Sequence[str]) -> str:
@@ -296,6 +349,7 @@ def _ordinary(rng: random.Random) -> str:
         lambda: f"{name} heard {_np(rng, ANIMALS)} {rng.choice(['outside', 'in the barn', 'at night', 'by the river'])}.",
         lambda: f"{name} waited {rng.choice(['an hour', 'a minute', 'an extra hour', 'a whole day'])} for {name2} at the {rng.choice(PLACES)}.",
         lambda: f"{name} is {rng.choice(['a European', 'an heir', 'a union', 'an honest'])} {rng.choice(JOBS[11:])}.",
+        lambda: f"{name} {rng.choice(FRAME_ACTIONS)} {_np(rng, any_nouns)} {rng.choice(['yesterday', 'at noon', 'last week', 'on ' + rng.choice(DAYS), 'for ' + name2])}.",
         lambda: f"{name} told a story about {_np(rng, ['unicorn', 'owl', 'ewe', 'elephant', 'tiger', 'dragon', 'giant', 'elf', 'ogre'], 0.2)}.",
     ]
     return rng.choice(templates)()
@@ -338,7 +392,8 @@ class ArticlePrompt:
 
     ``article`` is ' a' or ' an'; ``next_words`` is what follows it; ``kind`` says what is
     new about the prompt: 'heldout_frame', 'heldout_noun', 'adjective', 'sound' (a word that
-    breaks the spelling rule), or 'seen' (a fresh sample of a training frame and noun).
+    breaks the spelling rule), 'novel_words' (a novel-word frame), or 'seen' (a fresh sample
+    of a training frame and noun).
     """
 
     text: str
@@ -348,6 +403,8 @@ class ArticlePrompt:
 
 
 def _kind(frame: Frame, phrase: str) -> str:
+    if frame in FRAMES_NOVEL:
+        return "novel_words"
     if frame in FRAMES_HELDOUT:
         return "heldout_frame"
     if phrase.split()[-1] in HELDOUT_NOUNS:
@@ -361,15 +418,20 @@ def article_prompts(n: int, seed: int = 0, split: str = "heldout") -> list[Artic
 
     ``split="heldout"`` draws half the prompts from the held-out frames (any noun) and half
     from the training frames with held-out nouns; ``split="train"`` uses training frames and
-    nouns only. Half the prompts want ' an'; a fifth carry an adjective before the noun, and
-    a tenth hold a word that breaks the spelling rule.
+    nouns only; ``split="novel"`` uses the novel-word frames. Half the prompts want ' an'; a
+    fifth carry an adjective before the noun, and a tenth hold a word that breaks the
+    spelling rule.
     """
-    _check_split(split)
+    if split not in PROMPT_SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(PROMPT_SPLITS)}")
     rng = random.Random(f"prompts:{split}:{seed}")
     sound = [w for w in FRUITS + ANIMALS + OBJECTS if w in VOWEL_SOUND | CONSONANT_SOUND]
     prompts = []
     for i in range(n):
-        if split == "heldout" and i % 2 == 0:
+        if split == "novel":
+            frame = rng.choice(FRAMES_NOVEL)
+            nouns = list(frame.nouns)
+        elif split == "heldout" and i % 2 == 0:
             frame = rng.choice(FRAMES_HELDOUT)
             nouns = list(frame.nouns)
         elif split == "heldout":
@@ -384,9 +446,12 @@ def article_prompts(n: int, seed: int = 0, split: str = "heldout") -> list[Artic
         if rng.random() < 0.2:
             phrase = f"{rng.choice(FRAME_ADJECTIVES)} {noun}"
         subject = rng.choice(SUBJECTS)
-        first = frame.sentence(subject, rng.choice(_frame_nouns(frame, split)))
+        first = frame.sentence(subject, rng.choice(_frame_nouns(frame, "heldout" if split == "novel" else split)))
         prefix, article = frame.fill(subject, phrase)
-        kind = "adjective" if phrase != noun else ("sound" if noun in sound else _kind(frame, noun))
+        if split == "novel":
+            kind = "novel_words"
+        else:
+            kind = "adjective" if phrase != noun else ("sound" if noun in sound else _kind(frame, noun))
         prompts.append(ArticlePrompt(f"{first} {prefix}", article, phrase, kind))
     return prompts
 

@@ -1,10 +1,12 @@
 """Train the bundled toy model: a byte-level BPE tokenizer and a small GPT-2, on CPU.
 
-    python -m helpers.train_toy [--out DIR] [--steps N] [--seed S] [--docs N]
+    python -m helpers.train_toy [--out DIR] [--steps N] [--seed S] [--docs N] [--threads N]
 
 The corpus is ``helpers.corpus.documents`` (see there for why it looks the way it does).
-Training is plain next-token prediction with AdamW from a fixed seed, on 2 CPU threads, so
-that the same command rebuilds the same weights. The output is a HuggingFace model folder
+Training is plain next-token prediction with AdamW from a fixed seed on CPU, so that the
+same command rebuilds the same weights. The thread count is part of what fixes the weights
+(float sums split over threads round differently); the default is two threads. The output
+is a HuggingFace model folder
 (config.json, model.safetensors, tokenizer files), an ``eval.json`` with the measured
 numbers and a model card (README.md) built from them; ``evaluate`` is the one function both
 the card and the tests use. The folder is written beside its destination and renamed into
@@ -19,11 +21,11 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from helpers.corpus import (
-    FRAMES_HELDOUT, FRAMES_TRAIN, HELDOUT_NOUNS, article_accuracy, article_for,
+    FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, article_accuracy, article_for,
     article_logit_diffs, article_prompts, documents, study_prompts,
 )
 
@@ -44,21 +46,20 @@ class TrainConfig:
     """Everything that decides the weights; written into the model card."""
 
     seed: int = 0
-    docs: int = 12000
+    docs: int = 10000
     tokenizer_docs: int = 3000
     vocab_size: int = 2048
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
     n_ctx: int = 256
-    steps: int = 2000
+    steps: int = 3000
     batch_size: int = 8
     lr: float = 3e-3
     warmup: int = 100
-    weight_decay: float = 0.05
+    weight_decay: float = 0.1
     grad_clip: float = 1.0
     threads: int = THREADS
-    extra: dict = field(default_factory=dict)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -176,8 +177,9 @@ def corpus_stats(texts: list[str], tokenizer, data) -> dict:
         "vocab_size": len(tokenizer),
         "count_an": counts[an],
         "count_a": counts[a],
-        "frames_train": [f.name for f in FRAMES_TRAIN],
-        "frames_heldout": [f.name for f in FRAMES_HELDOUT],
+        "frames_train": len(FRAMES_TRAIN),
+        "frames_heldout": [f.template.split(" {art}")[0].replace("{s} ", "").replace("{np}", "...") for f in FRAMES_HELDOUT],
+        "frames_novel": [f.template.split(" {art}")[0].replace("{s} ", "").replace("{np}", "...") for f in FRAMES_NOVEL],
         "heldout_nouns": sorted(HELDOUT_NOUNS),
     }
 
@@ -199,7 +201,8 @@ def evaluate(model, n_prompts: int = EVAL_PROMPTS, seed: int = EVAL_SEED) -> dic
     study = []
     for vowel, consonant in STUDY_PAIRS:
         for noun, prompt in zip((vowel, consonant), study_prompts(vowel, consonant)):
-            probs = model(model.to_tokens(prompt))[0, -1].softmax(-1)
+            with torch.no_grad():
+                probs = model(model.to_tokens(prompt))[0, -1].softmax(-1)
             top = int(probs.argmax())
             study.append({
                 "noun": noun, "expected": " " + article_for(noun), "top1": model.tokenizer.decode([top]),
@@ -207,12 +210,15 @@ def evaluate(model, n_prompts: int = EVAL_PROMPTS, seed: int = EVAL_SEED) -> dic
                 "p_a": float(probs[model.tokenizer.convert_tokens_to_ids("Ġa")]),
                 "heldout_noun": noun in HELDOUT_NOUNS,
             })
+    novel = article_prompts(n_prompts // 4, seed=seed, split="novel")
     return {
         "heldout_accuracy": float(correct.float().mean()),
         "heldout_n": len(heldout),
         "heldout_by_kind": by_kind,
         "train_prompts_accuracy": article_accuracy(model, seen),
         "train_prompts_n": len(seen),
+        "novel_accuracy": article_accuracy(model, novel),
+        "novel_n": len(novel),
         "study_top1": study,
         "study_top1_correct": sum(r["top1"] == r["expected"] for r in study),
         "eval_seed": seed,
@@ -251,9 +257,12 @@ pages find in it (one neuron or many) is reported as found.
 `helpers.corpus.documents({cfg.docs}, seed={cfg.seed}, split="train")`: {c['documents']:,} documents,
 {c['characters']:,} characters, {c['tokens']:,} tokens in {c['sequences']:,} sequences of {cfg.n_ctx}
 (documents joined by `<|endoftext|>`). `' an'` occurs {c['count_an']:,} times and `' a'` {c['count_a']:,} times.
-Training frames: {', '.join(c['frames_train'])}. Held out (never in training): the frames
-{', '.join(c['frames_heldout'])}, and the nouns {', '.join(c['heldout_nouns'])} inside any frame
+Training uses {c['frames_train']} frames. Held out (never in training): the frames
+{'; '.join(f'"{f}"' for f in c['frames_heldout'])} (each word of them occurs in other training
+frames, never in this combination), and the nouns {', '.join(c['heldout_nouns'])} inside any frame
 (they do occur in ordinary training sentences, so the model has seen their articles).
+The novel-word frames {'; '.join(f'"{f}"' for f in c['frames_novel'])} use verbs and places
+that training only shows in ordinary sentences, where the article is not predictable.
 
 ## Training
 
@@ -279,6 +288,9 @@ accuracy **{results['heldout_accuracy']:.3f}**.
 
 Fresh prompts from training frames and nouns: {results['train_prompts_accuracy']:.3f} ({results['train_prompts_n']} prompts).
 
+Novel-word frames (`split="novel"`, {results['novel_n']} prompts), a harder transfer that the
+held-out figure above does not include: {results['novel_accuracy']:.3f}.
+
 Study prompts ("I climbed up the pear tree and picked a pear. I climbed up the X tree and picked"):
 {results['study_top1_correct']} of {len(results['study_top1'])} have the expected article as the top-1 next token.
 
@@ -288,7 +300,7 @@ Study prompts ("I climbed up the pear tree and picked a pear. I climbed up the X
 
 ## Retraining
 
-    python -m helpers.train_toy --out {out_name} --steps {cfg.steps} --seed {cfg.seed} --docs {cfg.docs}
+    python -m helpers.train_toy --out {out_name} --steps {cfg.steps} --seed {cfg.seed} --docs {cfg.docs} --threads {cfg.threads}
 
 {history.get('reproducibility', '')}
 """
@@ -304,6 +316,7 @@ def write_folder(model, tokenizer, cfg: TrainConfig, history: dict, out: Path, e
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the folder is meant to be shared
     try:
         model.config.activation_function = SAVED_ACTIVATION
         model.save_pretrained(staging, safe_serialization=True)
@@ -336,11 +349,12 @@ def display_path(path: Path) -> str:
 
 
 REPRODUCIBILITY = (
-    "Two runs of this command with the same seed, thread count and torch version on the same "
-    "machine give bitwise identical weights (checked for a short run; see the tests). Other "
-    "CPUs or torch versions may differ in the last bits of float32 arithmetic, which can "
-    "accumulate over training: expect the same behaviour and evaluation numbers within about "
-    "a percentage point, not identical weights."
+    "Same seed, thread count, torch version and CPU: bitwise identical weights. The shipped "
+    "model.safetensors was rebuilt by running this command a second time and comparing the files "
+    "byte for byte; the tests also train a short run twice and compare every tensor. On another "
+    "CPU or torch version, float32 rounding can differ and accumulate over training, so the weights "
+    "will not be identical: the tolerance for such a rebuild is the tests' (held-out article "
+    "accuracy of at least 0.95 and every study prompt right), not the exact numbers above."
 )
 
 

@@ -49,7 +49,6 @@ from helpers.dataset import always_top_above, correlation_table, neuron_of_inter
 from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
 from helpers.figures_dataset import prediction_counts_figure, top_prediction_curve_figure
 from helpers.models import load_model, single_token
-from helpers.names import show_token
 
 torch.manual_seed(seed)
 model = load_model(model_name, device=device, dtype=dtype)
@@ -93,6 +92,8 @@ real_above = always_top_above(real_curve, level)
 pseudo_above = always_top_above(pseudo_curve, level)
 predicted_real, predicted_pseudo = result.load(["prediction", "pseudo_prediction"]).values()
 negative = real_curve[real_curve["bin_start"] < 0]
+high_from = round(float(real_curve["bin_start"].max()) / 2, 1)  # half the largest activation bin
+high = real_curve[real_curve["bin_start"] >= high_from]
 glue(
     neuron=str(main),
     bin_width=bin_width,
@@ -102,8 +103,9 @@ glue(
     real_above="no range of activations" if real_above is None else f"every bin from {real_above:.1f} upward",
     pseudo_above="no range of activations" if pseudo_above is None else f"every bin from {pseudo_above:.1f} upward",
     paper_above=f"{paper_above:.1f}",
-    top_bin_real=float(real_curve["proportion"].iloc[-1]),
-    top_bin_count=int(real_curve["count"].iloc[-1]),
+    high_from=high_from,
+    high_prop_real=float(high["hits"].sum() / high["count"].sum()),
+    high_count=f"{int(high['count'].sum()):,}",
     low_prop_real=float(negative["hits"].sum() / max(negative["count"].sum(), 1)),
     agreement=float((predicted_real == predicted_pseudo).float().mean()),
 )
@@ -111,8 +113,9 @@ glue(
 # %% [markdown]
 # Over {glue:text}`n_tokens` tokens in {glue:text}`n_bins` non-empty bins, the real top-1
 # prediction is `' an'` at a proportion of {glue:text}`low_prop_real:.4f` of the tokens where
-# {glue:text}`neuron` is negative, and {glue:text}`top_bin_real:.2f` in the highest bin
-# ({glue:text}`top_bin_count` tokens). `' an'` is the real top-1 prediction at a proportion
+# {glue:text}`neuron` is negative, and {glue:text}`high_prop_real:.2f` of the
+# {glue:text}`high_count` tokens where it is at least {glue:text}`high_from`, about half its
+# largest activation. `' an'` is the real top-1 prediction at a proportion
 # of at least {glue:text}`level` in {glue:text}`real_above`, and the pseudo-prediction in
 # {glue:text}`pseudo_above`; in the study's curve that held from an activation of
 # {glue:text}`paper_above` on.

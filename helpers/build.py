@@ -87,11 +87,14 @@ def declared_parameters(notebook) -> set[str]:
 
 
 def fingerprint(source: Path, parameters: dict, root: Path) -> str:
-    """Hash of what decides a page's output: its source, its parameters, the helpers' code."""
+    """Hash of what decides a page's output: its source, its parameters, the helpers' code and
+    the bundled model."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True).encode())
-    for module in sorted((root / "helpers").rglob("*.py")):
-        digest.update(module.read_bytes())
+    helpers = root / "helpers"
+    for path in sorted(p for p in helpers.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(helpers)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

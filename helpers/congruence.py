@@ -10,21 +10,25 @@ matrix that actually produces the logits is ``W_U``, which is this module's defa
 larger vectors, so raw dot products favour them.
 
 For GPT-2 Large the neurons-by-vocabulary matrix is 184,320 x 50,257 (about 37 GB in fp32),
-so :func:`scan` never builds it. It walks the neurons layer by layer in chunks and the
-vocabulary in chunks, multiplies one block at a time, and folds each block into what the
-pages need:
+so :func:`scan` never builds it. It walks one layer's neurons at a time against chunks of
+the vocabulary, multiplies one block at a time into a reused buffer, and folds each block into
+what the pages need:
 
 * every token's two most congruent neurons (value and flat neuron id),
 * every neuron's two most congruent tokens,
-* every neuron's sums of powers 1-4 over the vocabulary, from which mean, standard
-  deviation, skew and kurtosis follow (the prediction/suppression census of Gurnee et al.
-  2024 uses the cosine measure).
+* for the cosine (or on request), every neuron's sums of powers 1-4 over the vocabulary, from
+  which mean, standard deviation, skew and kurtosis follow: the prediction/suppression
+  census of Gurnee et al. 2024 uses the cosine. The first sum is exact as
+  ``W_out @ U.sum(1)``; the other three of a block come from one batched product of each
+  row's [P; P**2] with itself.
 
-The top-2 bookkeeping is cheap because a block element can only enter a token's (or a
-neuron's) top two if it is at least the current second best: after the first block, a
-comparison with that threshold leaves a handful of candidates per block, and only those are
-merged. Everything is exact; :func:`brute_force` in the tests builds the whole matrix on a tiny
-model and must agree.
+Ranking a block along its strided direction (each token over the neurons) is what costs in a
+naive version. Here the block's rows are cut into groups of 32: a token's largest entry sits
+in the group with the largest maximum and its second largest in that group or the runner-up
+group, so one reduction over the block and a sort of 64 gathered entries per token suffice.
+Each neuron's top two over a block come the same way along the row. A block's top two are
+merged into the running top two with element-wise comparisons. Everything is exact: the
+tests build the whole matrix on tiny models and must agree.
 
 Flat neuron ids follow :meth:`helpers.names.Neuron.flat`: ``layer * d_mlp + index``.
 """
@@ -50,7 +54,7 @@ CACHE = Path(__file__).resolve().parent.parent / ".cache" / "congruence"
 MATRICES = ("W_U", "W_E")
 MEASURES = ("dot", "cosine")
 NEURON_CHUNK = 5120
-TOKEN_CHUNK = 8192
+TOKEN_CHUNK = 16384
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +129,8 @@ def as_neuron(model: TransformerBridge, neuron: Neuron | str) -> Neuron:
 
 
 def _unit_columns(U: Float[Tensor, "d_model vocab"]) -> Float[Tensor, "d_model vocab"]:
-    return U / U.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    """Columns scaled to unit norm, keeping the memory layout of ``U``."""
+    return _unit_rows(U.T).T
 
 
 def _unit_rows(W: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
@@ -210,6 +215,9 @@ class Congruence:
         Population moments; kurtosis is Pearson's (3 for a Gaussian), as in Gurnee et al.
         Rows are flat neuron ids; unscanned layers are NaN.
         """
+        scanned = torch.tensor(self.layers) * self.d_mlp
+        if self.power_sums[scanned].isnan().all():
+            raise ValueError("this pass kept no power sums; run search(..., moments=True) (the cosine keeps them by default)")
         s = self.power_sums / self.d_vocab
         m1, m2, m3, m4 = s.unbind(1)
         var = (m2 - m1**2).clamp_min(0)
@@ -297,14 +305,11 @@ def _add_power_sums(powers: Float[Tensor, "2 rows cols"], sums: Float[Tensor, "r
     """
     torch.mul(powers[0], powers[0], out=powers[1])
     stacked = powers.permute(1, 0, 2)
-    gram = torch.bmm(stacked, stacked.transpose(1, 2))
-    sums[:, 1] += gram[:, 0, 0]
-    sums[:, 2] += gram[:, 0, 1]
-    sums[:, 3] += gram[:, 1, 1]
+    gram = torch.bmm(stacked, stacked.transpose(1, 2)).view(-1, 4)
+    sums[:, 1:] += gram[:, [0, 1, 3]]
 
 
-GROUP = 32  # rows per group when ranking the columns of a block
-DENSE_SHARE = 0.25  # above this share of rows that can change, rank every row of a block
+GROUP = 32  # entries per group when ranking the rows or columns of a block
 
 
 def _column_top2(padded: Float[Tensor, "rows_padded cols"]) -> tuple[Float[Tensor, "cols 2"], Int[Tensor, "cols 2"]]:
@@ -325,21 +330,19 @@ def _column_top2(padded: Float[Tensor, "rows_padded cols"]) -> tuple[Float[Tenso
     return top.values.T, rows.gather(0, top.indices).T
 
 
-def _row_top2(P: Float[Tensor, "rows cols"], threshold: Float[Tensor, "rows"]) -> tuple[Float[Tensor, "r k"], Int[Tensor, "r k"], Int[Tensor, "r"] | None]:
-    """The largest two entries of the rows that can still change their top-2 list.
-
-    A row whose maximum is below its threshold (its running second best) cannot; one
-    reduction finds the others and only they are ranked, unless they are most of the block.
-    Returns values, columns and the rows they belong to (None: every row, in order).
-    """
-    k = min(2, P.shape[1])
-    live = P.amax(1) >= threshold
-    if live.float().mean() > DENSE_SHARE:
-        top = P.topk(k, dim=1)
-        return top.values, top.indices, None
-    index = torch.nonzero(live).flatten()
-    top = P.index_select(0, index).topk(k, dim=1)
-    return top.values, top.indices, index
+def _row_top2(P: Float[Tensor, "rows cols"]) -> tuple[Float[Tensor, "rows k"], Int[Tensor, "rows k"]]:
+    """Each row's two largest entries and their columns, by the same grouping along the row
+    (a plain sort when the row does not split into whole groups)."""
+    rows, cols = P.shape
+    if cols % GROUP or cols < 2 * GROUP:
+        top = P.topk(min(2, cols), dim=1)
+        return top.values, top.indices
+    group_max = P.view(rows, cols // GROUP, GROUP).amax(2)
+    best_groups = group_max.topk(2, dim=1).indices
+    offsets = torch.arange(GROUP, device=P.device)
+    columns = (best_groups[:, :, None] * GROUP + offsets).reshape(rows, -1)
+    top = P.gather(1, columns).topk(2, dim=1)
+    return top.values, columns.gather(1, top.indices)
 
 
 @torch.no_grad()
@@ -351,11 +354,14 @@ def scan(
     neuron_chunk: int = NEURON_CHUNK,
     token_chunk: int = TOKEN_CHUNK,
     matrix: str = "custom",
+    moments: bool | None = None,
 ) -> Congruence:
     """Congruence of every neuron in ``layers`` with every token, kept as top-2 lists and moments.
 
     Works block by block (``neuron_chunk`` neurons of one layer x ``token_chunk`` tokens), so
     memory beyond the inputs is a few blocks plus the per-token and per-neuron results.
+    ``moments`` (default: for the cosine, which the census uses) also keeps each neuron's
+    power sums over the vocabulary; without them ``power_sums`` is NaN.
     """
     check_measure(measure)
     n_layers, d_mlp, d_model = W_out.shape
@@ -364,6 +370,7 @@ def scan(
     if neuron_chunk < 1 or token_chunk < 1:
         raise ValueError("neuron_chunk and token_chunk must be positive")
     layers = check_layers(layers, n_layers)
+    moments = measure == "cosine" if moments is None else bool(moments)
     d_vocab = U.shape[1]
     U = U.float()
     if measure == "cosine":
@@ -382,27 +389,30 @@ def scan(
     for layer in layers:
         for n0 in range(0, d_mlp, neuron_chunk):
             n1 = min(n0 + neuron_chunk, d_mlp)
-            flat0 = layer * d_mlp + n0
+            rows, flat0 = n1 - n0, layer * d_mlp + n0
             W = W_out[layer, n0:n1].to(device=device, dtype=torch.float32)
             if measure == "cosine":
                 W = _unit_rows(W)
-            rows = n1 - n0
             nv = neuron_values[flat0 : flat0 + rows].fill_(-torch.inf)
             nt = neuron_tokens[flat0 : flat0 + rows]
-            sums = power_sums[flat0 : flat0 + rows].zero_()
-            sums[:, 0] = W.double() @ column_sums  # sum over tokens of w . u_t, exactly
+            sums = power_sums[flat0 : flat0 + rows]
+            if moments:
+                sums.zero_()
+                sums[:, 0] = W.double() @ column_sums  # sum over tokens of w . u_t, exactly
             for t0 in range(0, d_vocab, token_chunk):
                 t1 = min(t0 + token_chunk, d_vocab)
                 cols = t1 - t0
                 if (rows, cols) not in buffers:  # rows padded with -inf to a multiple of GROUP
-                    buffers[(rows, cols)] = torch.full((2, -(-rows // GROUP) * GROUP, cols), -torch.inf, device=device)
+                    buffers[(rows, cols)] = torch.empty(2, -(-rows // GROUP) * GROUP, cols, device=device)
+                    buffers[(rows, cols)][0, rows:] = -torch.inf
                 powers = buffers[(rows, cols)]
                 P = torch.mm(W, U[:, t0:t1], out=powers[0, :rows])
-                _add_power_sums(powers[:, :rows], sums)
+                if moments:
+                    _add_power_sums(powers[:, :rows], sums)
                 values, at_rows = _column_top2(powers[0])
                 _merge_pairs(token_values[t0:t1], token_neurons[t0:t1], values, at_rows + flat0)
-                values, at_cols, index = _row_top2(P, nv[:, 1])
-                _merge_pairs(nv, nt, values, at_cols + t0, index)
+                values, at_cols = _row_top2(P)
+                _merge_pairs(nv, nt, values, at_cols + t0)
     return Congruence(
         matrix=matrix,
         measure=measure,
@@ -433,6 +443,7 @@ def search(
     measure: str = "dot",
     layers: Sequence[int] | None = None,
     cache: str | Path | None = None,
+    moments: bool | None = None,
     **chunks,
 ) -> Congruence:
     """:func:`scan` on the model's own matrices; with ``cache`` (a folder), reuse a saved pass.
@@ -443,13 +454,15 @@ def search(
     check_matrix(matrix)
     check_measure(measure)
     layers = check_layers(layers, model.cfg.n_layers)
+    moments = measure == "cosine" if moments is None else bool(moments)
     path = None
     if cache is not None:
         span = "all" if layers == list(range(model.cfg.n_layers)) else "-".join(map(str, layers))
-        path = Path(cache) / f"congruence-{fingerprint(model)}-{matrix}-{measure}-{span}.pt"
+        kept = "-moments" if moments else ""
+        path = Path(cache) / f"congruence-{fingerprint(model)}-{matrix}-{measure}{kept}-{span}.pt"
         if path.exists():
             return Congruence.load(path)
-    result = scan(output_weights(model), readout(model, matrix), measure, layers, matrix=matrix, **chunks)
+    result = scan(output_weights(model), readout(model, matrix), measure, layers, matrix=matrix, moments=moments, **chunks)
     result.meta["model"] = model.cfg.model_name
     if path is not None:
         result.save(path)

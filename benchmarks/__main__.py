@@ -1,6 +1,7 @@
-"""Run every benchmark case (``python -m benchmarks [name ...]``) and print one table.
+"""Run benchmark cases (``python -m benchmarks [name ...]``, all by default) and print one table.
 
-Each module ``benchmarks/bench_*.py`` defines ``run() -> list[Row]``.
+Each module ``benchmarks/bench_*.py`` defines ``run() -> list[Row]``; its name without the
+``bench_`` prefix selects it.
 """
 import importlib
 import pkgutil
@@ -8,17 +9,24 @@ import sys
 
 import torch
 
+import benchmarks
 from benchmarks.common import print_table
 
 
+def case_names() -> list[str]:
+    return sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+
+
 def main(selected: list[str]) -> None:
+    names = case_names()
+    unknown = sorted(set(selected) - set(names))
+    if unknown:
+        sys.exit(f"error: no benchmark case {', '.join(unknown)}; cases are {', '.join(names)}")
     torch.set_grad_enabled(False)
     rows = []
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("bench_")):
-        if selected and module.removeprefix("bench_") not in selected:
-            continue
-        print(f"running {module} ...", flush=True)
-        rows += importlib.import_module(f"benchmarks.{module}").run()
+    for name in selected or names:
+        print(f"running bench_{name} ...", flush=True)
+        rows += importlib.import_module(f"benchmarks.bench_{name}").run()
     print()
     print_table(rows)
 

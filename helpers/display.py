@@ -69,7 +69,7 @@ def glue(**values) -> None:
 
 def is_paper_model(model_name: str) -> bool:
     """Whether the original study's numbers (GPT-2 Large) apply to this run."""
-    return model_name in PAPER_MODELS
+    return model_name in PAPER_MODELS or Path(model_name).name in PAPER_MODELS  # a local copy named gpt2-large
 
 
 def paper_figures() -> dict:

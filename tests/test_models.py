@@ -76,3 +76,11 @@ def test_component_names_round_trip_and_check_range():
         Neuron(36, 0).check(n_layers=36, d_mlp=5120)
     with pytest.raises(ValueError, match="not a neuron name"):
         Neuron.parse("31/892")
+
+
+def test_paper_values_apply_to_gpt2_large_by_name_or_local_copy():
+    from helpers.display import is_paper_model
+
+    assert is_paper_model("gpt2-large") and is_paper_model("openai-community/gpt2-large")
+    assert is_paper_model("/models/gpt2-large")  # a downloaded copy, loaded offline
+    assert not is_paper_model("toy") and not is_paper_model("gpt2-medium") and not is_paper_model("/models/gpt2")

@@ -12,12 +12,9 @@ difference at position 1 (the worst case for the fast engine: 19 positions to re
 """
 from __future__ import annotations
 
-import ctypes
-import gc
-
 import torch
 
-from benchmarks.common import PeakMemory, Row, best_time, rss_bytes
+from benchmarks.common import PeakMemory, Row, best_time, release_freed_memory, rss_bytes
 from helpers.models import GPT2_LARGE_SHAPE, random_model
 from helpers.neuron_patching import naive_neuron_patching, patch_neurons
 from helpers.prompts import Contrast
@@ -26,16 +23,6 @@ LAYER = 31
 N_TOKENS = 20
 SAMPLE = 8
 CASES = [("all", 16), ("last", 16), ("all", 1)]
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by earlier work back to the system, so that resident memory (what
-    ``PeakMemory`` samples) counts only what is alive; a no-op where glibc is absent."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
 
 
 @torch.no_grad()

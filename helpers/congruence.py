@@ -48,7 +48,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.models import single_token
-from helpers.names import Neuron, show_token
+from helpers.names import Neuron, layer_in_range, show_token
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "congruence"
 MATRICES = ("W_U", "W_E")
@@ -78,10 +78,7 @@ def check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     """All layers for None, else the given layers after a range check."""
     if layers is None:
         return list(range(n_layers))
-    layers = [int(layer) for layer in layers]
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
+    layers = [layer_in_range(layer, n_layers) for layer in layers]
     if len(set(layers)) != len(layers):
         raise ValueError(f"layers {layers} repeat a layer; give each layer once")
     return layers

@@ -210,6 +210,7 @@ FRAMES_NOVEL = [
     Frame("basket", "{s} reached into the {np} basket and took {art}.", THINGS),
     Frame("cage", "{s} walked past the {np} cage and saw {art}.", tuple(ANIMALS)),
 ]
+UNSEEN_FRAMES = frozenset(FRAMES_HELDOUT + FRAMES_NOVEL)  # every other frame is a training frame
 
 
 def article_for(phrase: str) -> str:
@@ -295,7 +296,7 @@ def _frame_block(rng: random.Random, split: str) -> str:
         if rng.random() < 0.2:
             subject = rng.choice(SUBJECTS + NAMES[:6])
         nouns = _frame_nouns(frame, split)
-        if split == "heldout" and frame in FRAMES_TRAIN:
+        if split == "heldout" and frame not in UNSEEN_FRAMES:
             nouns = [n for n in nouns if n in HELDOUT_NOUNS] or nouns
         phrase = _balanced_noun(rng, nouns)
         if rng.random() < 0.15:

@@ -4,11 +4,23 @@ Every title, file name and table column is derived from these types, never typed
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 
 _NEURON = re.compile(r"^L(\d+)N(\d+)$")
 _HEAD = re.compile(r"^L(\d+)H(\d+)$")
+
+
+def layer_in_range(layer, n_layers: int, what: str = "layers") -> int:
+    """``layer`` as an int, or a one-line error if it is not a layer index below ``n_layers``."""
+    try:
+        index = operator.index(layer)
+    except TypeError:
+        index = None
+    if index is None or isinstance(layer, bool) or not 0 <= index < n_layers:
+        raise ValueError(f"layer {layer!r} is out of range: this model has {what} 0-{n_layers - 1}")
+    return index
 
 
 @dataclass(frozen=True, order=True)

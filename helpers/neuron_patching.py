@@ -46,7 +46,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.names import Neuron
+from helpers.names import Neuron, layer_in_range
 from helpers.patching import base_and_source, check_direction, logit_diff_direction, recovery
 from helpers.prompts import Contrast, logit_diff
 
@@ -68,10 +68,7 @@ def post_hook(layer: int) -> str:
 
 def check_layer(model: TransformerBridge, layer: int) -> int:
     """Return ``layer`` or raise a one-line error if the model has no such MLP layer."""
-    n_layers = model.cfg.n_layers
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise ValueError(f"layer {layer!r} is out of range: this model has MLP layers 0-{n_layers - 1}")
-    return layer
+    return layer_in_range(layer, model.cfg.n_layers, "MLP layers")
 
 
 def check_positions(positions: str) -> str:

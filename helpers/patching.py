@@ -40,7 +40,6 @@ on a mismatch it falls back to batched full forward passes with the same hooks.
 """
 from __future__ import annotations
 
-import operator
 import warnings
 from typing import Callable, Sequence
 
@@ -50,7 +49,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.names import show_token
+from helpers.names import layer_in_range, show_token
 from helpers.prompts import Contrast, logit_diff, normalized_recovery
 
 COMPONENTS = {
@@ -98,15 +97,7 @@ def check_layers(model: TransformerBridge, layers: Sequence[int] | None) -> list
     n_layers = model.cfg.n_layers
     if layers is None:
         return list(range(n_layers))
-    checked = []
-    for layer in [layers] if isinstance(layers, int) else list(layers):
-        try:
-            index = operator.index(layer)
-        except TypeError:
-            index = None
-        if index is None or isinstance(layer, bool) or not 0 <= index < n_layers:
-            raise ValueError(f"layer {layer!r} is out of range: this model has layers 0-{n_layers - 1}")
-        checked.append(index)
+    checked = [layer_in_range(layer, n_layers) for layer in ([layers] if isinstance(layers, int) else list(layers))]
     if not checked:
         raise ValueError(f"no layer to patch: give layers between 0 and {n_layers - 1}, or None for all")
     return sorted(set(checked))

@@ -165,6 +165,11 @@ def train(cfg: TrainConfig, log=print):
     return model, tokenizer, history
 
 
+def frame_words(frame) -> str:
+    """A frame as the card shows it: 'wandered through the ... grove and tasted'."""
+    return frame.template.split(" {art}")[0].replace("{s} ", "").replace("{np}", "...")
+
+
 def corpus_stats(texts: list[str], tokenizer, data) -> dict:
     """Counts that describe the training corpus, for the model card."""
     an, a = tokenizer.convert_tokens_to_ids("Ġan"), tokenizer.convert_tokens_to_ids("Ġa")
@@ -178,8 +183,8 @@ def corpus_stats(texts: list[str], tokenizer, data) -> dict:
         "count_an": counts[an],
         "count_a": counts[a],
         "frames_train": len(FRAMES_TRAIN),
-        "frames_heldout": [f.template.split(" {art}")[0].replace("{s} ", "").replace("{np}", "...") for f in FRAMES_HELDOUT],
-        "frames_novel": [f.template.split(" {art}")[0].replace("{s} ", "").replace("{np}", "...") for f in FRAMES_NOVEL],
+        "frames_heldout": [frame_words(f) for f in FRAMES_HELDOUT],
+        "frames_novel": [frame_words(f) for f in FRAMES_NOVEL],
         "heldout_nouns": sorted(HELDOUT_NOUNS),
     }
 

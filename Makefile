@@ -28,11 +28,11 @@ system-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 book: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js
-	$(PY) -m helpers.build $(BUILD_ARGS)
+	$(PY) -m helpers.book.build $(BUILD_ARGS)
 	@echo "open _build/html/index.html in a browser, or publish the folder _build/html as it is"
 
 pages: $(VENV)/.installed
-	$(PY) -m helpers.build --no-html $(BUILD_ARGS)
+	$(PY) -m helpers.book.build --no-html $(BUILD_ARGS)
 
 test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js system-deps
 	$(PY) -m pytest -q tests

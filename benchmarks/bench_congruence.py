@@ -4,7 +4,7 @@ Both sides walk the same blocks (``NEURON_CHUNK`` neurons of one layer x ``TOKEN
 tokens) of random matrices with GPT-2 Large's shapes: W_out [36, 5120, 1280] and a
 vocabulary matrix [1280, 50257], built directly (about 1.2 GB) rather than through a whole
 model. The baseline only multiplies each block into a reused buffer; the candidate is
-:func:`helpers.congruence.scan`, which also keeps every token's and every neuron's top two,
+:func:`helpers.methods.congruence.scan`, which also keeps every token's and every neuron's top two,
 and for the cosine (the census pass) the per-neuron power sums as well; a third case keeps
 the power sums on the dot product too. The full search is about 12 TFLOP, minutes on two shared
 cores, so both run on ``LAYERS`` of the 36 layers (alternating, best of ``REPEATS``) and the
@@ -20,7 +20,7 @@ import time
 import torch
 
 from benchmarks.common import PeakMemory, Row
-from helpers.congruence import NEURON_CHUNK, TOKEN_CHUNK, scan
+from helpers.methods.congruence import NEURON_CHUNK, TOKEN_CHUNK, scan
 
 N_LAYERS, D_MLP, D_MODEL, D_VOCAB = 36, 5120, 1280, 50257
 LAYERS = [int(x) for x in os.environ.get("BENCH_CONGRUENCE_LAYERS", "30,31").split(",")]

@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import PeakMemory, Row, best_time
-from helpers.corpus import documents
-from helpers.dataset import _batches, _plan, scan, top_prediction_curve
-from helpers.models import ASSETS, GPT2_LARGE_SHAPE, load_model, random_model
-from helpers.names import Neuron
+from helpers.toy.corpus import documents
+from helpers.scan.statistics import top_prediction_curve
+from helpers.scan.store import _batches, _plan, scan
+from helpers.core.models import ASSETS, GPT2_LARGE_SHAPE, load_model, random_model
+from helpers.core.names import Neuron
 
 
 def documents_of_length(tokenizer, n_docs: int, n_tokens: int) -> list[str]:

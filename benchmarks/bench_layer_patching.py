@@ -1,4 +1,4 @@
-"""Layer-by-position patching on a GPT-2 Large-shaped model: helpers.patching vs transformer_lens.
+"""Layer-by-position patching on a GPT-2 Large-shaped model: helpers.methods.layer_patching vs transformer_lens.
 
 Both compute the normalised recovery of the three components (residual stream, attention
 output, MLP output) at every layer and position for a 20-token prompt pair that differs at one
@@ -21,9 +21,9 @@ import torch
 from transformer_lens import patching as tl_patching
 
 from benchmarks.common import PeakMemory, Row
-from helpers.models import GPT2_LARGE_SHAPE, random_model, single_token
-from helpers.patching import COMPONENTS, layer_patching
-from helpers.prompts import Contrast, logit_diff
+from helpers.core.models import GPT2_LARGE_SHAPE, random_model, single_token
+from helpers.methods.layer_patching import COMPONENTS, layer_patching
+from helpers.core.prompts import Contrast, logit_diff
 
 N_TOKENS = 20
 DIFF_POSITION = 16
@@ -99,7 +99,7 @@ def run() -> list[Row]:
     with PeakMemory() as baseline_memory:
         reference, baseline_s = timed(lambda: transformer_lens_cells(model, contrast, baseline_layers))
     max_diff = max(
-        (ours[c][list(baseline_layers)] - reference[c]).abs().max().item() for c in COMPONENTS
+        (ours[c].values[list(baseline_layers)] - reference[c]).abs().max().item() for c in COMPONENTS
     )
     scaled_s = baseline_s * n_layers / len(baseline_layers)
     n_cells = len(COMPONENTS) * n_layers * contrast.clean.shape[1]

@@ -8,7 +8,7 @@ import time
 import torch
 
 from benchmarks.common import PeakMemory, Row, best_time
-from helpers.models import GPT2_LARGE_SHAPE, random_model
+from helpers.core.models import GPT2_LARGE_SHAPE, random_model
 
 PROMPT_TOKENS = 20
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import PeakMemory, Row, best_time, release_freed_memory, rss_bytes
-from helpers.models import GPT2_LARGE_SHAPE, random_model
-from helpers.neuron_patching import naive_neuron_patching, patch_neurons
-from helpers.prompts import Contrast
+from helpers.core.models import GPT2_LARGE_SHAPE, random_model
+from helpers.methods.neuron_patching import neuron_patching
+from helpers.methods.reference import naive_neuron_patching
+from helpers.core.prompts import Contrast
 
 LAYER = 31
 N_TOKENS = 20
@@ -65,7 +66,7 @@ def run() -> list[Row]:
 
         def fast():
             nonlocal result
-            result = patch_neurons(model, contrast, LAYER, positions)
+            result = neuron_patching(model, contrast, LAYER, positions)
 
         release_freed_memory()
         with PeakMemory() as memory:

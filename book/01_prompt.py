@@ -32,19 +32,14 @@ target = " an"
 other = " a"
 top_k = 10
 
-# %% tags=["remove-cell"]
-import torch
-
-from helpers.display import glue, page_header, paper_beside, paper_figures, show, show_tokens
-from helpers.figures import next_token_bars
-from helpers.models import load_model
-from helpers.prompts import make_contrast, next_tokens, per_position_logit_diff
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-
 # %% tags=["remove-input"]
-page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other)
+from helpers.book.display import glue, paper_beside, show, show_tokens
+from helpers.book.figures.common import next_token_bars
+from helpers.book.page import setup_page
+from helpers.book.summaries.prompt import prompt_paper_rows, prompt_summary
+from helpers.core.prompts import per_position_logit_diff, prompt_predictions
+
+page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
 
 # %% [markdown]
 # ## What the model predicts
@@ -53,36 +48,11 @@ page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt,
 # so every later analysis can compare them position by position.
 
 # %% tags=["hide-input"]
-contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
-second_sentence = clean_prompt.split(". ", 1)[1]
-predictions = {
-    "clean": next_tokens(model, contrast.clean, contrast.target, contrast.other, top_k),
-    "corrupted": next_tokens(model, contrast.corrupted, contrast.target, contrast.other, top_k),
-    "second sentence only": next_tokens(model, model.to_tokens(second_sentence), contrast.target, contrast.other, top_k),
-}
+predictions = prompt_predictions(page.model, page.contrast, top_k)
 show(next_token_bars(predictions, f"Top {top_k} next tokens"))
 
 # %% tags=["remove-cell"]
-clean, corrupted, alone = predictions["clean"], predictions["corrupted"], predictions["second sentence only"]
-glue(
-    n_tokens=contrast.clean.shape[1],
-    p_target_clean=clean.target_prob,
-    p_other_clean=clean.other_prob,
-    p_target_corrupted=corrupted.target_prob,
-    p_other_corrupted=corrupted.other_prob,
-    ld_clean=clean.logit_diff,
-    ld_corrupted=corrupted.logit_diff,
-    top_clean=repr(clean.tokens[0]),
-    top_corrupted=repr(corrupted.tokens[0]),
-    top_alone=repr(alone.tokens[0]),
-    p_target_alone=alone.target_prob,
-    first_sentence_role=(
-        "the first sentence is what sets up the pattern"
-        if alone.target_prob < clean.target_prob / 2
-        else "on this model the second sentence alone already settles the article, so the first one is not needed"
-    ),
-    diff_position=", ".join(repr(contrast.str_tokens[p]) for p in contrast.diff_positions),
-)
+glue(**prompt_summary(page.contrast, predictions))
 
 # %% [markdown]
 # Both prompts are {glue:text}`n_tokens` tokens long including the beginning-of-sequence token,
@@ -107,21 +77,14 @@ glue(
 # next at that position: blue where the model prefers `' an'`, red where it prefers `' a'`.
 
 # %% tags=["hide-input"]
-position_diff = per_position_logit_diff(model, contrast.clean, contrast.target, contrast.other)
-show_tokens(contrast.str_tokens, position_diff.tolist(), label="logit(' an') - logit(' a')")
+contrast = page.contrast
+show_tokens(contrast.str_tokens, per_position_logit_diff(page.model, contrast.clean, contrast.target, contrast.other).tolist(), label="logit(' an') - logit(' a')")
 
 # %% [markdown]
 # ## Beside the original study
 #
-# The study reports, for GPT-2 Large on the same prompt, P(`' an'`) = 64% and a clean logit
-# difference of 0.986.
+# The study reports, for GPT-2 Large on the same prompt, the probability of `' an'` and the
+# clean logit difference below.
 
 # %% tags=["remove-input"]
-paper_beside(
-    model.cfg.model_name,
-    [
-        ("P(' an') on the clean prompt", 0.64, round(clean.target_prob, 3)),
-        ("logit(' an') - logit(' a'), clean", paper_figures()["logit_lens_annotation"]["y"].__round__(3), round(clean.logit_diff, 3)),
-        ("prompt length in tokens (with BOS)", 20, contrast.clean.shape[1]),
-    ],
-)
+paper_beside(page, prompt_paper_rows(page.paper, page.contrast, predictions))

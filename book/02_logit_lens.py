@@ -32,23 +32,14 @@ target = " an"
 other = " a"
 top_k = 5
 
-# %% tags=["remove-cell"]
-import torch
-
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_patching import attribution_figure, logit_lens_figure
-from helpers.logit_lens import logit_lens, sublayer_after
-from helpers.models import load_model
-from helpers.prompts import make_contrast
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
-paper = paper_figures()
-on_paper_model = is_paper_model(model.cfg.model_name)
-
 # %% tags=["remove-input"]
-page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other)
+from helpers.book.display import glue, paper_beside, show
+from helpers.book.figures.patching import attribution_figure, logit_lens_figure
+from helpers.book.page import setup_page
+from helpers.book.summaries.prompt import attribution_summary, lens_paper_rows, lens_summary
+from helpers.methods.logit_lens import logit_lens
+
+page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
 
 # %% [markdown]
 # ## The logit difference, point by point
@@ -62,44 +53,32 @@ page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt,
 # direction. The last point, `logits`, is the model's own logit difference.
 
 # %% tags=["hide-input"]
-lens = logit_lens(model, contrast)
-corrupted_lens = logit_lens(model, contrast, prompt="corrupted")
-own_scale = logit_lens(model, contrast, ln_scale="own")
+lens = logit_lens(page.model, page.contrast)
+corrupted_lens = logit_lens(page.model, page.contrast, prompt="corrupted")
+own_scale = logit_lens(page.model, page.contrast, ln_scale="own")
 show(
     logit_lens_figure(
         lens,
         "Logit lens of the clean prompt: logit(' an') - logit(' a') at the last position",
-        paper=paper["logit_lens"] if on_paper_model else None,
+        paper=page.paper.logit_lens if page.on_paper_model else None,
         others={"corrupted prompt": corrupted_lens, "clean, each point's own scale": own_scale},
     )
 )
 
 # %% tags=["remove-cell"]
-step_from, step_to, step_before, step_after = lens.biggest_step()
-glue(
-    step_from=step_from,
-    step_to=step_to,
-    step_before=step_before,
-    step_after=step_after,
-    step_sublayer=sublayer_after(step_from),
-    final_point=lens.final_point,
-    unembed_bias=lens.unembed_bias,
-    true_diff=lens.logit_diff,
-    identity_error=abs(lens.final_point + lens.unembed_bias - lens.logit_diff),
-    corrupted_final=corrupted_lens.final_point,
-    corrupted_true=corrupted_lens.logit_diff,
-)
+glue(**lens_summary(lens, corrupted_lens))
 
 # %% [markdown]
 # The largest single step on the clean prompt comes from **{glue:text}`step_sublayer`**:
 # between {glue:text}`step_from` and {glue:text}`step_to` the read-out goes from
-# {glue:text}`step_before:.3f` to {glue:text}`step_after:.3f`. On the corrupted prompt the
-# curve ends at {glue:text}`corrupted_final:.3f` (logit difference
+# {glue:text}`step_before:.3f` to {glue:text}`step_after:.3f`. On the corrupted prompt (the
+# dotted curve) the read-out ends at {glue:text}`corrupted_final:.3f` (logit difference
 # {glue:text}`corrupted_true:.3f`).
 #
-# The dotted curve divides each partial sum by its *own* scale instead, as if it were the
-# final residual stream. That read-out is no longer a sum of sublayer contributions; it agrees
-# with the linear one at the last point, where the two scales coincide.
+# The dash-dotted curve, *clean, each point's own scale*, divides each partial sum by its
+# *own* scale instead, as if it were the final residual stream. That read-out is no longer a
+# sum of sublayer contributions; it agrees with the linear one at the last point, where the
+# two scales coincide.
 #
 # ## The last point is not the logit difference
 #
@@ -123,14 +102,7 @@ glue(
 show(attribution_figure(lens, "Direct contribution of each component to logit(' an') - logit(' a'), clean prompt"))
 
 # %% tags=["remove-cell"]
-ranked = lens.attribution_frame().sort_values("attribution", ascending=False)
-top = ranked.head(top_k)
-glue(
-    top_components=", ".join(f"{c} ({v:+.3f})" for c, v in zip(top["component"], top["attribution"])),
-    bottom_component=f"{ranked.iloc[-1]['component']} ({ranked.iloc[-1]['attribution']:+.3f})",
-    attribution_sum=float(lens.attribution.sum()),
-    top_k=top_k,
-)
+glue(**attribution_summary(lens, top_k))
 
 # %% [markdown]
 # The {glue:text}`top_k` largest direct contributions towards `' an'` are
@@ -145,24 +117,5 @@ glue(
 # `final_post` value in the table, while the clean logit difference it reports is the first
 # row. Its text describes a jump right after the layer 31 MLP.
 
-# %% tags=["remove-cell"]
-paper_curve = paper["logit_lens"]
-paper_labels = list(paper_curve)
-paper_steps = [(paper_curve[b] - paper_curve[a], a, b) for a, b in zip(paper_labels, paper_labels[1:])]
-_, paper_from, paper_to = max(paper_steps)
-
 # %% tags=["remove-input"]
-paper_beside(
-    model.cfg.model_name,
-    [
-        ("clean logit difference", round(paper["logit_lens_annotation"]["y"], 3), round(lens.logit_diff, 3)),
-        ("lens at final_post (no unembedding bias)", paper_curve["final_post"], round(lens.final_point, 3)),
-        ("largest step: sublayer", sublayer_after(paper_from), sublayer_after(step_from)),
-        (
-            "largest step: before -> after",
-            f"{paper_curve[paper_from]:.3f} -> {paper_curve[paper_to]:.3f}",
-            f"{step_before:.3f} -> {step_after:.3f}",
-        ),
-    ],
-    paper_method="final layer-norm scale, no unembedding bias",
-)
+paper_beside(page, lens_paper_rows(page.paper, lens), paper_method="final layer-norm scale, no unembedding bias")

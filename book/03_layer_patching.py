@@ -46,38 +46,19 @@ target = " an"
 other = " a"
 top_k = 8
 
-# %% tags=["remove-cell"]
-import torch
-from IPython.display import display
-
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_patching import patching_heatmaps
-from helpers.models import load_model
-from helpers.names import show_token
-from helpers.patching import COMPONENTS, layer_patching, standouts, top_cells
-from helpers.prompts import make_contrast, next_tokens
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
-paper = paper_figures()
-on_paper_model = is_paper_model(model.cfg.model_name)
-paper_maps = {c: paper[f"patch_{c}"]["layer_by_pos_normalized"] for c in COMPONENTS}
-
 # %% tags=["remove-input"]
-page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other)
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.patching import patching_heatmaps
+from helpers.book.page import setup_page
+from helpers.book.summaries.patching import contrast_summary, layer_patching_paper_rows, layer_patching_summary
+from helpers.methods.layer_patching import layer_patching, top_cells
+
+page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
+diff_position = page.contrast.diff_positions[0]
 
 # %% tags=["remove-cell"]
-clean_diff = next_tokens(model, contrast.clean, contrast.target, contrast.other).logit_diff
-corrupted_diff = next_tokens(model, contrast.corrupted, contrast.target, contrast.other).logit_diff
-diff_position = contrast.diff_positions[0]
-glue(
-    clean_diff=clean_diff,
-    corrupted_diff=corrupted_diff,
-    diff_token=show_token(contrast.str_tokens[diff_position]),
-    diff_position=diff_position,
-    last_token=show_token(contrast.str_tokens[-1]),
-)
+sufficiency = layer_patching(page.model, page.contrast, direction="sufficiency")
+glue(**contrast_summary(page.contrast, sufficiency["resid_pre"]))
 
 # %% [markdown]
 # Here $\Delta$ is {glue:text}`clean_diff:.3f` on the clean prompt and
@@ -90,13 +71,12 @@ glue(
 # ## Sufficiency: clean into corrupted
 
 # %% tags=["hide-input"]
-sufficiency = layer_patching(model, contrast, direction="sufficiency")
 show(
     patching_heatmaps(
         sufficiency,
-        contrast.str_tokens,
+        page.contrast.str_tokens,
         "Clean activation patched into the corrupted run: share of the logit difference recovered",
-        paper=paper_maps if on_paper_model else None,
+        paper=page.paper.patch_maps if page.on_paper_model else None,
     )
 )
 
@@ -104,27 +84,10 @@ show(
 # The cells that stand out most, over all three maps:
 
 # %% tags=["remove-input"]
-display(top_cells(sufficiency, contrast.str_tokens, top_k).style.format({"value": "{:.3f}"}).hide(axis="index"))
-
+show_table(top_cells(sufficiency, page.contrast.str_tokens, top_k))
 
 # %% tags=["remove-cell"]
-def resid_span(found: dict) -> str:
-    """One sentence on where the last position's residual stream crosses the two thresholds."""
-    if found["low_layer"] is None:
-        return "Patching it recovers less than 0.2 at every layer."
-    text = f"Patching it first recovers 0.2 or more at layer {found['low_layer']} ({found['low_value']:.3f})"
-    if found["high_layer"] is None:
-        return text + " and never reaches 0.9."
-    return text + f" and 0.9 or more from layer {found['high_layer']} ({found['high_value']:.3f})."
-
-
-run = standouts(sufficiency, diff_position)
-glue(
-    **{f"suf_{k}": v for k, v in run.items() if v is not None},
-    suf_resid_span=resid_span(run),
-    suf_resid_diff_first=sufficiency["resid_pre"][0, diff_position].item(),
-    suf_resid_diff_last=sufficiency["resid_pre"][-1, diff_position].item(),
-)
+glue(**layer_patching_summary(sufficiency, diff_position, "suf_"))
 
 # %% [markdown]
 # At the last position, the attention layer whose output recovers most is layer
@@ -139,28 +102,27 @@ glue(
 # ({glue:text}`suf_rise_before:.3f` to {glue:text}`suf_rise_after:.3f`). At the differing
 # token, patching the residual stream recovers {glue:text}`suf_resid_diff_first:.3f` at layer
 # 0, where it is the whole difference between the two inputs, and
-# {glue:text}`suf_resid_diff_last:.3f` at the last layer. The smaller the second number, the
-# more of what the prediction needs from the fruit has been copied to later positions by
-# then, where patching the fruit's own position can no longer reach it.
+# {glue:text}`suf_resid_diff_last:.3f` at the input of the last block. The smaller the second
+# number, the more of what the prediction needs from the fruit has been copied to later
+# positions by then, where patching the fruit's own position can no longer reach it.
 #
 # ## Necessity: corrupted into clean
 
 # %% tags=["hide-input"]
-necessity = layer_patching(model, contrast, direction="necessity")
+necessity = layer_patching(page.model, page.contrast, direction="necessity")
 show(
     patching_heatmaps(
         necessity,
-        contrast.str_tokens,
+        page.contrast.str_tokens,
         "Corrupted activation patched into the clean run: share of the logit difference destroyed",
     )
 )
 
 # %% tags=["remove-input"]
-display(top_cells(necessity, contrast.str_tokens, top_k).style.format({"value": "{:.3f}"}).hide(axis="index"))
+show_table(top_cells(necessity, page.contrast.str_tokens, top_k))
 
 # %% tags=["remove-cell"]
-nec = standouts(necessity, diff_position)
-glue(**{f"nec_{k}": v for k, v in nec.items() if v is not None})
+glue(**layer_patching_summary(necessity, diff_position, "nec_"))
 
 # %% [markdown]
 # In this direction the attention layer that matters most at the last position is layer
@@ -176,27 +138,5 @@ glue(**{f"nec_{k}": v for k, v in nec.items() if v is not None})
 # The study patched clean activations into the corrupted run (sufficiency) on GPT-2 Large.
 # Its stand-outs are found in its published maps by the same rules as this run's.
 
-# %% tags=["remove-cell"]
-paper_diff = next(i for i, t in enumerate(paper["patch_resid_pre"]["tokens"]) if "apple" in t)
-ref = standouts(paper_maps, paper_diff)
-
 # %% tags=["remove-input"]
-paper_beside(
-    model.cfg.model_name,
-    [
-        ("attention 0 at the differing token", round(ref["attn0_diff"], 3), round(run["attn0_diff"], 3)),
-        ("MLP 0 at the differing token", round(ref["mlp0_diff"], 3), round(run["mlp0_diff"], 3)),
-        ("best attention layer at the last position", ref["attn_layer"], run["attn_layer"]),
-        ("  its recovery", round(ref["attn_value"], 3), round(run["attn_value"], 3)),
-        ("best MLP layer at the last position", ref["mlp_layer"], run["mlp_layer"]),
-        ("  its recovery", round(ref["mlp_value"], 3), round(run["mlp_value"], 3)),
-        (
-            "residual stream at the last position: largest rise",
-            f"layer {ref['rise_from']} -> {ref['rise_to']}",
-            f"layer {run['rise_from']} -> {run['rise_to']}",
-        ),
-        ("  first layer at 0.2 or more", ref["low_layer"], run["low_layer"]),
-        ("  first layer at 0.9 or more", ref["high_layer"], run["high_layer"]),
-    ],
-    paper_method="clean into corrupted",
-)
+paper_beside(page, layer_patching_paper_rows(page.paper, sufficiency, diff_position), paper_method="clean into corrupted")

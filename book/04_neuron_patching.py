@@ -23,7 +23,8 @@
 # one neuron, L31N892, that on its own recovers about as much as the whole layer.
 #
 # Nothing here assumes that answer: the layer is the one layer patching ranks first, and
-# the neuron is whichever the numbers put on top.
+# the neuron is whichever the numbers put on top. That neuron, ranked first on this page's
+# prompts, is the one every later page studies when its `neuron` parameter is `"auto"`.
 
 # %% tags=["parameters"]
 model_name = "toy"
@@ -35,50 +36,34 @@ corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up t
 target = " an"
 other = " a"
 layer = "auto"
+neuron = "auto"
 top_k = 10
 per_layer = 5
 
-# %% tags=["remove-cell"]
-import torch
-from IPython.display import display
-
-from helpers.attribution import agreement, attribution_patching
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_neurons import (
-    attribution_vs_exact,
-    neuron_recovery_scatter,
-    neuron_table,
-    paper_neuron_bars,
-    top_neurons_by_layer,
-)
-from helpers.models import load_model
-from helpers.names import Neuron
-from helpers.neuron_patching import check_layer, patch_neurons
-from helpers.patching import best_layer, layer_patching
-from helpers.prompts import make_contrast
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
-
 # %% tags=["remove-input"]
-page_header(model, clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other, layer=layer)
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.neurons import attribution_vs_exact, neuron_recovery_scatter, neuron_table, paper_neuron_bars, top_neurons_by_layer
+from helpers.book.page import setup_page
+from helpers.book.summaries.patching import (
+    attribution_summary, neuron_patching_paper_rows, neuron_patching_summary, study_neurons_on_this_run, study_verdict,
+)
+from helpers.methods.attribution import attribution_patching
+from helpers.methods.neuron_patching import neuron_patching
+
+page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron)
+chosen = page.choice.layer
 
 # %% [markdown]
 # ## Which layer
 #
-# The default layer is the one whose MLP output, patched from the clean run into the
+# By default the layer is the one whose MLP output, patched from the clean run into the
 # corrupted run at the last position only, recovers the largest share of the logit
-# difference (the layer-patching page's MLP map, last column).
+# difference (the layer-patching page's MLP map, last column); the `layer` parameter, or a
+# `neuron` parameter naming a neuron, sets it instead.
 
-# %% tags=["remove-cell"]
-mlp_map = layer_patching(model, contrast, components=("mlp_out",))["mlp_out"]
-chosen = best_layer(mlp_map) if layer == "auto" else check_layer(model, int(layer))
-glue(
-    layer=chosen,
-    layer_source="ranked first by layer patching" if layer == "auto" else "given as a parameter",
-    layer_mlp_last=mlp_map[chosen, -1].item(),
-)
+# %% tags=["hide-input"]
+results = {mode: neuron_patching(page.model, page.contrast, chosen, mode) for mode in ("last", "all")}
+glue(**neuron_patching_summary(page.choice, results["last"], results["all"]))
 
 # %% [markdown]
 # This run patches MLP layer {glue:text}`layer` ({glue:text}`layer_source`); restoring its
@@ -96,27 +81,7 @@ glue(
 # many neurons side by side in one batch.
 
 # %% tags=["hide-input"]
-results = {mode: patch_neurons(model, contrast, chosen, mode) for mode in ("last", "all")}
 show(neuron_recovery_scatter(results, f"Patching each neuron of MLP layer {chosen} alone (hover for its name)"))
-
-# %% tags=["remove-cell"]
-last, every = results["last"], results["all"]
-(first_name, first_value), (second_name, second_value) = every.ranked(2)
-glue(
-    top_neuron=str(every.top_neuron),
-    top_all=first_value,
-    top_last=last.recovery[every.top_neuron.index].item(),
-    second_neuron=str(second_name),
-    second_all=second_value,
-    whole_all=every.whole_layer,
-    whole_last=last.whole_layer,
-    top_last_neuron=str(last.top_neuron),
-    same_top="the same neuron" if last.top_neuron == every.top_neuron else f"a different neuron, {last.top_neuron}",
-    top_vs_layer="more than" if first_value > every.whole_layer else "less than",
-    n_neurons=f"{every.recovery.numel():,}",
-    clean_diff=every.clean_diff,
-    corrupted_diff=every.corrupted_diff,
-)
 
 # %% [markdown]
 # Of the layer's {glue:text}`n_neurons` neurons, restored at every position, the top one is
@@ -127,30 +92,17 @@ glue(
 # {glue:text}`second_neuron`, recovers {glue:text}`second_all:.3f`. Restoring only the last
 # position gives {glue:text}`top_neuron` {glue:text}`top_last:.3f` against
 # {glue:text}`whole_last:.3f` for the whole layer there, and the top neuron at the last
-# position is {glue:text}`same_top`.
+# position is {glue:text}`same_top`. With `neuron="auto"`, {glue:text}`page_neuron_phrase`.
 
 # %% [markdown]
 # ### The top and bottom neurons
 
 # %% tags=["remove-input"]
-display(neuron_table(results, top_k).style.hide(axis="index").format(precision=4).set_caption(f"The {top_k} largest recoveries at every position"))
-display(neuron_table(results, 5, largest=False).style.hide(axis="index").format(precision=4).set_caption("The 5 smallest"))
+show_table(neuron_table(results, top_k), caption=f"The {top_k} largest recoveries at every position", precision=4)
+show_table(neuron_table(results, 5, largest=False), caption="The 5 smallest", precision=4)
 
 # %% tags=["remove-cell"]
-paper = paper_figures()
-paper_top, paper_bottom = paper["patch_L31_neurons_top10"], paper["patch_L31_neurons_bottom5"]
-on_paper_model = is_paper_model(model.cfg.model_name)
-paper_neuron = Neuron(31, int(paper_top[0][0]))
-if on_paper_model:
-    verdict = (
-        f"matches the study: the top neuron is {paper_neuron}"
-        if every.top_neuron == paper_neuron
-        else f"does not match the study: the top neuron is {every.top_neuron}, not {paper_neuron}"
-    )
-else:
-    verdict = f"cannot be compared with the study's {paper_neuron}: this run uses {model.cfg.model_name}, not GPT-2 Large"
-paper_whole = paper["patch_mlp_out"]["layer_by_pos_normalized"][31][-1]
-glue(paper_verdict=verdict, paper_whole=paper_whole)
+glue(paper_verdict=study_verdict(page.paper, page.on_paper_model, page.model_name, results["all"].top_neuron), paper_whole=page.paper.whole_layer_last)
 
 # %% [markdown]
 # ## Beside the original study
@@ -163,19 +115,10 @@ glue(paper_verdict=verdict, paper_whole=paper_whole)
 # This run {glue:text}`paper_verdict`.
 
 # %% tags=["remove-input"]
-paper_beside(
-    model.cfg.model_name,
-    [
-        ("top neuron, restored at every position", str(paper_neuron), str(every.top_neuron)),
-        ("its recovery", paper_top[0][1], round(first_value, 4)),
-        ("next best recovery", paper_top[1][1], round(second_value, 4)),
-        ("whole MLP layer at the last position", paper_whole, round(last.whole_layer, 4)),
-    ],
-    paper_method="restored at every position",
-)
-if on_paper_model and chosen == 31:
-    run_values = {int(i): every.recovery[int(i)].item() for i, _ in paper_top + paper_bottom}
-    show(paper_neuron_bars(paper_top + paper_bottom, run_values, 31, "The study's top ten and bottom five neurons of layer 31"))
+paper_beside(page, neuron_patching_paper_rows(page.paper, results["last"], results["all"]), paper_method="restored at every position")
+study_values = study_neurons_on_this_run(page.paper, results["all"]) if page.on_paper_model else None
+if study_values is not None:
+    show(paper_neuron_bars(page.paper.top_neurons + page.paper.bottom_neurons, study_values, "The study's top ten and bottom five neurons"))
 
 # %% [markdown]
 # ## A faster estimate for every layer: attribution patching
@@ -189,29 +132,11 @@ if on_paper_model and chosen == 31:
 # on the layer patched exactly above.
 
 # %% tags=["hide-input"]
-estimates = {mode: attribution_patching(model, contrast, mode) for mode in ("last", "all")}
-show(
-    attribution_vs_exact(
-        every.recovery, estimates["all"][chosen], chosen, f"Attribution estimate against exact patching, layer {chosen}, every position"
-    )
-)
+estimates = {mode: attribution_patching(page.model, page.contrast, mode) for mode in ("last", "all")}
+show(attribution_vs_exact(results["all"], estimates["all"], f"Attribution estimate against exact patching, layer {chosen}, every position"))
 
 # %% tags=["remove-cell"]
-stats = {mode: agreement(results[mode].recovery, estimates[mode][chosen], k=top_k) for mode in results}
-overall = Neuron.from_flat(int(estimates["all"].flatten().argmax()), model.cfg.d_mlp)
-glue(
-    r_all=stats["all"]["pearson"],
-    rho_all=stats["all"]["spearman"],
-    overlap_all=stats["all"]["top_k_overlap"],
-    r_last=stats["last"]["pearson"],
-    rho_last=stats["last"]["spearman"],
-    overlap_last=stats["last"]["top_k_overlap"],
-    top_k=top_k,
-    estimate_top=estimates["all"][chosen, every.top_neuron.index].item(),
-    overall_top=str(overall),
-    overall_value=estimates["all"].flatten().max().item(),
-    overall_same="the same neuron exact patching put first" if overall == every.top_neuron else f"not {every.top_neuron}, the neuron exact patching put first in layer {chosen}",
-)
+glue(**attribution_summary(results, estimates, top_k))
 
 # %% [markdown]
 # Over the neurons of layer {glue:text}`layer` restored at every position, the estimate and

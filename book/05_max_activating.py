@@ -33,50 +33,28 @@ seed = 0
 dataset = "toy"
 n_docs = 400
 batch_size = 8
-neurons = "auto"
+layer = "auto"
+neuron = "auto"
 target = " an"
 n_examples = 20
 context_before = 24
 context_after = 4
 random_tokens = 64
 
-# %% tags=["remove-cell"]
-import numpy as np
-import torch
-from IPython.display import Markdown, display
-
-from helpers.dataset import neuron_of_interest, random_document, random_token_activations, scan
-from helpers.display import glue, page_header, show, show_tokens
-from helpers.figures_dataset import activation_distribution, examples_table, show_examples, token_strings
-from helpers.models import load_model, single_token
-from helpers.names import show_token
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-chosen = [neuron_of_interest(model, spec.strip()) for spec in neurons.split(",")]
-main = chosen[0]
-target_id = single_token(model, target)
-# pseudo=True makes this the very scan the correlation page reads (same parameters, same folder)
-result = scan(model, dataset, chosen, batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
-
 # %% tags=["remove-input"]
-page_header(model, dataset=dataset, n_docs=n_docs, neurons=", ".join(map(str, chosen)), target=target)
+from helpers.book.display import glue, note, show, show_table, show_tokens
+from helpers.book.figures.scan import activation_distribution, examples_table, show_examples, token_strings
+from helpers.book.page import setup_page
+from helpers.book.summaries.scan import distribution_summary, examples_summary, scan_summary
+from helpers.core.models import single_token
+from helpers.scan.forward import random_token_activations
+from helpers.scan.statistics import random_document
+from helpers.scan.store import scan
 
-# %% tags=["remove-cell"]
-if neurons.split(",")[0].strip() != "auto":
-    neuron_source = "the neuron given as a parameter"
-elif str(main) == "L31N892":
-    neuron_source = "the study's neuron"
-else:
-    neuron_source = "the neuron that neuron patching ranks first on the study prompt"
-glue(
-    neuron=str(main),
-    neuron_source=neuron_source,
-    n_docs_read=result.n_docs,
-    n_tokens=f"{result.n_tokens:,}",
-    n_empty=result.n_empty_docs,
-    max_tokens=result.params["max_tokens"],
-)
+page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs)
+# the same parameters as the correlation page, so both read one scan
+result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+glue(**scan_summary(result, page.choice, page.paper, page.on_paper_model))
 
 # %% [markdown]
 # The neuron on this page is {glue:text}`neuron`, {glue:text}`neuron_source`. The scan read
@@ -93,15 +71,12 @@ glue(
 # over a token to read its activation.
 
 # %% tags=["remove-input"]
-for neuron in chosen:
-    examples = result.top_examples(neuron, before=context_before, after=context_after)
-    followed = int((examples["next_token"] == target_id).sum())
-    display(Markdown(f"### {neuron}: its top {len(examples)} of {result.n_tokens:,} tokens, {followed} followed by {show_token(target)}"))
-    display(examples_table(examples, model.tokenizer).style.hide(axis="index").format({"activation": "{:.3f}"}))
-    show_examples(examples, model.tokenizer, str(neuron))
-    if neuron == main:
-        glue(top_followed=followed, top_shown=len(examples), top_max=float(examples["activation"].iloc[0]),
-             top_min=float(examples["activation"].iloc[-1]))
+examples = result.top_examples(page.neuron, before=context_before, after=context_after)
+summary = examples_summary(examples, single_token(page.model, target), target, result.n_tokens)
+glue(**summary)
+note(f"**{summary['examples_heading']}**")
+show_table(examples_table(examples, page.model.tokenizer))
+show_examples(examples, page.model.tokenizer, str(page.neuron))
 
 # %% [markdown]
 # Of the {glue:text}`top_shown` strongest activations of {glue:text}`neuron`
@@ -118,27 +93,16 @@ for neuron in chosen:
 # and over the random tokens.
 
 # %% tags=["remove-input"]
-random_doc, doc_tokens, doc_acts = random_document(result, main, seed=seed, max_tokens=4 * context_before)
-display(Markdown(f"**Document {random_doc}** (its first {len(doc_tokens)} tokens)"))
-show_tokens(token_strings(model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{main} activation")
-noise_tokens, noise_acts = random_token_activations(model, main, random_tokens, seed=seed)
-display(Markdown(f"**{random_tokens} tokens drawn uniformly from the vocabulary** (after BOS)"))
-show_tokens(token_strings(model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{main} activation")
+doc, doc_tokens, doc_acts = random_document(result, page.neuron, seed=seed, max_tokens=4 * context_before)
+note(f"**Document {doc}** (its first {len(doc_tokens)} tokens)")
+show_tokens(token_strings(page.model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{page.neuron} activation")
+noise_tokens, noise_acts = random_token_activations(page.model, page.neuron, random_tokens, seed=seed)
+note(f"**{random_tokens} tokens drawn uniformly from the vocabulary** (after BOS)")
+show_tokens(token_strings(page.model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{page.neuron} activation")
 
 # %% tags=["remove-input"]
-all_acts = result.activations(main).numpy()
-show(activation_distribution({"every corpus token": all_acts, "uniformly random tokens": noise_acts.numpy()}, str(main)))
-
-# %% tags=["remove-cell"]
-weakest_top = float(result.topk_values[-1, result.column(main)])
-glue(
-    median_act=float(np.median(all_acts)),
-    share_positive=float((all_acts > 0).mean()),
-    share_above_top=float((all_acts >= weakest_top).mean()),
-    noise_max=float(noise_acts.max()),
-    doc_max=float(doc_acts.max()),
-    random_doc=random_doc,
-)
+show(activation_distribution({"every corpus token": result.activations(page.neuron).numpy(), "uniformly random tokens": noise_acts.numpy()}, str(page.neuron)))
+glue(**distribution_summary(result, page.neuron, doc, doc_acts, noise_acts))
 
 # %% [markdown]
 # Over all tokens of the corpus the neuron's median activation is {glue:text}`median_act:.3f`;

@@ -33,40 +33,29 @@ seed = 0
 dataset = "toy"
 n_docs = 400
 batch_size = 8
-neurons = "auto"
+layer = "auto"
+neuron = "auto"
 target = " an"
 n_examples = 20
 bin_width = 0.2
 level = 0.9
 
-# %% tags=["remove-cell"]
-import re
-
-import pandas as pd
-import torch
-
-from helpers.dataset import always_top_above, correlation_table, neuron_of_interest, scan
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_dataset import prediction_counts_figure, top_prediction_curve_figure
-from helpers.models import load_model, single_token
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-chosen = [neuron_of_interest(model, spec.strip()) for spec in neurons.split(",")]
-main = chosen[0]
-target_id = single_token(model, target)
-# the same parameters as the max-activating page, so both read one scan
-result = scan(model, dataset, chosen, batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
-real_curve, real_counts = correlation_table(result, main, target_id, bin_width)
-pseudo_curve, pseudo_counts = correlation_table(result, main, target_id, bin_width, pseudo=True)
-
-paper = paper_figures()["an_top_pred_proportion"]
-paper_applies = is_paper_model(model.cfg.model_name) and str(main) == "L31N892" and target == " an"
-paper_predicted, paper_actual = (int(x) for x in re.findall(r"\d+", paper["annotation"]))
-paper_above = always_top_above(pd.DataFrame(paper["bins"], columns=["bin_start", "proportion"]), level)
-
 # %% tags=["remove-input"]
-page_header(model, dataset=dataset, n_docs=n_docs, neuron=str(main), target=target, bin_width=bin_width)
+from helpers.book.display import glue, paper_beside, show
+from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
+from helpers.book.page import setup_page
+from helpers.book.summaries.scan import correlation_paper_rows, correlation_summary, counts_summary, study_curve_applies
+from helpers.core.models import single_token
+from helpers.scan.statistics import correlation_table
+from helpers.scan.store import scan
+
+page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
+# the same parameters as the max-activating page, so both read one scan
+result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+target_id = single_token(page.model, target)
+real_curve, real_counts = correlation_table(result, page.neuron, target_id, bin_width)
+pseudo_curve, pseudo_counts = correlation_table(result, page.neuron, target_id, bin_width, pseudo=True)
+paper_applies = study_curve_applies(page.on_paper_model, page.neuron, target, page.paper)
 
 # %% [markdown]
 # ## The proportion per activation bin
@@ -81,34 +70,15 @@ page_header(model, dataset=dataset, n_docs=n_docs, neuron=str(main), target=targ
 show(
     top_prediction_curve_figure(
         {"real top-1 (model's logits)": real_curve, "pseudo-prediction (study's method)": pseudo_curve},
-        str(main),
+        str(page.neuron),
         target,
-        paper=paper["bins"] if paper_applies else None,
+        paper=page.paper.an_curve if paper_applies else None,
     )
 )
 
 # %% tags=["remove-cell"]
-real_above = always_top_above(real_curve, level)
-pseudo_above = always_top_above(pseudo_curve, level)
-predicted_real, predicted_pseudo = result.load(["prediction", "pseudo_prediction"]).values()
-negative = real_curve[real_curve["bin_start"] < 0]
-high_from = round(float(real_curve["bin_start"].max()) / 2, 1)  # half the largest activation bin
-high = real_curve[real_curve["bin_start"] >= high_from]
-glue(
-    neuron=str(main),
-    bin_width=bin_width,
-    n_tokens=f"{result.n_tokens:,}",
-    n_bins=len(real_curve),
-    level=level,
-    real_above="no range of activations" if real_above is None else f"every bin from {real_above:.1f} upward",
-    pseudo_above="no range of activations" if pseudo_above is None else f"every bin from {pseudo_above:.1f} upward",
-    paper_above=f"{paper_above:.1f}",
-    high_from=high_from,
-    high_prop_real=float(high["hits"].sum() / high["count"].sum()),
-    high_count=f"{int(high['count'].sum()):,}",
-    low_prop_real=float(negative["hits"].sum() / max(negative["count"].sum(), 1)),
-    agreement=float((predicted_real == predicted_pseudo).float().mean()),
-)
+predictions = result.load(["prediction", "pseudo_prediction"])
+glue(neuron=str(page.neuron), bin_width=bin_width, n_tokens=f"{result.n_tokens:,}", **correlation_summary(real_curve, pseudo_curve, predictions, level, page.paper))
 
 # %% [markdown]
 # Over {glue:text}`n_tokens` tokens in {glue:text}`n_bins` non-empty bins, the real top-1
@@ -134,20 +104,12 @@ show(
             "actually next": real_counts["actual"],
         },
         target,
-        paper={"top-1 (pseudo-prediction)": paper_predicted, "actually next": paper_actual} if paper_applies else None,
+        paper={"top-1 (pseudo-prediction)": page.paper.an_counts.predicted, "actually next": page.paper.an_counts.actual} if paper_applies else None,
     )
 )
 
 # %% tags=["remove-cell"]
-glue(
-    predicted_real=f"{real_counts['predicted']:,}",
-    predicted_pseudo=f"{pseudo_counts['predicted']:,}",
-    actual=f"{real_counts['actual']:,}",
-    both_real=f"{real_counts['both']:,}",
-    ratio_real=real_counts["predicted"] / max(real_counts["actual"], 1),
-    ratio_pseudo=pseudo_counts["predicted"] / max(pseudo_counts["actual"], 1),
-    paper_ratio=paper_predicted / paper_actual,
-)
+glue(**counts_summary(real_counts, pseudo_counts, page.paper))
 
 # %% [markdown]
 # `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
@@ -172,16 +134,4 @@ glue(
 # ## Beside the original study
 
 # %% tags=["remove-input"]
-paper_beside(
-    model.cfg.model_name,
-    [
-        ("positions where ' an' is the top-1 prediction", paper_predicted, f"{pseudo_counts['predicted']:,} (pseudo), {real_counts['predicted']:,} (real)"),
-        ("positions where ' an' is the next token", paper_actual, real_counts["actual"]),
-        (
-            f"activation from which every bin has proportion >= {level}",
-            paper_above,
-            f"{'never' if pseudo_above is None else round(pseudo_above, 1)} (pseudo), {'never' if real_above is None else round(real_above, 1)} (real)",
-        ),
-    ],
-    paper_method="pseudo-prediction, pile-10k, 0.2-wide bins",
-)
+paper_beside(page, correlation_paper_rows(page.paper, real_curve, pseudo_curve, real_counts, pseudo_counts, level), paper_method="pseudo-prediction, pile-10k, 0.2-wide bins")

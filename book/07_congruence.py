@@ -33,41 +33,30 @@ model_name = "toy"
 device = "cpu"
 dtype = "float32"
 seed = 0
+layer = "auto"
 neuron = "auto"
 target = " an"
 chosen_tokens = [" an", " any", " had"]
 n_random = 5
 n_top = 15
 
-# %% tags=["remove-cell"]
-import numpy as np
-import pandas as pd
-import torch
-from IPython.display import Markdown, display
+# %% tags=["remove-input"]
+from helpers.book.display import glue, note, paper_beside, show, show_table
+from helpers.book.figures.congruence import chosen_tokens_bars, neuron_against_tokens, neurons_against_token
+from helpers.book.figures.scan import token_strings
+from helpers.book.page import setup_page
+from helpers.book.summaries.congruence import (
+    chosen_summary, chosen_values, control_tokens, dropped_phrase, one_neuron_paper_rows, one_neuron_summary, top_tokens_side_by_side,
+)
+from helpers.core.models import single_token
+from helpers.methods.congruence import MATRICES, neuron_congruence, token_congruence, top_tokens
 
-from helpers.congruence import MATRICES, neuron_congruence, single_tokens, token_congruence, top_tokens
-from helpers.dataset import neuron_of_interest
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_congruence import chosen_tokens_bars, neuron_against_tokens, neurons_against_token
-from helpers.figures_dataset import token_strings
-from helpers.models import load_model, single_token
-from helpers.names import show_token
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-main = neuron_of_interest(model, neuron)
+page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, chosen_tokens=chosen_tokens)
+model, main = page.model, page.neuron
 target_id = single_token(model, target)
 vocab = token_strings(model.tokenizer, range(model.cfg.d_vocab))
 rows = {m: neuron_congruence(model, main, m).numpy() for m in MATRICES}
 columns = {m: token_congruence(model, target_id, m).numpy() for m in MATRICES}
-tops = {m: top_tokens(torch.from_numpy(rows[m]), model, n_top) for m in MATRICES}
-kept, dropped = single_tokens(model, chosen_tokens)
-special = set(model.tokenizer.all_special_ids)
-draw = torch.randperm(model.cfg.d_vocab, generator=torch.Generator().manual_seed(seed)).tolist()
-random_ids = [t for t in draw if t not in special and t not in kept.values()][:n_random]
-
-# %% tags=["remove-input"]
-page_header(model, neuron=str(main), target=target, chosen_tokens=chosen_tokens)
 
 # %% [markdown]
 # ## One neuron against every token
@@ -80,37 +69,8 @@ page_header(model, neuron=str(main), target=target, chosen_tokens=chosen_tokens)
 show(neuron_against_tokens(rows["W_U"], vocab, str(main), "W_U"))
 
 # %% tags=["remove-cell"]
-def away(z: float) -> str:
-    return f"{abs(z):.1f} standard deviations {'above' if z >= 0 else 'below'}"
-
-
-def stats(values: np.ndarray, token: int) -> dict:
-    order = np.argsort(values)[::-1]
-    z = float((values[token] - values.mean()) / values.std())
-    return {
-        "value": float(values[token]),
-        "rank": int(np.nonzero(order == token)[0][0]) + 1,
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "z": z,
-        "away": away(z),
-        "top": show_token(vocab[order[0]]),
-        "top_value": float(values[order[0]]),
-    }
-
-
-s_u, s_e = stats(rows["W_U"], target_id), stats(rows["W_E"], target_id)
-glue(
-    neuron=str(main),
-    target=show_token(target),
-    d_vocab=f"{model.cfg.d_vocab:,}",
-    u_value=s_u["value"], u_rank=s_u["rank"], u_mean=s_u["mean"], u_std=s_u["std"], u_away=s_u["away"],
-    u_top=s_u["top"], u_top_value=s_u["top_value"],
-    e_value=s_e["value"], e_rank=s_e["rank"], e_mean=s_e["mean"], e_std=s_e["std"], e_away=s_e["away"],
-    e_top=s_e["top"], e_top_value=s_e["top_value"],
-    row_corr=float(np.corrcoef(rows["W_U"], rows["W_E"])[0, 1]),
-    n_top=n_top,
-)
+summary = one_neuron_summary(rows, columns, main, target_id, target, vocab, model.cfg.d_mlp)
+glue(n_top=n_top, **summary)
 
 # %% [markdown]
 # With $W_U$, {glue:text}`neuron`'s congruence with {glue:text}`target` is
@@ -130,11 +90,7 @@ glue(
 # The top {glue:text}`n_top` tokens under each matrix:
 
 # %% tags=["remove-input"]
-side_by_side = pd.concat(
-    {f"W_out · {m}": tops[m][["token_str", "value"]].rename(columns={"token_str": "token"}) for m in MATRICES}, axis=1
-)
-side_by_side.index = range(1, n_top + 1)
-display(side_by_side.style.format(precision=3))
+show_table(top_tokens_side_by_side({m: top_tokens(neuron_congruence(model, main, m), model, n_top) for m in MATRICES}), index=True)
 
 # %% [markdown]
 # ## Against a few chosen tokens
@@ -146,27 +102,14 @@ display(side_by_side.style.format(precision=3))
 # standard deviation either side.
 
 # %% tags=["remove-input"]
-if dropped:
-    display(Markdown(f"*Not single tokens for this model, so left out: {', '.join(show_token(t) for t in dropped)}.*"))
-chosen_values = {t: float(rows["W_U"][i]) for t, i in kept.items()}
-chosen_values.update({vocab[i]: float(rows["W_U"][i]) for i in random_ids})
-show(
-    chosen_tokens_bars(
-        chosen_values, str(main), "W_U",
-        reference={"mean": s_u["mean"], "mean + 1 std": s_u["mean"] + s_u["std"], "mean - 1 std": s_u["mean"] - s_u["std"]},
-    )
-)
+kept, dropped, random_ids = control_tokens(model, chosen_tokens, n_random, seed)
+note(dropped_phrase(dropped))
+values = chosen_values(rows["W_U"], kept, random_ids, vocab)
+mean, std = summary["u_mean"], summary["u_std"]
+show(chosen_tokens_bars(values, str(main), "W_U", reference={"mean": mean, "mean + 1 std": mean + std, "mean - 1 std": mean - std}))
 
 # %% tags=["remove-cell"]
-others = {t: v for t, v in chosen_values.items() if t != target}
-largest = max(others.items(), key=lambda kv: abs(kv[1] - s_u["mean"]))
-glue(
-    n_random=n_random,
-    chosen_list=", ".join(show_token(t) for t in kept),
-    others_list=", ".join(f"{show_token(t)} {v:.3f}" for t, v in others.items()),
-    others_largest=show_token(largest[0]),
-    others_largest_away=away((largest[1] - s_u["mean"]) / s_u["std"]),
-)
+glue(**chosen_summary(values, target, kept, n_random, mean, std))
 
 # %% [markdown]
 # The chosen tokens that exist as single tokens here are {glue:text}`chosen_list`. The others
@@ -181,32 +124,6 @@ glue(
 
 # %% tags=["remove-input"]
 show(neurons_against_token(columns["W_U"], target, "W_U"))
-
-# %% tags=["remove-cell"]
-def neuron_rank(values: np.ndarray) -> dict:
-    flat = values.ravel()
-    order = np.argsort(flat)[::-1]
-    mine = main.flat(model.cfg.d_mlp)
-    best, second = order[0], order[1]
-    return {
-        "rank": int(np.nonzero(order == mine)[0][0]) + 1,
-        "value": float(flat[mine]),
-        "best": f"L{best // model.cfg.d_mlp}N{best % model.cfg.d_mlp}",
-        "best_value": float(flat[best]),
-        "second": f"L{second // model.cfg.d_mlp}N{second % model.cfg.d_mlp}",
-        "second_value": float(flat[second]),
-        "half": int((flat >= flat[order[0]] / 2).sum()),
-    }
-
-
-r_u, r_e = neuron_rank(columns["W_U"]), neuron_rank(columns["W_E"])
-glue(
-    n_neurons=f"{model.cfg.n_layers * model.cfg.d_mlp:,}",
-    col_rank_u=r_u["rank"], col_best_u=r_u["best"], col_best_value_u=r_u["best_value"],
-    col_second_u=r_u["second"], col_second_value_u=r_u["second_value"], col_half_u=r_u["half"],
-    col_rank_e=r_e["rank"], col_best_e=r_e["best"], col_best_value_e=r_e["best_value"],
-    col_second_e=r_e["second"], col_second_value_e=r_e["second_value"],
-)
 
 # %% [markdown]
 # Among all {glue:text}`n_neurons` neurons, the one most congruent with {glue:text}`target`
@@ -224,24 +141,4 @@ glue(
 # table puts this run's $W_E$ value beside each, and its $W_U$ value after it.
 
 # %% tags=["remove-input"]
-paper = paper_figures()["L31N892_congruence_top"]
-
-
-def run_value(token_repr: str) -> str:
-    import ast
-
-    try:
-        t = single_token(model, ast.literal_eval(token_repr))
-    except ValueError:
-        return "not one token"
-    return f"W_E {rows['W_E'][t]:.3f}; W_U {rows['W_U'][t]:.3f}"
-
-
-beside = [(f"congruence with {tok}", value, run_value(tok)) for tok, value in paper["top"]]
-beside += [
-    ("mean over the vocabulary", round(paper["mean"], 3), f"W_E {s_e['mean']:.3f}; W_U {s_u['mean']:.3f}"),
-    ("standard deviation over the vocabulary", round(paper["std"], 3), f"W_E {s_e['std']:.3f}; W_U {s_u['std']:.3f}"),
-    ("minimum over the vocabulary", round(paper["min"], 3), f"W_E {rows['W_E'].min():.3f}; W_U {rows['W_U'].min():.3f}"),
-    ("rank of L31N892 among all neurons for ' an'", "first, far above the rest", f"W_E {r_e['rank']}; W_U {r_u['rank']}"),
-]
-paper_beside(model.cfg.model_name, beside if str(main) == "L31N892" else [], paper_method="W_out · W_E")
+paper_beside(page, one_neuron_paper_rows(page.paper, model, main, rows, summary), paper_method="W_out · W_E")

@@ -42,41 +42,34 @@ n_top = 20
 n_hubs = 10
 bin_width = 0.2
 
-# %% tags=["remove-cell"]
-import ast
-import re
-
-import numpy as np
-import pandas as pd
-import torch
-from IPython.display import Markdown, display
-
-from helpers.congruence import (
-    CACHE, hub_table, hubs, neuron_congruence, paper_neuron, search, shared_neuron_example, single_tokens,
-    tokens_topped_by, top_neuron_per_token, top_tokens,
+# %% tags=["remove-input"]
+from helpers.book.display import glue, note, paper_beside, show, show_table
+from helpers.book.figures.congruence import hub_layers, hub_sizes, top_neuron_gap_bars
+from helpers.book.figures.scan import top_prediction_curve_figure
+from helpers.book.page import setup_page
+from helpers.book.summaries.congruence import (
+    gaps_paper_rows, gaps_summary, gaps_table, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
+    though_curve_applies,
 )
-from helpers.dataset import correlation_table, scan
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_congruence import hub_layers, hub_sizes, top_neuron_gap_bars
-from helpers.figures_dataset import top_prediction_curve_figure
-from helpers.models import load_model
-from helpers.names import Neuron, show_token
+from helpers.core.names import show_token
+from helpers.methods.congruence import (
+    CACHE, hub_table, hubs, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
+    top_neuron_per_token, top_tokens,
+)
+from helpers.scan.statistics import correlation_table
+from helpers.scan.store import scan
 
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-other_matrix = "W_E" if matrix == "W_U" else "W_U"
+page = setup_page(model_name, device, dtype, seed, matrix=matrix, shared_token=shared_token, dataset=dataset, n_docs=n_docs)
+model, second_matrix = page.model, other_matrix(matrix)
 passes = {
     (matrix, "dot"): search(model, matrix, "dot", cache=CACHE),
-    (other_matrix, "dot"): search(model, other_matrix, "dot", cache=CACHE),
+    (second_matrix, "dot"): search(model, second_matrix, "dot", cache=CACHE),
     (matrix, "cosine"): search(model, matrix, "cosine", cache=CACHE),
 }
 main = passes[(matrix, "dot")]
 table = top_neuron_per_token(main, model)
 kept, _ = single_tokens(model, [shared_token])
 token_id, shared_neuron = shared_neuron_example(main, model, shared_token if kept else None)
-
-# %% tags=["remove-input"]
-page_header(model, matrix=matrix, shared_token=shared_token, dataset=dataset, n_docs=n_docs)
 
 # %% [markdown]
 # ## Tokens with a neuron of their own
@@ -86,25 +79,10 @@ page_header(model, matrix=matrix, shared_token=shared_token, dataset=dataset, n_
 
 # %% tags=["remove-input"]
 show(top_neuron_gap_bars(table, matrix, "dot", n_top))
-display(
-    table.head(n_top)[["token_str", "neuron", "value", "second_neuron", "second_value", "gap"]]
-    .rename(columns={"token_str": "token", "value": "top value", "second_neuron": "runner-up", "second_value": "runner-up value"})
-    .style.format(precision=3).hide(axis="index")
-)
+show_table(gaps_table(table, n_top))
 
 # %% tags=["remove-cell"]
-gaps = table["gap"].to_numpy()
-glue(
-    matrix=matrix,
-    first_token=table["token_str"].iloc[0],
-    first_neuron=table["neuron"].iloc[0],
-    first_gap=float(gaps[0]),
-    first_second=table["second_neuron"].iloc[0],
-    nth_gap=float(gaps[min(n_top, len(gaps)) - 1]),
-    n_top=n_top,
-    median_gap=float(np.median(gaps)),
-    n_layers_top=int(table.head(n_top)["neuron"].map(lambda n: Neuron.parse(n).layer).nunique()),
-)
+glue(**gaps_summary(table, matrix, n_top))
 
 # %% [markdown]
 # Through {glue:text}`matrix`, the token whose best neuron leads by the most is
@@ -117,22 +95,12 @@ glue(
 #
 # ## A neuron shared by several tokens: the " though" case
 
-# %% tags=["remove-cell"]
-shared_row = neuron_congruence(model, shared_neuron, matrix)
-shared_top = top_tokens(shared_row, model, 10)
+# %% tags=["remove-input"]
+shared_top = top_tokens(neuron_congruence(model, shared_neuron, matrix), model, 10)
 topped = tokens_topped_by(main, shared_neuron, model)
-runner_up = next(int(t) for t in shared_top["token"] if int(t) != token_id)
-if kept:
-    choice = (
-        f"{show_token(shared_token)} is a single token for this model, so it is studied directly: its most "
-        f"congruent neuron is {shared_neuron}."
-    )
-else:
-    choice = (
-        f"{show_token(shared_token)} is not a single token for this model. Its stand-in is the token with the largest "
-        f"gap whose top neuron is also the top neuron of another token: "
-        f"{show_token(model.tokenizer.decode([token_id]))}, with {shared_neuron}."
-    )
+runner_up = second_token(shared_top, token_id)
+choice = shared_choice_phrase(model, shared_token, bool(kept), token_id, shared_neuron)
+note(choice)
 glue(
     choice=choice,
     shared_neuron=str(shared_neuron),
@@ -141,66 +109,39 @@ glue(
     n_topped=len(topped),
     topped_list=", ".join(topped["token_str"].head(8)),
 )
-display(Markdown(choice))
 
 # %% [markdown]
 # {glue:text}`shared_neuron` is the most congruent neuron of {glue:text}`n_topped` token(s):
 # {glue:text}`topped_list`. Its own top tokens, read along its row:
 
 # %% tags=["remove-input"]
-display(shared_top[["token_str", "value"]].rename(columns={"token_str": "token"}).style.format(precision=3).hide(axis="index"))
+show_table(shared_top[["token_str", "value"]].rename(columns={"token_str": "token"}))
 
 # %% [markdown]
 # ### Its dataset curve
 #
 # As on the correlation page: over the corpus, how often is the token the model's real
 # top-1 prediction, per bin of the neuron's activation? The second curve does the same for
-# the neuron's next token, {glue:text}`runner_up`. A neuron that writes several tokens cannot
-# make any one of them the top prediction as reliably as a neuron that writes one.
+# the neuron's second most congruent token, {glue:text}`runner_up`. A neuron that writes
+# several tokens cannot make any one of them the top prediction as reliably as a neuron that
+# writes one.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-input"]
 scanned = scan(model, dataset, [shared_neuron], batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
 curve, counts = correlation_table(scanned, shared_neuron, token_id, bin_width)
 curve_2, counts_2 = correlation_table(scanned, shared_neuron, runner_up, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(scanned, shared_neuron, token_id, bin_width, pseudo=True)
-paper = paper_figures()
-paper_applies = is_paper_model(model.cfg.model_name) and str(shared_neuron) == "L28N1921" and token_id == kept.get(" though")
-
-# %% tags=["remove-input"]
-name_1 = f"top-1 = {show_token(model.tokenizer.decode([token_id]))}"
-name_2 = f"top-1 = {show_token(model.tokenizer.decode([runner_up]))}"
+paper_applies = though_curve_applies(page.on_paper_model, page.paper, shared_neuron, token_id, kept)
 show(
     top_prediction_curve_figure(
-        {name_1: curve, name_2: curve_2},
+        {f"top-1 = {show_token(model.tokenizer.decode([t]))}": c for t, c in ((token_id, curve), (runner_up, curve_2))},
         str(shared_neuron),
         model.tokenizer.decode([token_id]),
-        paper=paper["though_top_pred_proportion"]["bins"] if paper_applies else None,
+        paper=page.paper.though_curve if paper_applies else None,
         paper_label="paper ' though' (GPT-2 Large, pseudo-prediction)",
     )
 )
-
-# %% tags=["remove-cell"]
-def best_bin(c: pd.DataFrame, min_count: int = 5) -> tuple[float, float]:
-    solid = c[c["count"] >= min_count]
-    if solid.empty:
-        return float("nan"), float("nan")
-    row = solid.loc[solid["proportion"].idxmax()]
-    return float(row["proportion"]), float(row["bin_start"])
-
-
-best_p, best_at = best_bin(curve)
-glue(
-    predicted=f"{counts['predicted']:,}",
-    actual=f"{counts['actual']:,}",
-    predicted_2=f"{counts_2['predicted']:,}",
-    actual_2=f"{counts_2['actual']:,}",
-    best_p=best_p,
-    best_at=best_at,
-    n_scan_tokens=f"{scanned.n_tokens:,}",
-    paper_though_best=max(p for _, p in paper["though_top_pred_proportion"]["bins"]),
-    paper_hub=paper_neuron(paper["footnote_top_congruence_per_token_top15"][0][2].split(" - ")[0]),
-    paper_hub_value=paper["footnote_top_congruence_per_token_top15"][0][1],
-)
+glue(**shared_curve_summary(counts, counts_2, curve, scanned.n_tokens, page.paper))
 
 # %% [markdown]
 # Over {glue:text}`n_scan_tokens` tokens, {glue:text}`shared_token` is the real top-1
@@ -221,37 +162,14 @@ glue(
 # the hubs up.
 
 # %% tags=["remove-input"]
-hub_tables = {f"{m}, {meas}": hubs(r) for (m, meas), r in passes.items()}
+hub_tables = {f"{m}, {measure}": hubs(r) for (m, measure), r in passes.items()}
 show(hub_sizes({name: t["n_tokens"].to_numpy() for name, t in hub_tables.items()}))
 show(hub_layers(hub_tables, model.cfg.n_layers))
-for (m, meas), r in passes.items():
-    if m == matrix:
-        display(Markdown(f"Largest hubs ({meas}, {m}):"))
-        display(hub_table(r, model, n_hubs).style.format(precision=3).hide(axis="index"))
+for measure in ("dot", "cosine"):
+    show_table(hub_table(passes[(matrix, measure)], model, n_hubs), caption=f"Largest hubs ({measure}, {matrix})")
 
 # %% tags=["remove-cell"]
-dot_hubs, cos_hubs = hub_tables[f"{matrix}, dot"], hub_tables[f"{matrix}, cosine"]
-same_top = float((passes[(matrix, "dot")].token_neurons[:, 0] == passes[(matrix, "cosine")].token_neurons[:, 0]).float().mean())
-last_layer = model.cfg.n_layers - 1
-
-
-def last_share(t: pd.DataFrame) -> float:
-    return float(t.loc[t["layer"] == last_layer, "n_tokens"].sum() / t["n_tokens"].sum())
-
-
-glue(
-    hub_dot=dot_hubs["neuron"].iloc[0],
-    hub_dot_n=int(dot_hubs["n_tokens"].iloc[0]),
-    hub_dot_value=float(dot_hubs["max_value"].iloc[0]),
-    distinct_dot=f"{len(dot_hubs):,}",
-    hub_cos=cos_hubs["neuron"].iloc[0],
-    hub_cos_n=int(cos_hubs["n_tokens"].iloc[0]),
-    distinct_cos=f"{len(cos_hubs):,}",
-    last_dot=last_share(dot_hubs),
-    last_cos=last_share(cos_hubs),
-    same_top=same_top,
-    d_vocab=f"{model.cfg.d_vocab:,}",
-)
+glue(**hubs_summary(passes[(matrix, "dot")], passes[(matrix, "cosine")], hub_tables[f"{matrix}, dot"], hub_tables[f"{matrix}, cosine"], model.cfg.n_layers))
 
 # %% [markdown]
 # With the dot product through {glue:text}`matrix`, the largest hub is
@@ -270,33 +188,5 @@ glue(
 # values are shown beside them (and its $W_U$ values where noted).
 
 # %% tags=["remove-input"]
-rows = []
-if is_paper_model(model.cfg.model_name):
-    e_table = top_neuron_per_token(passes[("W_E", "dot")]).set_index("token")
-
-    def one_token(text: str) -> int | None:
-        ids = model.tokenizer.encode(ast.literal_eval(text), add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
-
-    for tok, gap, pair in paper["top2_neuron_gap_per_token_top20"]:
-        a, b = (paper_neuron(x) for x in pair.split(" - "))
-        t = one_token(tok)
-        run = "not one token" if t is None else (
-            f"{e_table.loc[t, 'gap']:.3f} ({e_table.loc[t, 'neuron']} - {e_table.loc[t, 'second_neuron']})")
-        rows.append((f"gap of {tok}", f"{gap} ({a} - {b})", run))
-    though = neuron_congruence(model, "L28N1921", "W_E")
-    though_u = neuron_congruence(model, "L28N1921", "W_U")
-    for tok, value in paper["L28N1921_congruence_top"]["top"][:6]:
-        t = one_token(tok)
-        rows.append((f"L28N1921 with {tok}", value, "not one token" if t is None else f"W_E {though[t]:.3f}; W_U {though_u[t]:.3f}"))
-    predicted, actual = (int(x) for x in re.findall(r"\d+", paper["though_top_pred_proportion"]["annotation"]))
-    if paper_applies:
-        rows.append(("' though' top-1 predictions / occurrences", f"{predicted} / {actual} (pseudo)",
-                     f"{pseudo_counts['predicted']} (pseudo), {counts['predicted']} (real) / {counts['actual']}"))
-    foot = paper["footnote_top_congruence_per_token_top15"]
-    hub_e = hub_tables["W_E, dot"]
-    n_3354 = hub_e.loc[hub_e["neuron"] == "L35N3354", "n_tokens"]
-    rows.append(("hub neuron of the glitch tokens", f"{paper_neuron(foot[0][2].split(' - ')[0])}, value {foot[0][1]}",
-                 f"largest W_E hub {hub_e['neuron'].iloc[0]} ({hub_e['n_tokens'].iloc[0]} tokens, max {hub_e['max_value'].iloc[0]:.2f}); "
-                 f"L35N3354 tops {int(n_3354.iloc[0]) if len(n_3354) else 0} tokens"))
-paper_beside(model.cfg.model_name, rows, paper_method="W_out · W_E")
+rows = gaps_paper_rows(page.paper, model, passes[("W_E", "dot")], hub_tables["W_E, dot"], (counts, pseudo_counts) if paper_applies else None) if page.on_paper_model else []
+paper_beside(page, rows, paper_method="W_out · W_E")

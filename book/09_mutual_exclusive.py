@@ -41,29 +41,18 @@ n_table = 30
 n_curves = 5
 bin_width = 0.2
 
-# %% tags=["remove-cell"]
-import ast
-
-import numpy as np
-import pandas as pd
-import torch
-from IPython.display import display
-
-from helpers.congruence import CACHE, mutual_exclusive, paper_neuron, search
-from helpers.dataset import correlation_table, scan
-from helpers.display import glue, is_paper_model, page_header, paper_beside, paper_figures, show
-from helpers.figures_congruence import mutual_scatter, pair_curves
-from helpers.models import load_model
-from helpers.names import Neuron, show_token
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-other_matrix = "W_E" if matrix == "W_U" else "W_U"
-pairs = {m: mutual_exclusive(search(model, m, "dot", cache=CACHE), model) for m in (matrix, other_matrix)}
-main = pairs[matrix]
-
 # %% tags=["remove-input"]
-page_header(model, matrix=matrix, n_table=n_table, n_curves=n_curves, dataset=dataset, n_docs=n_docs)
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.congruence import mutual_scatter, pair_curves
+from helpers.book.page import setup_page
+from helpers.book.summaries.congruence import curves_summary, pair_correlations, pair_neurons, pairs_paper_rows, pairs_summary, pairs_table
+from helpers.methods.congruence import CACHE, mutual_exclusive, other_matrix, search
+from helpers.scan.store import scan
+
+page = setup_page(model_name, device, dtype, seed, matrix=matrix, n_table=n_table, n_curves=n_curves, dataset=dataset, n_docs=n_docs)
+model, second_matrix = page.model, other_matrix(matrix)
+pairs = {m: mutual_exclusive(search(model, m, "dot", cache=CACHE), model) for m in (matrix, second_matrix)}
+main = pairs[matrix]
 
 # %% [markdown]
 # ## The pairs
@@ -74,28 +63,10 @@ page_header(model, matrix=matrix, n_table=n_table, n_curves=n_curves, dataset=da
 
 # %% tags=["remove-input"]
 show(mutual_scatter(main, matrix, "dot"))
-display(
-    main.head(n_table)[["token_str", "neuron", "score", "token_gap", "neuron_gap", "value"]]
-    .rename(columns={"token_str": "token", "token_gap": "token's gap", "neuron_gap": "neuron's gap", "value": "congruence"})
-    .set_axis(range(1, min(n_table, len(main)) + 1)).style.format(precision=3)
-)
+show_table(pairs_table(main, n_table), index=True)
 
 # %% tags=["remove-cell"]
-top_n = lambda t: set(zip(t["token"].head(n_table), t["neuron"].head(n_table)))  # noqa: E731
-glue(
-    matrix=matrix,
-    other_matrix=other_matrix,
-    n_pairs=f"{len(main):,}",
-    n_pairs_other=f"{len(pairs[other_matrix]):,}",
-    d_vocab=f"{model.cfg.d_vocab:,}",
-    first_token=main["token_str"].iloc[0],
-    first_neuron=main["neuron"].iloc[0],
-    first_score=float(main["score"].iloc[0]),
-    second_score=float(main["score"].iloc[1]) if len(main) > 1 else float("nan"),
-    n_table=n_table,
-    overlap=len(top_n(main) & top_n(pairs[other_matrix])),
-    median_score=float(main["score"].median()),
-)
+glue(**pairs_summary(pairs, matrix, second_matrix, n_table, model.cfg.d_vocab))
 
 # %% [markdown]
 # With {glue:text}`matrix`, {glue:text}`n_pairs` of the {glue:text}`d_vocab` tokens form a
@@ -114,27 +85,11 @@ glue(
 # real top-1 prediction, per bin of the neuron's activation. A neuron that writes one token
 # and nothing else should drive a clean curve up towards 1.
 
-# %% tags=["remove-cell"]
-chosen = main.head(n_curves)
-neurons = list(dict.fromkeys(Neuron.parse(n) for n in chosen["neuron"]))
-scanned = scan(model, dataset, neurons, batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
-curves, counts = {}, {}
-for row in chosen.itertuples():
-    name = f"{row.token_str} / {row.neuron}"
-    curves[name], counts[name] = correlation_table(scanned, row.neuron, int(row.token), bin_width)
-glue(n_curves=len(curves))
-
 # %% tags=["remove-input"]
+scanned = scan(model, dataset, pair_neurons(main, n_curves), batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+curves, counts = pair_correlations(scanned, main, n_curves, bin_width)
 show(pair_curves(curves))
-
-# %% tags=["remove-cell"]
-def summary(curve: pd.DataFrame, c: dict, min_count: int = 5) -> str:
-    solid = curve[curve["count"] >= min_count]
-    top = f"{solid['proportion'].iloc[-1]:.2f} in its highest bin with {min_count}+ tokens" if len(solid) else "no bin with enough tokens"
-    return f"predicted {c['predicted']:,} times, next {c['actual']:,} times, {top}"
-
-
-glue(curve_summary="; ".join(f"{name}: {summary(curves[name], counts[name])}" for name in curves))
+glue(**curves_summary(curves, counts))
 
 # %% [markdown]
 # Per pair: {glue:text}`curve_summary`. The x-axis is each neuron's own activation, so the
@@ -148,16 +103,4 @@ glue(curve_summary="; ".join(f"{name}: {summary(curves[name], counts[name])}" fo
 # its $W_U$ list.
 
 # %% tags=["remove-input"]
-rows = []
-if is_paper_model(model.cfg.model_name):
-    paper = paper_figures()["top30_mutual_exclusive_congruence"]
-
-    def where(table: pd.DataFrame, token: str, neuron: str) -> str:
-        ids = model.tokenizer.encode(ast.literal_eval(token), add_special_tokens=False)
-        hit = table[(table["token"] == ids[0]) & (table["neuron"] == neuron)] if len(ids) == 1 else table.iloc[0:0]
-        return f"rank {hit.index[0] + 1}, {hit['score'].iloc[0]:.3f}" if len(hit) else "not a mutual pair"
-
-    for rank, (token, neuron_text, score) in enumerate(paper[:n_table], start=1):
-        neuron = paper_neuron(neuron_text)
-        rows.append((f"{rank}. {token} / {neuron}", score, f"W_E {where(pairs['W_E'], token, neuron)}; W_U {where(pairs['W_U'], token, neuron)}"))
-paper_beside(model.cfg.model_name, rows, paper_method="W_out · W_E")
+paper_beside(page, pairs_paper_rows(page.paper, model, pairs, n_table) if page.on_paper_model else [], paper_method="W_out · W_E")

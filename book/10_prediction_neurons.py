@@ -34,58 +34,39 @@ model_name = "toy"
 device = "cpu"
 dtype = "float32"
 seed = 0
+layer = "auto"
+neuron = "auto"
+target = " an"
+congruent_neuron = "auto"
 kurtosis_min = 10.0
 skew_min = 0.0
-an_neuron = "auto"
-target = " an"
-
-# %% tags=["remove-cell"]
-import torch
-from IPython.display import display
-
-from helpers.congruence import CACHE, census, census_per_layer, search, token_congruence
-from helpers.display import glue, page_header, show
-from helpers.figures_congruence import census_per_layer_bars, census_scatter
-from helpers.models import load_model
-from helpers.names import Neuron, show_token
-
-torch.manual_seed(seed)
-model = load_model(model_name, device=device, dtype=dtype)
-table = census(search(model, "W_U", "cosine", cache=CACHE), kurtosis_min, skew_min)
-per_layer = census_per_layer(table)
-if an_neuron == "auto":
-    column = token_congruence(model, target, "W_U")
-    neuron = Neuron.from_flat(int(column.flatten().argmax()), model.cfg.d_mlp)
-else:
-    neuron = Neuron.parse(an_neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
 
 # %% tags=["remove-input"]
-page_header(model, kurtosis_min=kurtosis_min, skew_min=skew_min, an_neuron=str(neuron), target=target)
+from helpers.book.display import glue, show, show_table
+from helpers.book.figures.congruence import census_per_layer_bars, census_scatter
+from helpers.book.page import setup_page
+from helpers.book.summaries.congruence import census_place, census_summary, congruent_neuron_of
+from helpers.core.names import show_token
+from helpers.methods.congruence import CACHE, census, census_per_layer, search
+
+page = setup_page(
+    model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron,
+    congruent_neuron=congruent_neuron, kurtosis_min=kurtosis_min, skew_min=skew_min,
+)
+model = page.model
+table = census(search(model, "W_U", "cosine", cache=CACHE), kurtosis_min, skew_min)
+per_layer = census_per_layer(table)
+congruent = congruent_neuron_of(model, target, congruent_neuron)
 
 # %% [markdown]
 # ## Per layer
 
 # %% tags=["remove-input"]
 show(census_per_layer_bars(per_layer))
-display(per_layer.set_index("layer").T.style.format(precision=0))
+show_table(per_layer.set_index("layer").T, precision=0, index=True)
 
 # %% tags=["remove-cell"]
-n_layers = model.cfg.n_layers
-half = n_layers // 2
-pred, supp = per_layer["prediction"].to_numpy(), per_layer["suppression"].to_numpy()
-supp_over = [int(layer) for layer, p, s in zip(per_layer["layer"], pred, supp) if s > p]
-glue(
-    kurtosis_min=kurtosis_min,
-    skew_min=skew_min,
-    n_neurons=f"{len(table):,}",
-    n_pred=int(pred.sum()),
-    n_supp=int(supp.sum()),
-    pred_share_second_half=float(pred[half:].sum() / max(pred.sum(), 1)),
-    pred_peak=int(per_layer["layer"].iloc[int(pred.argmax())]),
-    pred_peak_n=int(pred.max()),
-    supp_over=", ".join(map(str, supp_over)) if supp_over else "none",
-    median_kurtosis=float(table["kurtosis"].median()),
-)
+glue(**census_summary(table, per_layer, kurtosis_min, skew_min, model.cfg.n_layers))
 
 # %% [markdown]
 # With kurtosis above {glue:text}`kurtosis_min` and skew beyond ±{glue:text}`skew_min`,
@@ -96,35 +77,31 @@ glue(
 # ({glue:text}`pred_peak_n`) in layer {glue:text}`pred_peak`. Suppression neurons outnumber
 # prediction neurons in layer(s): {glue:text}`supp_over`.
 #
-# ## Every neuron, and where the " an" neuron sits
+# ## Every neuron, and where two neurons of this book sit
 #
 # Each point is a neuron (a random subset of the unclassed ones when there are many). The
-# dotted line is the kurtosis threshold; the star is the neuron most congruent with the
-# target token through $W_U$ (or the one named by the `an_neuron` parameter).
+# dotted line is the kurtosis threshold. The star is the neuron most congruent with the
+# target token through $W_U$ (or the one named by the `congruent_neuron` parameter); the
+# diamond is the neuron the other pages study (`neuron`, by default the one neuron patching
+# ranks first). They can be the same neuron or two different ones: one is found from the
+# weights alone, the other from what the neuron does on the prompts.
 
 # %% tags=["remove-input"]
-show(census_scatter(table, kurtosis_min, highlight=str(neuron)))
+show(census_scatter(table, kurtosis_min, highlight={"most congruent with the target": str(congruent), "found by patching": str(page.neuron)}))
 
 # %% tags=["remove-cell"]
-mine = table[table["neuron"] == str(neuron)].iloc[0]
-same_layer = table[table["layer"] == neuron.layer]
-glue(
-    neuron=str(neuron),
-    target=show_token(target),
-    an_class=mine["class"],
-    an_skew=float(mine["skew"]),
-    an_kurtosis=float(mine["kurtosis"]),
-    an_kurtosis_rank=int((same_layer["kurtosis"] > mine["kurtosis"]).sum()) + 1,
-    layer_size=len(same_layer),
-    an_layer=neuron.layer,
-)
+glue(target=show_token(target), **census_place(table, congruent, "congruent_"), **census_place(table, page.neuron, "patched_"))
 
 # %% [markdown]
-# {glue:text}`neuron` (the target {glue:text}`target`'s neuron) has skew
-# {glue:text}`an_skew:.2f` and kurtosis {glue:text}`an_kurtosis:.1f`, the
-# {glue:text}`an_kurtosis_rank`-th highest kurtosis of the {glue:text}`layer_size` neurons
-# in layer {glue:text}`an_layer`; with these thresholds it is classed
-# **{glue:text}`an_class`**.
+# The neuron most congruent with {glue:text}`target`, {glue:text}`congruent_neuron`, has
+# skew {glue:text}`congruent_skew:.2f` and kurtosis {glue:text}`congruent_kurtosis:.1f`,
+# the {glue:text}`congruent_kurtosis_rank`-th highest kurtosis of the
+# {glue:text}`congruent_layer_size` neurons in layer {glue:text}`congruent_layer`; with these
+# thresholds it is classed **{glue:text}`congruent_class_name`**. The neuron found by
+# patching, {glue:text}`patched_neuron`, has skew {glue:text}`patched_skew:.2f` and kurtosis
+# {glue:text}`patched_kurtosis:.1f` (rank {glue:text}`patched_kurtosis_rank` of
+# {glue:text}`patched_layer_size` in layer {glue:text}`patched_layer`) and is classed
+# **{glue:text}`patched_class_name`**.
 #
 # The original study did not compute this census, so this page has no paper values to put
 # beside its numbers.

@@ -3,11 +3,11 @@ differences of hooked forward passes on a tiny float64 model, where the check ca
 import pytest
 import torch
 
-from helpers.attribution import agreement, attribution_patching
-from helpers.models import random_model
-from helpers.neuron_patching import neuron_patching, post_hook
-from helpers.patching import base_and_source
-from helpers.prompts import logit_diff, make_contrast
+from helpers.methods.attribution import agreement, attribution_patching
+from helpers.core.models import random_model
+from helpers.methods.neuron_patching import neuron_patching, post_hook
+from helpers.methods.patching import runs
+from helpers.core.prompts import logit_diff, make_contrast
 from test_neuron_patching import amplified
 
 
@@ -24,7 +24,7 @@ def contrast(tiny64):
 
 def interpolated_logit_diff(model, contrast, direction, layer, neuron, positions, eps) -> float:
     """Logit difference of the base run with one neuron moved ``eps`` of the way to the source run."""
-    base_tokens, source_tokens = base_and_source(contrast, direction)
+    base_tokens, source_tokens = runs(contrast, direction)
     where = slice(-1, None) if positions == "last" else slice(None)
     with torch.no_grad():
         source = model.run_with_cache(source_tokens, names_filter=post_hook(layer))[1][post_hook(layer)]
@@ -39,7 +39,7 @@ def interpolated_logit_diff(model, contrast, direction, layer, neuron, positions
 
 @pytest.mark.parametrize("positions, direction, per_layer", [("all", "sufficiency", 2), ("last", "necessity", 1)])
 def test_estimate_is_the_derivative_along_the_patch(tiny64, contrast, positions, direction, per_layer):
-    estimate = attribution_patching(tiny64, contrast, positions, direction)
+    estimate = attribution_patching(tiny64, contrast, positions, direction).values
     assert estimate.shape == (tiny64.cfg.n_layers, tiny64.cfg.d_mlp)
     with torch.no_grad():
         clean = logit_diff(tiny64(contrast.clean), contrast.target, contrast.other).item()
@@ -58,8 +58,8 @@ def test_estimate_is_the_derivative_along_the_patch(tiny64, contrast, positions,
 def test_estimate_approaches_exact_patching_for_small_patches(tiny64, contrast):
     """Exact recovery and estimate agree to first order; the last layer's patches are the
     smallest nonlinearity away (only the final layer norm), so there they are close."""
-    exact = neuron_patching(tiny64, contrast, 2, "last")
-    estimate = attribution_patching(tiny64, contrast, "last")[2]
+    exact = neuron_patching(tiny64, contrast, 2, "last").values
+    estimate = attribution_patching(tiny64, contrast, "last").values[2]
     stats = agreement(exact, estimate, k=5)
     assert stats["pearson"] > 0.9
     assert exact.argmax() == estimate.argmax()

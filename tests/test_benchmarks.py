@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from helpers.build import ROOT
+from helpers.book.build import ROOT
 
 
 def test_unknown_case_lists_the_cases():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from browser import check_pages, serve
-from helpers.build import ROOT, toc_pages
+from helpers.book.build import ROOT, toc_pages
 
 pytestmark = pytest.mark.book
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.book
 @pytest.fixture(scope="module")
 def html_root() -> Path:
     """Build the book with the default (offline) profile, as `make book` does."""
-    result = subprocess.run([sys.executable, "-m", "helpers.build"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "helpers.book.build"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return ROOT / "_build" / "html"
 

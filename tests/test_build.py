@@ -1,5 +1,4 @@
 """The execution pipeline: parameters reach pages, failures name the page and the cell."""
-import json
 import subprocess
 import sys
 import textwrap
@@ -8,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.build import BuildError, execute_pages, toc_pages
+from helpers.book.build import BuildError, execute_pages, toc_pages
 
 PAGE_HEADER = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
 
@@ -53,7 +52,7 @@ def outputs(notebook_path: Path) -> str:
 
 def test_command_line_value_reaches_the_page(tmp_path):
     root = make_book(tmp_path, {"greet": GREETING_PAGE})
-    command = [sys.executable, "-m", "helpers.build", "--root", str(root), "--no-html", "--set", "greeting=from-the-command-line"]
+    command = [sys.executable, "-m", "helpers.book.build", "--root", str(root), "--no-html", "--set", "greeting=from-the-command-line"]
     subprocess.run(command, check=True, capture_output=True, text=True)
     text = outputs(root / "book" / "greet.ipynb")
     assert "greeting=from-the-command-line seed=0" in text
@@ -77,7 +76,7 @@ def test_profile_values_reach_the_page_and_unchanged_pages_are_not_rerun(tmp_pat
 def test_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):
     root = make_book(tmp_path, {"greet": GREETING_PAGE, "broken": FAILING_PAGE})
     result = subprocess.run(
-        [sys.executable, "-m", "helpers.build", "--root", str(root), "--no-html"], capture_output=True, text=True
+        [sys.executable, "-m", "helpers.book.build", "--root", str(root), "--no-html"], capture_output=True, text=True
     )
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]

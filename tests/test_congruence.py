@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.congruence import (
+from helpers.methods.congruence import (
     Congruence,
     as_token,
     census,
@@ -20,8 +20,8 @@ from helpers.congruence import (
     tokens_topped_by,
     top_neuron_per_token,
 )
-from helpers.models import random_model
-from helpers.names import Neuron
+from helpers.core.models import random_model
+from helpers.core.names import Neuron
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_scan_with_single_row_or_column_blocks(chunks):
 def test_scan_of_some_layers_equals_brute_force(weights):
     W_out, U = weights
     result = scan(W_out, U, "dot", layers=[2, 0], neuron_chunk=16, token_chunk=64, moments=True)
-    assert result.layers == [2, 0]
+    assert result.layers == [0, 2]  # layers are kept sorted, each once
     check_against(result, brute_force(W_out, U, "dot", layers=[2, 0]), [2, 0])
 
 

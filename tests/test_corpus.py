@@ -8,13 +8,13 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from helpers.corpus import (
+from helpers.toy.corpus import (
     FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, STUDY_FRAME, TOKENIZER_FILE, ArticlePrompt,
     article_accuracy, article_for, article_logit_diffs, article_prompts, documents,
     study_prompts,
 )
-from helpers.models import random_model
-from helpers.prompts import STUDY_CLEAN, STUDY_CORRUPTED
+from helpers.core.models import random_model
+from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED
 
 ARTICLE = re.compile(r"\b(an|a) ([\w-]+)")
 

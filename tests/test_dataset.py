@@ -13,26 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.dataset import (
-    DatasetUnavailable,
-    ScanMismatch,
-    _merge_topk,
-    _topk,
-    always_top_above,
-    correlation_table,
-    load_documents,
-    neuron_activations,
-    neuron_of_interest,
-    open_scan,
-    prediction_counts,
-    random_document,
-    random_token_activations,
-    scan,
-    top_prediction_curve,
-    wilson_interval,
-)
-from helpers.models import random_model
-from helpers.names import Neuron
+from helpers.core.models import random_model
+from helpers.core.names import Neuron
+from helpers.methods.reference import naive_scan
+from helpers.scan.documents import DatasetUnavailable, load_documents
+from helpers.scan.forward import neuron_activations, random_token_activations
+from helpers.scan.statistics import always_top_above, correlation_table, prediction_counts, random_document, top_prediction_curve, wilson_interval
+from helpers.scan.store import ScanMismatch, _merge_topk, _topk, open_scan, scan
 
 N_CTX = 16
 NEURONS = ["L1N3", "L0N7", "L1N40"]
@@ -60,38 +47,6 @@ def scanned(model, docs, tmp_path_factory):
     return scan(model, docs, NEURONS, out, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
 
 
-def reference(model, docs, neurons, max_tokens):
-    """One document, one prompt at a time, unpadded, full cache: the obvious way."""
-    parsed = [Neuron.parse(n) for n in neurons]
-    bos = model.tokenizer.bos_token_id
-    rows = {k: [] for k in ("token", "next_token", "doc", "pos", "activations", "logits", "pseudo_logits")}
-    for d, text in enumerate(docs):
-        ids = model.tokenizer.encode(text, add_special_tokens=False)
-        span = max_tokens - 1
-        for start in range(0, len(ids), span):
-            piece = ids[start:start + span]
-            tokens = torch.tensor([[bos] + piece])
-            names = {f"blocks.{n.layer}.mlp.hook_post" for n in parsed} | {"ln_final.hook_normalized"}
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-            for p in range(len(piece)):
-                rows["token"].append(piece[p])
-                rows["next_token"].append(ids[start + p + 1] if start + p + 1 < len(ids) else -1)
-                rows["doc"].append(d)
-                rows["pos"].append(start + p)
-                rows["activations"].append([cache[f"blocks.{n.layer}.mlp.hook_post"][0, p + 1, n.index].item() for n in parsed])
-                rows["logits"].append(logits[0, p + 1])
-                rows["pseudo_logits"].append(cache["ln_final.hook_normalized"][0, p + 1] @ model.W_E.T)
-    return {
-        "token": torch.tensor(rows["token"]),
-        "next_token": torch.tensor(rows["next_token"]),
-        "doc": torch.tensor(rows["doc"]),
-        "pos": torch.tensor(rows["pos"]),
-        "activations": torch.tensor(rows["activations"]),
-        "logits": torch.stack(rows["logits"]),
-        "pseudo_logits": torch.stack(rows["pseudo_logits"]),
-    }
-
-
 def clear_argmax(logits):
     """argmax, and whether the top logit beats the runner-up by a margin float error cannot cross."""
     top2 = logits.topk(2, dim=-1).values
@@ -101,7 +56,7 @@ def clear_argmax(logits):
 def test_scan_matches_reference(model, docs, scanned):
     """Batches of 3 prompts of different lengths against one unpadded prompt at a time:
     padding must change nothing."""
-    ref = reference(model, docs, NEURONS, N_CTX)
+    ref = naive_scan(model, docs, NEURONS, N_CTX)
     got = scanned.load()
     for name in ("token", "next_token", "doc", "pos"):
         assert torch.equal(got[name].long(), ref[name]), name
@@ -210,7 +165,7 @@ def test_corrupt_shard_is_logged_and_recomputed(model, docs, scanned, tmp_path, 
     data = bytearray(shard.read_bytes())
     data[-3] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="helpers.dataset"):
+    with caplog.at_level(logging.WARNING, logger="helpers.scan.store"):
         repaired = scan(model, docs, NEURONS, tmp_path, **kwargs)
     assert "shard-00001.safetensors" in caplog.text and "recomputing" in caplog.text
     assert files(tmp_path) == files(scanned.out_dir)
@@ -268,7 +223,7 @@ def test_float16_storage(model, docs, scanned, tmp_path):
 
 
 def test_load_documents(monkeypatch):
-    from helpers.corpus import documents
+    from helpers.toy.corpus import documents
 
     assert list(load_documents("toy", 3, seed=2)) == documents(3, seed=2)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -354,14 +309,8 @@ def test_unselected_text_helpers(model, scanned):
     torch.testing.assert_close(noise_acts, expected)
 
 
-def test_neuron_of_interest_parses_and_checks(model):
-    assert neuron_of_interest(model, "L1N3") == Neuron(1, 3)
-    with pytest.raises(ValueError, match="out of range"):
-        neuron_of_interest(model, "L9N0")
-
-
 def test_figures_carry_binned_numbers(scanned, model):
-    from helpers.figures_dataset import activation_distribution, examples_table, prediction_counts_figure, top_prediction_curve_figure
+    from helpers.book.figures.scan import activation_distribution, examples_table, prediction_counts_figure, top_prediction_curve_figure
 
     curve, counts = correlation_table(scanned, "L1N3", int(torch.mode(scanned.load(["prediction"])["prediction"]).values))
     fig = top_prediction_curve_figure({"real": curve}, "L1N3", " an", paper=[[0.0, 0.1], [0.2, 0.5]])

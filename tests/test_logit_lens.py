@@ -4,9 +4,9 @@ import tempfile
 import pytest
 import torch
 
-from helpers.logit_lens import UNEMBED_BIAS, component_kind, logit_lens, logit_lens_of_tokens
-from helpers.models import BUNDLED_MODELS, process_weights
-from helpers.prompts import logit_diff, make_contrast
+from helpers.methods.logit_lens import UNEMBED_BIAS, component_kind, logit_lens, logit_lens_of_tokens
+from helpers.core.models import BUNDLED_MODELS, process_weights
+from helpers.core.prompts import logit_diff, make_contrast
 
 N_LAYERS = 3
 
@@ -131,7 +131,7 @@ def test_bad_input(model, contrast):
 
 
 def test_sublayer_after_names_the_writer():
-    from helpers.logit_lens import sublayer_after
+    from helpers.methods.logit_lens import sublayer_after
 
     assert sublayer_after("31_mid") == "MLP 31" and sublayer_after("0_pre") == "attention 0"
     with pytest.raises(ValueError, match="no sublayer"):

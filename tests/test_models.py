@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from helpers.models import ModelUnavailable, check_model_folder, load_model, random_model, single_token
-from helpers.names import Head, Neuron
+from helpers.core.models import ModelUnavailable, check_model_folder, load_model, random_model, single_token
+from helpers.core.names import Head, Neuron
 
 
 def test_random_model_is_processed_like_the_study():
@@ -25,7 +25,7 @@ def test_random_model_is_reproducible_from_its_seed():
 def test_local_folder_loads_offline(tmp_path, monkeypatch):
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from helpers.models import BUNDLED_MODELS
+    from helpers.core.models import BUNDLED_MODELS
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODELS["toy"])
@@ -41,7 +41,7 @@ def test_local_folder_loads_offline(tmp_path, monkeypatch):
 
 def test_hub_name_without_network_fails_at_once_and_names_the_alternative(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("helpers.models.in_hub_cache", lambda name: False)
+    monkeypatch.setattr("helpers.core.models.in_hub_cache", lambda name: False)
     with pytest.raises(ModelUnavailable, match="cannot reach.*MODEL=toy"):
         load_model("gpt2-large")
 
@@ -79,7 +79,7 @@ def test_component_names_round_trip_and_check_range():
 
 
 def test_paper_values_apply_to_gpt2_large_by_name_or_local_copy():
-    from helpers.display import is_paper_model
+    from helpers.paper import is_paper_model
 
     assert is_paper_model("gpt2-large") and is_paper_model("openai-community/gpt2-large")
     assert is_paper_model("/models/gpt2-large")  # a downloaded copy, loaded offline

@@ -8,10 +8,11 @@ norms so that the prompts contrast by ~0.1 and the comparison tests the patching
 import pytest
 import torch
 
-from helpers.models import random_model
-from helpers.names import Neuron
-from helpers.neuron_patching import naive_neuron_patching, neuron_patching, patch_neurons
-from helpers.prompts import Contrast, make_contrast
+from helpers.core.models import random_model
+from helpers.core.names import Neuron
+from helpers.methods.neuron_patching import neuron_patching
+from helpers.methods.reference import naive_neuron_patching, naive_whole_layer
+from helpers.core.prompts import Contrast, make_contrast
 
 
 def amplified(model, factor: float):
@@ -39,25 +40,6 @@ def early(tiny):
     return make_contrast(tiny, "The apple tree and picked", "The lemon tree and picked")
 
 
-def naive_whole_layer(model, contrast: Contrast, layer: int, positions: str) -> float:
-    """Recovery when the layer's MLP output is restored by a hook (no neuron arithmetic)."""
-    from helpers.prompts import logit_diff, normalized_recovery
-
-    name = f"blocks.{layer}.hook_mlp_out"
-    where = slice(-1, None) if positions == "last" else slice(None)
-    with torch.no_grad():
-        clean_logits, clean_cache = model.run_with_cache(contrast.clean, names_filter=name)
-
-        def restore(out, hook):
-            out[:, where] = clean_cache[name][:, where]
-            return out
-
-        patched = model.run_with_hooks(contrast.corrupted, fwd_hooks=[(name, restore)])
-        corrupted = logit_diff(model(contrast.corrupted), contrast.target, contrast.other).item()
-    clean = logit_diff(clean_logits, contrast.target, contrast.other).item()
-    return normalized_recovery(logit_diff(patched, contrast.target, contrast.other), clean, corrupted).item()
-
-
 @pytest.mark.parametrize(
     "layer, positions, direction, pair",
     [
@@ -69,7 +51,7 @@ def naive_whole_layer(model, contrast: Contrast, layer: int, positions: str) -> 
 )
 def test_every_neuron_equals_one_forward_pass_per_neuron(tiny, study, early, layer, positions, direction, pair):
     contrast = {"study": study, "early": early}[pair]
-    fast = neuron_patching(tiny, contrast, layer, positions, direction)
+    fast = neuron_patching(tiny, contrast, layer, positions, direction).values
     slow = naive_neuron_patching(tiny, contrast, layer, range(tiny.cfg.d_mlp), positions, direction)
     assert fast.shape == (tiny.cfg.d_mlp,)
     assert fast.abs().max() > 1e-3, "the test needs neurons with an effect"
@@ -78,8 +60,8 @@ def test_every_neuron_equals_one_forward_pass_per_neuron(tiny, study, early, lay
 
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_suffix_engine_matches_model_forward_engine(tiny, early, positions):
-    fast = patch_neurons(tiny, early, 1, positions, engine="suffix", max_rows=30)
-    full = patch_neurons(tiny, early, 1, positions, engine="full", max_rows=400)
+    fast = neuron_patching(tiny, early, 1, positions, engine="suffix", max_rows=30)
+    full = neuron_patching(tiny, early, 1, positions, engine="full", max_rows=400)
     assert fast.engine == "suffix" and full.engine == "full"
     torch.testing.assert_close(fast.recovery, full.recovery, atol=1e-4, rtol=0)
     assert fast.whole_layer == pytest.approx(full.whole_layer, abs=1e-4)
@@ -87,12 +69,12 @@ def test_suffix_engine_matches_model_forward_engine(tiny, early, positions):
 
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_whole_layer_equals_patching_the_mlp_output(tiny, study, positions):
-    result = patch_neurons(tiny, study, 1, positions)
+    result = neuron_patching(tiny, study, 1, positions)
     assert result.whole_layer == pytest.approx(naive_whole_layer(tiny, study, 1, positions), abs=1e-4)
     if positions == "last":  # the same cell of the layer-patching map
-        from helpers.patching import layer_patching
+        from helpers.methods.layer_patching import layer_patching
 
-        mlp_map = layer_patching(tiny, study, components=("mlp_out",), layers=[1])["mlp_out"]
+        mlp_map = layer_patching(tiny, study, components=("mlp_out",), layers=[1])["mlp_out"].values
         assert result.whole_layer == pytest.approx(mlp_map[1, -1].item(), abs=1e-4)
 
 
@@ -103,7 +85,7 @@ def test_a_neuron_that_never_changes_recovers_nothing():
         getattr(model.blocks[1].mlp, "in")._original_component.weight[:, 5] = 0.0
     contrast = make_contrast(model)
     for positions in ("last", "all"):
-        result = patch_neurons(model, contrast, 1, positions)
+        result = neuron_patching(model, contrast, 1, positions)
         # zero up to float rounding, in logit units (the recovery divides by clean - corrupted)
         assert abs(result.recovery[5].item() * (result.clean_diff - result.corrupted_diff)) < 1e-5
         assert result.recovery.abs().max() > 1e-3
@@ -111,14 +93,14 @@ def test_a_neuron_that_never_changes_recovers_nothing():
 
 
 def test_directions_share_the_same_baselines(tiny, study):
-    sufficiency = patch_neurons(tiny, study, 2, "last", "sufficiency")
-    necessity = patch_neurons(tiny, study, 2, "last", "necessity")
+    sufficiency = neuron_patching(tiny, study, 2, "last", "sufficiency")
+    necessity = neuron_patching(tiny, study, 2, "last", "necessity")
     assert sufficiency.clean_diff == pytest.approx(necessity.clean_diff, abs=1e-6)
     assert sufficiency.corrupted_diff == pytest.approx(necessity.corrupted_diff, abs=1e-6)
 
 
 def test_ranking_names_neurons(tiny, study):
-    result = patch_neurons(tiny, study, 1, "all")
+    result = neuron_patching(tiny, study, 1, "all")
     top = result.ranked(3)
     assert [n for n, _ in top][0] == result.top_neuron == Neuron(1, int(result.recovery.argmax()))
     assert [v for _, v in top] == sorted((v for _, v in top), reverse=True)
@@ -143,7 +125,7 @@ def test_gpt2_large_width_sample_equals_naive_loop():
         str_tokens=study.str_tokens, target_str=study.target_str, other_str=study.other_str,
     )
     sample = [0, 1, 892, 2047, 2500, 3333, 4096, 5119]
-    result = patch_neurons(model, contrast, 0, "all", neurons=sample)
+    result = neuron_patching(model, contrast, 0, "all", neurons=sample)
     assert result.engine == "suffix" and abs(result.clean_diff - result.corrupted_diff) > 0.1
     assert result.recovery.abs().max() > 1e-3, "the sample needs neurons with an effect"
     slow = naive_neuron_patching(model, contrast, 0, sample, "all")
@@ -159,7 +141,7 @@ def test_bad_input_says_what_to_do(tiny, study):
     with pytest.raises(ValueError, match=r"unknown positions 'first'"):
         neuron_patching(tiny, study, 0, positions="first")
     with pytest.raises(ValueError, match=r"neuron 24 is out of range: this layer has neurons 0-23"):
-        patch_neurons(tiny, study, 0, neurons=[3, 24])
+        neuron_patching(tiny, study, 0, neurons=[3, 24])
     with pytest.raises(ValueError, match=r"unknown direction 'backwards'"):
         neuron_patching(tiny, study, 0, direction="backwards")
     with pytest.raises(ValueError, match="same number of tokens"):

@@ -5,9 +5,10 @@ import pytest
 import torch
 from transformer_lens import patching as tl_patching
 
-from helpers.models import random_model
-from helpers.patching import COMPONENTS, best_layer, layer_patching, top_cells
-from helpers.prompts import Contrast, logit_diff, make_contrast
+from helpers.core.models import random_model
+from helpers.methods.layer_patching import COMPONENTS, layer_patching, maps_of, top_cells
+from helpers.methods.patching import best_layer
+from helpers.core.prompts import Contrast, logit_diff, make_contrast
 
 CLEAN = "I climbed the apple tree and picked"
 CORRUPTED = "I climbed the lemon tree and picked"
@@ -61,19 +62,20 @@ def test_equals_transformer_lens_patching(model, contrast, references, direction
     ours = layer_patching(model, contrast, direction=direction, engine=engine, max_batch=5)
     assert set(ours) == set(COMPONENTS)
     for component, expected in references[direction].items():
-        assert ours[component].shape == (model.cfg.n_layers, contrast.clean.shape[1])
-        torch.testing.assert_close(ours[component], expected, atol=2e-4, rtol=0)
+        assert ours[component].values.shape == (model.cfg.n_layers, contrast.clean.shape[1])
+        assert ours[component].index_axis_names == ("layer", "pos") and ours[component].direction == direction
+        torch.testing.assert_close(ours[component].values, expected, atol=2e-4, rtol=0)
 
 
 def test_auto_engine_picks_blocks_on_gpt2(model, contrast, references):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ours = layer_patching(model, contrast, components=("mlp_out",))
-    torch.testing.assert_close(ours["mlp_out"], references["sufficiency"]["mlp_out"], atol=2e-4, rtol=0)
+    torch.testing.assert_close(ours["mlp_out"].values, references["sufficiency"]["mlp_out"], atol=2e-4, rtol=0)
 
 
 def test_invariants(model, contrast):
-    result = layer_patching(model, contrast, components=("resid_pre",))["resid_pre"]
+    result = layer_patching(model, contrast, components=("resid_pre",))["resid_pre"].values
     diff = contrast.diff_positions[0]
     # The whole input of the corrupted run made clean: the clean run itself.
     torch.testing.assert_close(result[0, diff], torch.tensor(1.0), atol=1e-4, rtol=0)
@@ -89,9 +91,9 @@ def test_chunking_and_layer_subset_do_not_change_values(model, contrast):
     one_by_one = layer_patching(model, contrast, max_batch=1)
     subset = layer_patching(model, contrast, layers=[1])
     for component in COMPONENTS:
-        torch.testing.assert_close(one_by_one[component], whole[component], atol=1e-5, rtol=0)
-        assert torch.isnan(subset[component][0]).all()
-        torch.testing.assert_close(subset[component][1:], whole[component][1:], atol=1e-5, rtol=0)
+        torch.testing.assert_close(one_by_one[component].values, whole[component].values, atol=1e-5, rtol=0)
+        assert torch.isnan(subset[component].values[0]).all()
+        torch.testing.assert_close(subset[component].values[1:], whole[component].values[1:], atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
@@ -110,7 +112,7 @@ def test_best_layer_and_top_cells():
     assert best_layer(result, position=1) == 0
     result[2, -1] = float("nan")
     assert best_layer(result) == 1
-    table = top_cells({"mlp_out": result}, ["<bos>", " a", " b", " c", " d"], k=2)
+    table = top_cells(maps_of({"mlp_out": result.tolist()}), ["<bos>", " a", " b", " c", " d"], k=2)
     assert table["layer"].tolist() == [3, 1] and table["token"].tolist() == ["' a'", "' d'"]
 
 
@@ -132,12 +134,12 @@ def test_bad_input_is_one_clear_line(model, contrast):
 
 def test_standouts_find_the_study_cells_in_the_paper_maps():
     """Run on the paper's published maps, the rules name the cells the study described."""
-    from helpers.display import paper_figures
-    from helpers.patching import standouts
+    from helpers.methods.layer_patching import standouts
+    from helpers.paper import study
 
-    paper = paper_figures()
-    maps = {c: paper[f"patch_{c}"]["layer_by_pos_normalized"] for c in COMPONENTS}
-    found = standouts(maps, diff_position=16)
+    paper = study()
+    assert paper.diff_position == 16
+    found = standouts(paper.patch_maps, paper.diff_position)
     assert (found["attn_layer"], found["mlp_layer"]) == (26, 31)
     assert (found["low_layer"], found["high_layer"]) == (23, 27)
     assert found["attn0_diff"] == pytest.approx(0.952) and found["mlp0_diff"] == pytest.approx(0.848)

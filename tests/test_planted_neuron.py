@@ -10,11 +10,11 @@ attribution patching (gradient) must rank the planted neuron first.
 import pytest
 import torch
 
-from helpers.attribution import attribution_patching
-from helpers.models import random_model
-from helpers.names import Neuron
-from helpers.neuron_patching import neuron_patching, patch_neurons
-from helpers.prompts import Contrast, logit_diff, make_contrast
+from helpers.methods.attribution import attribution_patching
+from helpers.core.models import random_model
+from helpers.core.names import Neuron
+from helpers.methods.neuron_patching import neuron_patching
+from helpers.core.prompts import Contrast, logit_diff, make_contrast
 
 PLANTED = Neuron(2, 37)
 FIRE = 6.0  # pre-activation on the trigger; minus this on the corrupted word (GELU(-6) ~ 0)
@@ -80,28 +80,28 @@ def test_the_edit_took_effect(planted):
 
 
 def test_layer_patching_points_to_the_planted_layer(planted):
-    from helpers.patching import best_layer, layer_patching
+    from helpers.methods.layer_patching import layer_patching
 
     model, contrast, _ = planted
     result = layer_patching(model, contrast, components=("mlp_out",))
-    assert best_layer(result["mlp_out"]) == PLANTED.layer
+    assert result["mlp_out"].best_layer() == PLANTED.layer
 
 
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_neuron_patching_ranks_the_planted_neuron_first(planted, positions):
     model, contrast, _ = planted
-    result = patch_neurons(model, contrast, PLANTED.layer, positions)
+    result = neuron_patching(model, contrast, PLANTED.layer, positions)
     assert result.top_neuron == PLANTED
     assert result.recovery[PLANTED.index] > 0.5
     others = torch.cat([result.recovery[: PLANTED.index], result.recovery[PLANTED.index + 1 :]])
     assert others.abs().max() < 0.1 * result.recovery[PLANTED.index]
     # necessity: taking the planted neuron away destroys most of the clean behaviour too
-    assert Neuron(PLANTED.layer, int(neuron_patching(model, contrast, PLANTED.layer, positions, "necessity").argmax())) == PLANTED
+    assert neuron_patching(model, contrast, PLANTED.layer, positions, "necessity").top_neuron == PLANTED
 
 
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_attribution_patching_ranks_the_planted_neuron_first(planted, positions):
     model, contrast, _ = planted
     estimate = attribution_patching(model, contrast, positions)
-    assert estimate.shape == (model.cfg.n_layers, model.cfg.d_mlp)
-    assert Neuron.from_flat(int(estimate.flatten().argmax()), model.cfg.d_mlp) == PLANTED
+    assert estimate.values.shape == (model.cfg.n_layers, model.cfg.d_mlp)
+    assert estimate.top_neuron == PLANTED == Neuron.from_flat(int(estimate.values.flatten().argmax()), model.cfg.d_mlp)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.corpus import article_accuracy, article_for, article_prompts, study_prompts
-from helpers.models import BUNDLED_MODELS, ModelUnavailable, load_model
-from helpers.train_toy import EVAL_PROMPTS, EVAL_SEED, STUDY_PAIRS, TrainConfig, evaluate, main, train
+from helpers.toy.corpus import article_accuracy, article_for, article_prompts, study_prompts
+from helpers.core.models import BUNDLED_MODELS, ModelUnavailable, load_model
+from helpers.toy.train import EVAL_PROMPTS, EVAL_SEED, STUDY_PAIRS, TrainConfig, evaluate, main, train
 
 TOY = BUNDLED_MODELS["toy"]
 pytestmark = pytest.mark.skipif(not (TOY / "model.safetensors").is_file(), reason="the toy model is not trained yet")
@@ -75,7 +75,7 @@ def test_model_card_reports_what_the_tests_measure(measured, card_numbers):
     assert f"**{measured['heldout_accuracy']:.3f}**" in card
     assert f"{measured['novel_accuracy']:.3f}" in card
     assert f"{card_numbers['final_loss']:.4f}" in card
-    assert "python -m helpers.train_toy" in card
+    assert "python -m helpers.toy.train" in card
 
 
 def small_config(**changes) -> TrainConfig:

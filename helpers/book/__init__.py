@@ -1,0 +1,1 @@
+"""What the pages need on top of the methods: setup, prose summaries, figures, display, the build."""

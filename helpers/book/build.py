@@ -1,0 +1,224 @@
+"""Build the book: execute every page with papermill, then render static HTML offline.
+
+``python -m helpers.book.build [--profile toy] [--set name=value ...] [--pages 01_prompt ...]``
+
+1. Read the pages from ``_toc.yml`` and the parameters from ``profiles.yaml``.
+2. Convert each ``book/*.py`` page (Jupytext py:percent) to a notebook and execute it in a
+   fresh kernel with papermill, injecting the parameters it declares. A failing cell stops
+   the build with the page and the cell named. A page whose source, parameters and helpers
+   are unchanged since its last execution is not run again.
+3. Copy plotly.js, the circuitsvis bundle and MathJax into ``_vendor`` (served as ``_static``) and build
+   the HTML with Jupyter Book, warnings as errors.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK_ENV = "AN_NEURON_BOOK"
+VENDOR = Path("_vendor")
+
+
+class BuildError(RuntimeError):
+    """A one-line reason the build stopped."""
+
+
+def toc_pages(root: Path) -> list[Path]:
+    """Page sources (``book/*.py``) named in ``_toc.yml``, in order; markdown pages are skipped."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part.get("chapters", [])]
+    pages = []
+    for name in files:
+        if (root / f"{name}.md").exists():
+            continue
+        source = root / f"{name}.py"
+        if not source.exists():
+            raise BuildError(f"_toc.yml lists {name}, but {name}.py does not exist: create the page or remove it from _toc.yml")
+        pages.append(source)
+    return pages
+
+
+def load_profile(root: Path, name: str) -> dict:
+    profiles = yaml.safe_load((root / "profiles.yaml").read_text())
+    if name not in profiles:
+        raise BuildError(f"unknown profile {name!r}: choose one of {', '.join(profiles)} (see profiles.yaml)")
+    return dict(profiles[name])
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["n_docs=50", "model_name=gpt2"]`` -> values parsed as YAML scalars."""
+    values = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BuildError(f"--set {pair!r}: write it as name=value")
+        key, value = pair.split("=", 1)
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def notebook_for(source: Path):
+    """The page as an nbformat notebook (Jupytext conversion)."""
+    import jupytext
+
+    return jupytext.read(source)
+
+
+def declared_parameters(notebook) -> set[str]:
+    """Names assigned in the cell tagged ``parameters``."""
+    import ast
+
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        return set()
+    tree = ast.parse(cells[0].source)
+    return {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+
+
+def fingerprint(source: Path, parameters: dict, root: Path) -> str:
+    """Hash of what decides a page's output: its source, its parameters, the helpers' code and
+    the bundled model."""
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    helpers = root / "helpers"
+    for path in sorted(p for p in helpers.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(helpers)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def execute_page(source: Path, parameters: dict, root: Path, force: bool = False) -> bool:
+    """Execute one page into ``<page>.ipynb`` atomically; return False if it was up to date."""
+    import nbformat
+    import papermill
+
+    target = source.with_suffix(".ipynb")
+    stamp = fingerprint(source, parameters, root)
+    if not force and target.exists():
+        old = nbformat.read(target, as_version=4).metadata.get("an_neuron", {})
+        if old.get("fingerprint") == stamp:
+            return False
+    notebook = notebook_for(source)
+    notebook.metadata["an_neuron"] = {"fingerprint": stamp, "parameters": parameters}
+    with tempfile.TemporaryDirectory() as scratch:
+        unexecuted = Path(scratch) / source.with_suffix(".ipynb").name
+        executed = Path(scratch) / f"executed-{unexecuted.name}"
+        nbformat.write(notebook, unexecuted)
+        try:
+            papermill.execute_notebook(
+                str(unexecuted),
+                str(executed),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(source.parent),
+                progress_bar=False,
+            )
+        except papermill.PapermillExecutionError as error:
+            failed = root / "_build" / "failed" / target.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(executed, failed)
+            raise BuildError(
+                f"{source.relative_to(root)} failed in cell {error.cell_index} (execution count {error.exec_count}): "
+                f"{error.ename}: {error.evalue}  [executed notebook kept at {failed.relative_to(root)}]"
+            ) from None
+        hide_default_parameters(executed)
+        os.replace(executed, target)
+    return True
+
+
+def hide_default_parameters(path: Path) -> None:
+    """Hide the page's default parameters cell; the injected cell shows the values used."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, path)
+
+
+def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> None:
+    """Run every page of the table of contents with the parameters it declares."""
+    pages = toc_pages(root)
+    if only:
+        only = [Path(name).stem for name in only]  # '07_congruence', 'book/07_congruence.py'
+        unknown = set(only) - {p.stem for p in pages}
+        if unknown:
+            raise BuildError(f"no page named {', '.join(sorted(unknown))} in _toc.yml; pages are {', '.join(p.stem for p in pages)}")
+        pages = [p for p in pages if p.stem in only]
+    notebooks = {page: notebook_for(page) for page in pages}
+    declared = {page: declared_parameters(nb) for page, nb in notebooks.items()}
+    everything = set().union(*declared.values()) if declared else set()
+    undeclared = set(overrides) - everything
+    if undeclared:
+        raise BuildError(
+            f"no page declares the parameter(s) {', '.join(sorted(undeclared))}; "
+            f"declared parameters are {', '.join(sorted(everything))}"
+        )
+    values = {**profile, **overrides}
+    os.environ[BOOK_ENV] = "1"
+    for page in pages:
+        parameters = {k: v for k, v in values.items() if k in declared[page]}
+        ran = execute_page(page, parameters, root, force)
+        print(f"{'executed' if ran else 'up to date'}: {page.relative_to(root)} {parameters}", flush=True)
+
+
+def copy_vendor_assets(root: Path) -> None:
+    """Copy plotly.js, the circuitsvis bundle and MathJax into ``_vendor`` (served as ``_static``)."""
+    import circuitsvis
+    import plotly
+
+    vendor = root / VENDOR
+    vendor.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", vendor / "plotly.min.js")
+    shutil.copy(Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js", vendor / "circuitsvis.js")
+    mathjax = ROOT / ".cache" / "node_modules" / "mathjax" / "es5"
+    if not (mathjax / "tex-chtml.js").exists():
+        raise BuildError("MathJax is not installed: run `make book` (it runs `npm install --prefix .cache mathjax`)")
+    shutil.copytree(mathjax, vendor / "mathjax", dirs_exist_ok=True)
+
+
+def build_html(root: Path) -> Path:
+    """Render the executed notebooks with Jupyter Book; warnings are errors."""
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stdout[-6000:], result.stderr[-6000:], sep="\n")
+        raise BuildError("jupyter-book build failed (warnings count as errors); see the log above")
+    return root / "_build" / "html" / "index.html"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="book folder holding _toc.yml and profiles.yaml")
+    parser.add_argument("--profile", default="toy")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--pages", nargs="*", default=[], help="execute only these pages (stems)")
+    parser.add_argument("--force", action="store_true", help="execute pages even when up to date")
+    parser.add_argument("--no-html", action="store_true", help="execute pages only")
+    args = parser.parse_args(argv)
+    try:
+        root = args.root.resolve()
+        execute_pages(root, load_profile(root, args.profile), parse_overrides(args.overrides), args.pages, args.force)
+        if not args.no_html:
+            copy_vendor_assets(root)
+            index = build_html(root)
+            print(f"book built: {index}")
+    except BuildError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Plotly figures, one function per kind of figure, each built from result objects alone."""

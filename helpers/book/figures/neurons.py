@@ -1,0 +1,140 @@
+"""Figures for the neuron-patching page: every neuron of a layer, and every layer at once.
+
+Each function takes results already computed by ``helpers.methods.neuron_patching`` or
+``helpers.methods.attribution`` (a ``PatchResult``) and returns a plotly figure. Neurons are named ``L31N892`` on hover;
+signed values are coloured on a red-white-blue scale centred on zero.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE
+from helpers.core.names import Neuron
+from helpers.methods.patching import PatchResult
+
+MODE_SYMBOLS = {"last": "circle", "all": "diamond"}
+MODE_TITLES = {"last": "restored at the last position", "all": "restored at every position"}
+
+
+def _names(layer: int, indices: Sequence[int]) -> list[str]:
+    return [str(Neuron(layer, int(i))) for i in indices]
+
+
+def _limit(*arrays: np.ndarray) -> float:
+    return float(max((np.abs(a).max() for a in arrays if a.size), default=1.0)) or 1.0
+
+
+def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recovery") -> go.Figure:
+    """Every neuron of one layer: index on x, normalised recovery on y, one trace per mode.
+
+    ``results`` maps a position mode (``"last"``/``"all"``) to a ``PatchResult`` of the same
+    layer; each mode's whole-layer value is a dashed line.
+    """
+    fig = go.Figure()
+    limit = _limit(*(r.recovery.float().numpy() for r in results.values()))
+    for mode, result in results.items():
+        values = result.recovery.float().numpy()
+        fig.add_scatter(
+            x=result.indices.numpy(),
+            y=values,
+            mode="markers",
+            name=MODE_TITLES.get(mode, mode),
+            marker=dict(symbol=MODE_SYMBOLS.get(mode, "circle"), size=6, color=values, colorscale=SIGNED_SCALE,
+                        cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
+            text=_names(result.layer, result.indices.tolist()),
+            hovertemplate="%{text}: %{y:.4f}<extra>" + MODE_TITLES.get(mode, mode) + "</extra>",
+        )
+        fig.add_hline(
+            y=result.whole_layer,
+            line=dict(dash="dash", width=1, color="#333333"),
+            annotation_text=f"whole layer {result.layer}, {mode} position{'s' if mode == 'all' else ''}: {result.whole_layer:.3f}",
+            annotation_position="top left",
+        )
+    fig.update_layout(title=title, xaxis_title="neuron index", yaxis_title=value_name, height=460,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def attribution_vs_exact(exact: PatchResult, estimate: PatchResult, title: str) -> go.Figure:
+    """Attribution estimate against the exact recovery for every neuron of the exactly patched
+    layer (``exact``: one layer; ``estimate``: every layer), with y = x."""
+    layer = exact.layer
+    x, y = exact.values.float().numpy(), estimate.values[layer, exact.indices].float().numpy()
+    limit = _limit(x, y)
+    fig = go.Figure()
+    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
+                    name="estimate = exact", hoverinfo="skip")
+    fig.add_scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        name=f"neurons of layer {layer}",
+        marker=dict(size=6, color=x, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
+        text=_names(layer, exact.indices.tolist()),
+        hovertemplate="%{text}: exact %{x:.4f}, estimate %{y:.4f}<extra></extra>",
+    )
+    fig.update_layout(title=title, xaxis_title="exact recovery (neuron patching)", yaxis_title="attribution estimate",
+                      height=480, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def top_neurons_by_layer(estimate: PatchResult, per_layer: int, label_top: int, title: str) -> go.Figure:
+    """The whole model at once: each layer's ``per_layer`` largest-magnitude neurons.
+
+    One column of points per layer (x), their value (y, coloured), the overall ``label_top``
+    neurons labelled by name.
+    """
+    values = estimate.values.float()
+    n_layers, d_mlp = values.shape
+    top = values.abs().topk(min(per_layer, d_mlp), dim=1).indices  # [layer, per_layer]
+    layers = np.repeat(np.arange(n_layers), top.shape[1])
+    indices = top.flatten().numpy()
+    picked = values.gather(1, top).flatten().numpy()
+    names = [str(Neuron(int(l), int(i))) for l, i in zip(layers, indices)]
+    limit = _limit(picked)
+    fig = go.Figure(
+        go.Scatter(
+            x=layers,
+            y=picked,
+            mode="markers",
+            marker=dict(size=7, color=picked, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit,
+                        line=dict(width=0.5, color="#333333"), colorbar=dict(title="estimate")),
+            text=names,
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    for flat in np.argsort(-np.abs(picked))[:label_top]:
+        fig.add_annotation(x=layers[flat], y=picked[flat], text=names[flat], showarrow=True, arrowhead=0, ax=25, ay=-18,
+                           font=dict(size=11))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="attribution estimate", height=460)
+    fig.update_xaxes(dtick=max(1, n_layers // 12))
+    return fig
+
+
+def paper_neuron_bars(paper: Sequence[tuple[Neuron, float]], run: dict[Neuron, float], title: str) -> go.Figure:
+    """The paper's listed neurons (``[(neuron, value), ...]``) beside this run's value for each."""
+    names = [str(n) for n, _ in paper]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=[v for _, v in paper], name="paper (GPT-2 Large)", marker_color=PAPER_COLOUR,
+                hovertemplate="%{x}: %{y:.4f}<extra>paper</extra>")
+    fig.add_bar(x=names, y=[run[n] for n, _ in paper], name="this run", marker_color="#1f77b4",
+                hovertemplate="%{x}: %{y:.4f}<extra>this run</extra>")
+    fig.update_layout(title=title, yaxis_title="recovery", barmode="group", height=400, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def neuron_table(results: dict, k: int, largest: bool = True) -> pd.DataFrame:
+    """The ``k`` neurons with the largest (or smallest) recovery in the first mode of
+    ``results`` (a mode -> ``PatchResult`` of one layer), with their value in every mode."""
+    first = next(iter(results.values()))
+    ranked = first.ranked(k, largest=largest)
+    table = pd.DataFrame({"neuron": [str(n) for n, _ in ranked]})
+    for mode, result in results.items():
+        position = {int(i): p for p, i in enumerate(result.indices.tolist())}
+        table[f"recovery, {MODE_TITLES.get(mode, mode)}"] = [float(result.recovery[position[n.index]]) for n, _ in ranked]
+    return table

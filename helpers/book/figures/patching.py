@@ -1,0 +1,161 @@
+"""Plotly figures for the logit-lens and patching pages: one function per kind, each returning it.
+
+Signed values are drawn on the book's red-white-blue scale centred on zero, tokens keep their
+leading space visible (``' apple'``), and hovering shows the exact value. Where the original
+study's numbers are passed in (GPT-2 Large runs only), they are drawn beside this run's.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from helpers.book.figures.common import SIGNED_SCALE
+from helpers.core.names import show_token
+from helpers.methods.layer_patching import COMPONENT_TITLES, maps_of
+from helpers.methods.logit_lens import LogitLens, component_kind
+from helpers.methods.patching import PatchResult
+
+LOGITS_LABEL = "logits"
+OTHER_DASHES = ("dot", "dashdot", "longdash", "longdashdot")
+
+
+def logit_lens_figure(
+    lens: LogitLens,
+    title: str,
+    paper: Mapping[str, float] | None = None,
+    others: Mapping[str, LogitLens] | None = None,
+) -> go.Figure:
+    """The logit difference read at every point of the residual stream, then the true logits.
+
+    The last category, ``logits``, is the model's own logit difference: the ``final_post``
+    point plus the unembedding bias, drawn as a separate step so the gap stays visible.
+    ``paper`` overlays the study's curve (label -> value); ``others`` adds more curves, each
+    with its own dash (dotted, then dash-dot, ...) so that the prose can name it.
+    """
+    fig = go.Figure()
+    x = [*lens.labels, LOGITS_LABEL]
+    fig.add_scatter(
+        x=x,
+        y=[*lens.lens.tolist(), lens.logit_diff],
+        mode="lines+markers",
+        name="this run",
+        marker_size=5,
+        hovertemplate="%{x}: %{y:.3f}<extra>this run</extra>",
+    )
+    for (name, other), dash in zip((others or {}).items(), OTHER_DASHES):
+        fig.add_scatter(
+            x=[*other.labels, LOGITS_LABEL],
+            y=[*other.lens.tolist(), other.logit_diff],
+            mode="lines",
+            line_dash=dash,
+            name=name,
+            hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+        )
+    if paper:
+        shared = [label for label in lens.labels if label in paper]
+        fig.add_scatter(
+            x=shared,
+            y=[paper[label] for label in shared],
+            mode="lines",
+            line=dict(dash="dash", color="grey"),
+            name="paper (GPT-2 Large, no bias)",
+            hovertemplate="%{x}: %{y:.3f}<extra>paper</extra>",
+        )
+    fig.add_annotation(
+        x=LOGITS_LABEL,
+        y=lens.logit_diff,
+        text=f"+ unembedding bias {lens.unembed_bias:+.3f}",
+        showarrow=True,
+        ax=-70,
+        ay=-35,
+    )
+    fig.add_hline(y=0, line_width=1, line_color="lightgrey")
+    fig.update_layout(
+        title=title,
+        xaxis_title="accumulated residual stream (layer_pre: before attention, layer_mid: before the MLP)",
+        yaxis_title="logit difference",
+        xaxis=dict(type="category", tickangle=-90, tickfont_size=9),
+        height=450,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
+    return fig
+
+
+def attribution_figure(lens: LogitLens, title: str) -> go.Figure:
+    """Direct contribution of every component to the logit difference, in residual-stream order."""
+    values = lens.attribution.tolist()
+    limit = max(abs(v) for v in values) or 1.0
+    fig = go.Figure(
+        go.Bar(
+            x=lens.components,
+            y=values,
+            marker=dict(color=values, colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, line_width=0.5, line_color="grey"),
+            customdata=[component_kind(c) for c in lens.components],
+            hovertemplate="%{x} (%{customdata}): %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        yaxis_title="direct contribution to the logit difference",
+        xaxis=dict(type="category", tickangle=-90, tickfont_size=9),
+        height=420,
+    )
+    return fig
+
+
+def patching_heatmaps(
+    results: Mapping[str, PatchResult],
+    str_tokens: Sequence[str],
+    title: str,
+    value_name: str = "recovery",
+    paper: Mapping[str, Sequence[Sequence[float]]] | None = None,
+) -> go.Figure:
+    """Layer x position heatmaps, one column per component, on one colour scale centred on 0.
+
+    With ``paper`` (component -> the study's layer x position matrix) a second row shows the
+    study's values under this run's.
+    """
+    maps = maps_of(results)
+    components = list(maps)
+    rows = [("this run", {c: maps[c].tolist() for c in components})]
+    if paper:
+        rows.append(("paper", {c: paper[c] for c in components if c in paper}))
+    values = [v for _, row in rows for matrix in row.values() for line in matrix for v in line if v == v]
+    limit = max((abs(v) for v in values), default=1.0) or 1.0
+    tokens = [show_token(t) for t in str_tokens]
+    positions = list(range(len(tokens)))
+    fig = make_subplots(
+        rows=len(rows),
+        cols=len(components),
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+        vertical_spacing=0.12 if paper else 0.05,
+        subplot_titles=[f"{source}: {COMPONENT_TITLES.get(c, c)}" for source, _ in rows for c in components],
+    )
+    for r, (source, row) in enumerate(rows, start=1):
+        for col, component in enumerate(components, start=1):
+            if component not in row:
+                continue
+            matrix = row[component]
+            fig.add_trace(
+                go.Heatmap(
+                    z=matrix,
+                    x=positions,
+                    y=list(range(len(matrix))),
+                    coloraxis="coloraxis",
+                    customdata=[tokens for _ in matrix],
+                    hovertemplate=f"{source}, {component}<br>layer %{{y}}, position %{{x}} %{{customdata}}<br>{value_name} %{{z:.3f}}<extra></extra>",
+                ),
+                row=r,
+                col=col,
+            )
+            fig.update_xaxes(tickvals=positions, ticktext=tokens, tickangle=-90, tickfont_size=9, row=r, col=col)
+    fig.update_yaxes(autorange="reversed", title_text="layer", col=1)
+    fig.update_layout(
+        title=title,
+        coloraxis=dict(colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, colorbar_title=value_name),
+        height=180 + len(rows) * (120 + 11 * len(next(iter(maps.values())))),
+    )
+    return fig

@@ -1,0 +1,124 @@
+"""Summaries for the pages that read a corpus scan: max-activating examples and the correlation."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from helpers.book.page import NeuronChoice
+from helpers.core.names import Neuron, show_token
+from helpers.paper import Study
+from helpers.scan.statistics import always_top_above
+from helpers.scan.store import ScanResult
+
+Row = tuple[str, object, object]
+
+
+def neuron_source(choice: NeuronChoice, paper: Study, on_paper_model: bool) -> str:
+    """How the page's neuron was chosen, and whether it is the study's."""
+    phrase = choice.neuron_source
+    if on_paper_model and choice.neuron == paper.neuron:
+        phrase += f", the study's {paper.neuron}"
+    return phrase
+
+
+def scan_summary(result: ScanResult, choice: NeuronChoice, paper: Study, on_paper_model: bool) -> dict:
+    """What the scan read and which neuron it recorded."""
+    return dict(
+        neuron=str(choice.neuron),
+        neuron_source=neuron_source(choice, paper, on_paper_model),
+        n_docs_read=result.n_docs,
+        n_tokens=f"{result.n_tokens:,}",
+        n_empty=result.n_empty_docs,
+        max_tokens=result.params["max_tokens"],
+    )
+
+
+def examples_summary(examples: pd.DataFrame, target_id: int, target: str, n_tokens: int) -> dict:
+    """How many of the top examples sit right before the target token, and their range."""
+    followed = int((examples["next_token"] == target_id).sum())
+    return dict(
+        top_followed=followed,
+        top_shown=len(examples),
+        top_max=float(examples["activation"].iloc[0]),
+        top_min=float(examples["activation"].iloc[-1]),
+        examples_heading=f"Its top {len(examples)} of {n_tokens:,} tokens, {followed} followed by {show_token(target)}",
+    )
+
+
+def distribution_summary(result: ScanResult, neuron: Neuron, doc: int, doc_acts, noise_acts) -> dict:
+    """The neuron over every scanned token, one random document and uniformly random tokens."""
+    acts = result.activations(neuron).numpy()
+    weakest_top = float(result.topk_values[-1, result.column(neuron)])
+    return dict(
+        median_act=float(np.median(acts)),
+        share_positive=float((acts > 0).mean()),
+        share_above_top=float((acts >= weakest_top).mean()),
+        noise_max=float(noise_acts.max()),
+        doc_max=float(doc_acts.max()),
+        random_doc=doc,
+    )
+
+
+def bin_phrase(start: float | None) -> str:
+    """``'every bin from 3.8 upward'``, or ``'no range of activations'``."""
+    return "no range of activations" if start is None else f"every bin from {start:.1f} upward"
+
+
+def correlation_summary(real: pd.DataFrame, pseudo: pd.DataFrame, predictions: dict, level: float, paper: Study) -> dict:
+    """The top-prediction curves: where they pass ``level``, and the shares at low and high activation."""
+    negative = real[real["bin_start"] < 0]
+    high_from = round(float(real["bin_start"].max()) / 2, 1)  # half the largest activation bin
+    high = real[real["bin_start"] >= high_from]
+    return dict(
+        n_bins=len(real),
+        level=level,
+        real_above=bin_phrase(always_top_above(real, level)),
+        pseudo_above=bin_phrase(always_top_above(pseudo, level)),
+        paper_above=f"{always_top_above(paper_curve_frame(paper.an_curve), level):.1f}",
+        high_from=high_from,
+        high_prop_real=float(high["hits"].sum() / high["count"].sum()),
+        high_count=f"{int(high['count'].sum()):,}",
+        low_prop_real=float(negative["hits"].sum() / max(negative["count"].sum(), 1)),
+        agreement=float((predictions["prediction"] == predictions["pseudo_prediction"]).float().mean()),
+    )
+
+
+def paper_curve_frame(bins: list[tuple[float, float]]) -> pd.DataFrame:
+    """The study's curve (bin start, proportion) as a frame like the run's curves."""
+    return pd.DataFrame(bins, columns=["bin_start", "proportion"])
+
+
+def counts_summary(real: dict, pseudo: dict, paper: Study) -> dict:
+    """Predicted against actual counts of the target, with the real and the pseudo-prediction."""
+    return dict(
+        predicted_real=f"{real['predicted']:,}",
+        predicted_pseudo=f"{pseudo['predicted']:,}",
+        actual=f"{real['actual']:,}",
+        both_real=f"{real['both']:,}",
+        ratio_real=real["predicted"] / max(real["actual"], 1),
+        ratio_pseudo=pseudo["predicted"] / max(pseudo["actual"], 1),
+        paper_ratio=paper.an_counts.ratio,
+    )
+
+
+def start_or_never(start: float | None) -> object:
+    """A bin start rounded for a table, or ``'never'``."""
+    return "never" if start is None else round(start, 1)
+
+
+def study_curve_applies(on_paper_model: bool, neuron: Neuron, target: str, paper: Study) -> bool:
+    """Whether the study's curve is for this run's neuron and token."""
+    return on_paper_model and neuron == paper.neuron and target == " an"
+
+
+def correlation_paper_rows(paper: Study, real: pd.DataFrame, pseudo: pd.DataFrame, real_counts: dict, pseudo_counts: dict, level: float) -> list[Row]:
+    """Page 06's table beside the study."""
+    return [
+        ("positions where ' an' is the top-1 prediction", paper.an_counts.predicted, f"{pseudo_counts['predicted']:,} (pseudo), {real_counts['predicted']:,} (real)"),
+        ("positions where ' an' is the next token", paper.an_counts.actual, real_counts["actual"]),
+        (
+            f"activation from which every bin has proportion >= {level}",
+            always_top_above(paper_curve_frame(paper.an_curve), level),
+            f"{start_or_never(always_top_above(pseudo, level))} (pseudo), {start_or_never(always_top_above(real, level))} (real)",
+        ),
+    ]

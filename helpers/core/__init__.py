@@ -1,0 +1,1 @@
+"""Names, argument checks, model loading, prompts and the logit-difference metric."""

@@ -1,0 +1,225 @@
+"""Load a model through TransformerLens with the original study's weight processing.
+
+One code path for every model: a HuggingFace model folder (the bundled toy model, or any
+local copy), a hub name (``gpt2-large``, downloaded by ``transformers`` on first use), or a
+random GPT-2 architecture of chosen size (tests and benchmarks). Each is wrapped in a
+``TransformerBridge`` and processed like the study's ``HookedTransformer`` (fold LN, centre
+writing weights, centre unembed, refactor factored attention matrices).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
+from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+
+ASSETS = Path(__file__).resolve().parent.parent / "toy" / "assets"
+BUNDLED_MODELS = {"toy": ASSETS / "toy-an"}
+HUB_HOST = "huggingface.co"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded here; the message says what to use instead."""
+
+
+def load_model(name: str, device: str = "cpu", dtype: str = "float32") -> TransformerBridge:
+    """Load ``name`` (bundled name, local HF folder, or hub name) ready for analysis."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    path = resolve_local(name)
+    if path is None:
+        hub_name = resolve_hub_name(name)
+        require_hub(hub_name)
+        source = hub_name
+    else:
+        check_model_folder(path)
+        source = str(path)
+    bridge = TransformerBridge.boot_transformers(source, device=device, dtype=DTYPES[dtype])
+    bridge.cfg.model_name = name
+    return process_weights(bridge)
+
+
+def process_weights(bridge: TransformerBridge) -> TransformerBridge:
+    """Apply the study's weight processing in place and switch to eval mode."""
+    bridge.enable_compatibility_mode(
+        fold_ln=True,
+        center_writing_weights=True,
+        center_unembed=True,
+        refactor_factored_attn_matrices=True,
+        disable_warnings=True,
+    )
+    bridge.eval()
+    return bridge
+
+
+def resolve_local(name: str) -> Path | None:
+    """The folder behind a bundled name or a path, or None for a hub name."""
+    if name in BUNDLED_MODELS:
+        return BUNDLED_MODELS[name]
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        return path
+    return None
+
+
+def check_model_folder(path: Path) -> None:
+    """Raise a one-line error naming the file if ``path`` is not a usable HF model folder."""
+    if not path.is_dir():
+        raise ModelUnavailable(f"model folder {path} does not exist")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelUnavailable(f"{config_file} is missing: a model folder needs config.json")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelUnavailable(f"{config_file} is not valid JSON ({error})") from None
+    weights = [path / "model.safetensors", path / "pytorch_model.bin"]
+    if not any(f.is_file() for f in weights):
+        raise ModelUnavailable(f"{path} holds no weights: expected {weights[0].name}")
+    if weights[0].is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(weights[0], "pt"):
+                pass
+        except SafetensorError as error:
+            raise ModelUnavailable(f"{weights[0]} is not a readable safetensors file ({error}); retrain or replace it") from None
+    tokenizer_file = path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelUnavailable(f"{tokenizer_file} is missing: the model folder needs its tokenizer")
+    try:
+        vocab = json.loads(tokenizer_file.read_text())["model"]["vocab"]
+    except (json.JSONDecodeError, KeyError) as error:
+        raise ModelUnavailable(f"{tokenizer_file} is not a tokenizer file ({error})") from None
+    n_tokens = len(vocab) + sum(1 for t in json.loads(tokenizer_file.read_text()).get("added_tokens", []) if t["content"] not in vocab)
+    if n_tokens > config.get("vocab_size", n_tokens):
+        raise ModelUnavailable(
+            f"{tokenizer_file} has {n_tokens} tokens but {config_file} says vocab_size={config['vocab_size']}: "
+            "the tokenizer does not belong to this model"
+        )
+
+
+def resolve_hub_name(name: str) -> str:
+    """The official hub name for ``name``, or a one-line error for an unknown model."""
+    official = resolve_model_alias(name) or name
+    if official not in OFFICIAL_MODEL_NAMES:
+        raise ModelUnavailable(
+            f"unknown model {name!r}: use 'toy' (bundled), a local HuggingFace model folder, "
+            "or a TransformerLens model name such as 'gpt2-large'"
+        )
+    return official
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the HuggingFace hub can be reached (respects ``HF_HUB_OFFLINE``)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def in_hub_cache(hub_name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_name, "config.json"), str)
+
+
+def require_hub(hub_name: str) -> None:
+    """Raise a one-line error unless the model is cached or the hub is reachable."""
+    if in_hub_cache(hub_name):
+        return
+    if not hub_reachable():
+        raise ModelUnavailable(
+            f"{hub_name} must be downloaded from the HuggingFace hub, which this machine cannot reach; "
+            "use MODEL=toy (the bundled model) or MODEL=/path/to/a/local/hf-model-folder"
+        )
+
+
+def random_model(
+    n_layers: int = 2,
+    d_model: int = 64,
+    d_mlp: int | None = None,
+    n_heads: int = 4,
+    d_vocab: int | None = None,
+    n_ctx: int = 128,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> TransformerBridge:
+    """A randomly initialised GPT-2 with the bundled tokenizer, processed like ``load_model``.
+
+    ``d_vocab`` defaults to the tokenizer's size; a larger one leaves the extra rows unused.
+    ``d_mlp`` defaults to ``4 * d_model`` as in GPT-2.
+    """
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODELS["toy"])
+    config = GPT2Config(
+        vocab_size=d_vocab or len(tokenizer),
+        n_positions=n_ctx,
+        n_embd=d_model,
+        n_inner=d_mlp or 4 * d_model,
+        n_layer=n_layers,
+        n_head=n_heads,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        torch_dtype=dtype,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hf_model = GPT2LMHeadModel(config).to(DTYPES[dtype]).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        config.save_pretrained(folder)
+        bridge = TransformerBridge.boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer, device="cpu", dtype=DTYPES[dtype])
+    bridge.cfg.model_name = f"random GPT-2 ({n_layers} layers, d_model {d_model}, seed {seed})"
+    return process_weights(bridge)
+
+
+GPT2_LARGE_SHAPE = dict(n_layers=36, d_model=1280, n_heads=20, d_vocab=50257, n_ctx=1024)
+
+
+def single_token(model: TransformerBridge, text: str) -> int:
+    """The id of ``text`` if it is exactly one token, else a one-line error."""
+    ids = model.tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = [model.tokenizer.decode([i]) for i in ids]
+        raise ValueError(f"{text!r} is not a single token for this model (it splits into {pieces}); choose a one-token target")
+    return ids[0]
+
+
+def describe(model: TransformerBridge) -> dict:
+    """Name and shape of a model, for page headers."""
+    cfg = model.cfg
+    return {
+        "model": cfg.model_name,
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "d_mlp": cfg.d_mlp,
+        "n_heads": cfg.n_heads,
+        "d_vocab": cfg.d_vocab,
+        "n_neurons": cfg.n_layers * cfg.d_mlp,
+    }
+
+
+def weights_fingerprint(model: TransformerBridge) -> str:
+    """A hash of every tensor of the model's processed state (name, shape, dtype and bytes).
+
+    Caches are keyed by it, so results computed from other weights are never returned: a
+    retrained or edited model gets a new fingerprint even if its name and shape are the same.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:20]

@@ -1,0 +1,150 @@
+"""Prompts, targets and the logit-difference metric shared by every analysis.
+
+The study compares a clean prompt (the model should say `` an``) with a corrupted one that
+differs at one position (it should say `` a``). Every metric here is a pure function of
+tensors; baselines are arguments, never globals.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from helpers.core.models import single_token
+
+STUDY_CLEAN = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+STUDY_CORRUPTED = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A clean/corrupted prompt pair and the two competing next tokens, tokenised.
+
+    ``clean`` and ``corrupted`` are ``[1, pos]`` token ids with BOS; ``target`` is the
+    token the clean prompt should produce (`` an``), ``other`` its rival (`` a``).
+    """
+
+    clean: Int[Tensor, "1 pos"]
+    corrupted: Int[Tensor, "1 pos"]
+    target: int
+    other: int
+    str_tokens: list[str]
+    target_str: str
+    other_str: str
+    clean_text: str = ""
+    corrupted_text: str = ""
+
+    @property
+    def diff_positions(self) -> list[int]:
+        """Positions where the clean and corrupted tokens differ."""
+        return torch.nonzero(self.clean[0] != self.corrupted[0]).flatten().tolist()
+
+
+def make_contrast(
+    model: TransformerBridge,
+    clean: str = STUDY_CLEAN,
+    corrupted: str = STUDY_CORRUPTED,
+    target: str = " an",
+    other: str = " a",
+) -> Contrast:
+    """Tokenise a prompt pair (with BOS) and check that it can be compared position by position."""
+    for name, text in (("clean", clean), ("corrupted", corrupted)):
+        if not isinstance(text, str):
+            count = f"{len(text)} prompts" if isinstance(text, (list, tuple)) else type(text).__name__
+            raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each (one pair at a time)")
+    clean_tokens = model.to_tokens(clean)
+    corrupted_tokens = model.to_tokens(corrupted)
+    if clean_tokens.shape != corrupted_tokens.shape:
+        raise ValueError(
+            f"clean and corrupted prompts must have the same number of tokens "
+            f"({clean_tokens.shape[1]} vs {corrupted_tokens.shape[1]}); change the corrupted word to one "
+            "that is as many tokens as the clean one"
+        )
+    return Contrast(
+        clean=clean_tokens,
+        corrupted=corrupted_tokens,
+        target=single_token(model, target),
+        other=single_token(model, other),
+        str_tokens=model.to_str_tokens(clean_tokens),
+        target_str=target,
+        other_str=other,
+        clean_text=clean,
+        corrupted_text=corrupted,
+    )
+
+
+def check_single_pair(contrast: Contrast) -> Contrast:
+    """``contrast`` if it holds exactly one prompt pair, else a one-line error."""
+    if contrast.clean.ndim != 2 or contrast.clean.shape[0] != 1 or contrast.corrupted.shape != contrast.clean.shape:
+        raise ValueError(
+            f"this method takes one prompt pair shaped [1, pos], got clean {tuple(contrast.clean.shape)} and corrupted "
+            f"{tuple(contrast.corrupted.shape)}; build one Contrast per pair with make_contrast"
+        )
+    return contrast
+
+
+def last_sentence(text: str) -> str:
+    """The prompt's last sentence (after its last ``'. '``), or the whole prompt if it has one sentence."""
+    return text.rsplit(". ", 1)[-1]
+
+
+def logit_diff(logits: Float[Tensor, "batch pos vocab"], target: int, other: int) -> Float[Tensor, "batch"]:
+    """logit(target) - logit(other) at the last position of each sequence."""
+    last = logits[:, -1, :]
+    return last[:, target] - last[:, other]
+
+
+def normalized_recovery(
+    patched: Float[Tensor, "..."], clean: float, corrupted: float
+) -> Float[Tensor, "..."]:
+    """(patched - corrupted) / (clean - corrupted): 1 = clean behaviour restored, 0 = none."""
+    if clean == corrupted:
+        raise ValueError("clean and corrupted metrics are equal; the prompts do not contrast, so recovery is undefined")
+    return (patched - corrupted) / (clean - corrupted)
+
+
+@dataclass(frozen=True)
+class NextTokens:
+    """Top-k next-token predictions for one prompt."""
+
+    tokens: list[str]
+    probs: list[float]
+    target_prob: float
+    other_prob: float
+    logit_diff: float
+
+
+@torch.no_grad()
+def next_tokens(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: int, other: int, k: int = 10) -> NextTokens:
+    """The model's top-k next tokens after ``tokens`` and the target/other comparison."""
+    logits = model(tokens)
+    probs = logits[0, -1].float().softmax(-1)
+    top = probs.topk(k)
+    return NextTokens(
+        tokens=[model.tokenizer.decode([i]) for i in top.indices.tolist()],
+        probs=top.values.tolist(),
+        target_prob=probs[target].item(),
+        other_prob=probs[other].item(),
+        logit_diff=logit_diff(logits, target, other).item(),
+    )
+
+
+@torch.no_grad()
+def per_position_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: int, other: int) -> Float[Tensor, "pos"]:
+    """logit(target) - logit(other) for the next token at every position of one prompt."""
+    logits = model(tokens)[0]
+    return (logits[:, target] - logits[:, other]).float()
+
+
+def prompt_predictions(model: TransformerBridge, contrast: Contrast, k: int = 10) -> dict[str, NextTokens]:
+    """Top-k next tokens after the clean prompt, the corrupted prompt and the clean prompt's
+    last sentence alone (does the first sentence matter?)."""
+    alone = model.to_tokens(last_sentence(contrast.clean_text)) if contrast.clean_text else contrast.clean
+    return {
+        "clean": next_tokens(model, contrast.clean, contrast.target, contrast.other, k),
+        "corrupted": next_tokens(model, contrast.corrupted, contrast.target, contrast.other, k),
+        "second sentence only": next_tokens(model, alone, contrast.target, contrast.other, k),
+    }

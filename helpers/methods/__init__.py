@@ -1,0 +1,1 @@
+"""The analyses: logit lens, the patching family, congruence, and their slow references."""

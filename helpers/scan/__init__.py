@@ -1,0 +1,1 @@
+"""One resumable pass over a corpus: documents, the forward pass, the store, statistics."""

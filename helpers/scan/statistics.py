@@ -1,0 +1,119 @@
+"""Statistics over a finished scan: the top-prediction curve per activation bin, counts, and
+text chosen without looking at the neuron.
+
+Everything here reads a :class:`helpers.scan.store.ScanResult` (or plain arrays); nothing
+runs the model.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from helpers.core.names import Neuron
+from helpers.scan.store import ScanResult
+
+log = logging.getLogger(__name__)
+
+WILSON_Z = 1.959963984540054
+
+
+def top_prediction_curve(
+    activations: Float[Tensor, "n"] | np.ndarray,
+    is_top: Bool[Tensor, "n"] | np.ndarray,
+    bin_width: float = 0.2,
+) -> pd.DataFrame:
+    """Per activation bin: how often the token was the top prediction, with a 95% interval.
+
+    Bin ``i`` holds activations ``a`` with ``floor(a / bin_width) == i`` (float64), so it
+    starts at ``i * bin_width``. Returns the non-empty bins in order with columns
+    ``bin_start``, ``bin_end``, ``count``, ``hits``, ``proportion``, ``ci_low``,
+    ``ci_high`` (Wilson score interval).
+    """
+    a = np.asarray(activations.detach().cpu() if isinstance(activations, Tensor) else activations, dtype=np.float64).ravel()
+    hit = np.asarray(is_top.detach().cpu() if isinstance(is_top, Tensor) else is_top).ravel()
+    if not bin_width > 0:
+        raise ValueError(f"bin_width must be positive, got {bin_width!r}")
+    if a.shape != hit.shape:
+        raise ValueError(f"activations ({a.size}) and is_top ({hit.size}) must have one entry per token")
+    finite = np.isfinite(a)
+    if not finite.all():
+        log.warning("%d non-finite activations left out of the curve", int((~finite).sum()))
+        a, hit = a[finite], hit[finite]
+    columns = ["bin_start", "bin_end", "count", "hits", "proportion", "ci_low", "ci_high"]
+    if a.size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+    index = np.floor(a / bin_width).astype(np.int64)
+    low = index.min()
+    count = np.bincount(index - low)
+    hits = np.bincount(index - low, weights=hit.astype(np.float64)).round().astype(np.int64)
+    present = np.nonzero(count)[0]
+    n, h = count[present], hits[present]
+    p = h / n
+    lo, hi = wilson_interval(h, n)
+    start = np.round((present + low) * bin_width, 10)
+    return pd.DataFrame(
+        {"bin_start": start, "bin_end": np.round(start + bin_width, 10), "count": n, "hits": h, "proportion": p, "ci_low": lo, "ci_high": hi}
+    )
+
+
+def wilson_interval(hits: np.ndarray, count: np.ndarray, z: float = WILSON_Z) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for ``hits`` successes out of ``count`` (default 95%)."""
+    hits, count = np.asarray(hits, dtype=np.float64), np.asarray(count, dtype=np.float64)
+    p = hits / count
+    denominator = 1 + z**2 / count
+    centre = (p + z**2 / (2 * count)) / denominator
+    half = z * np.sqrt(p * (1 - p) / count + z**2 / (4 * count**2)) / denominator
+    # at p = 0 or 1 one end is exactly 0 or 1; set it so rounding cannot move it
+    low = np.where(hits == 0, 0.0, np.clip(centre - half, 0, 1))
+    high = np.where(hits == count, 1.0, np.clip(centre + half, 0, 1))
+    return low, high
+
+
+def prediction_counts(predictions: Int[Tensor, "n"], next_tokens: Int[Tensor, "n"], token: int) -> dict[str, int]:
+    """How often ``token`` is the top prediction, how often it really comes next, and both."""
+    predicted = predictions == token
+    actual = next_tokens == token
+    return {"predicted": int(predicted.sum()), "actual": int(actual.sum()), "both": int((predicted & actual).sum())}
+
+
+def correlation_table(result: ScanResult, neuron: Neuron | str, token: int, bin_width: float = 0.2, pseudo: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The top-prediction curve of ``token`` against ``neuron``'s activation, and the counts.
+
+    ``pseudo`` uses the study's pseudo-prediction instead of the model's real top-1.
+    """
+    column = "pseudo_prediction" if pseudo else "prediction"
+    cols = result.load([column, "next_token"])
+    predictions = cols[column]
+    curve = top_prediction_curve(result.activations(neuron), predictions == token, bin_width)
+    return curve, prediction_counts(predictions, cols["next_token"], token)
+
+
+def always_top_above(curve: pd.DataFrame, level: float = 0.9) -> float | None:
+    """The lowest bin start from which every non-empty bin has a proportion >= ``level``.
+
+    None when the last bin is already below ``level`` (no such activation in the data).
+    """
+    below = np.nonzero(curve["proportion"].to_numpy() < level)[0]
+    if len(below) == 0:
+        return float(curve["bin_start"].iloc[0]) if len(curve) else None
+    if below[-1] == len(curve) - 1:
+        return None
+    return float(curve["bin_start"].iloc[below[-1] + 1])
+
+
+
+def random_document(result: ScanResult, neuron: Neuron | str, seed: int = 0, max_tokens: int = 96) -> tuple[int, Int[Tensor, "pos"], Float[Tensor, "pos"]]:
+    """A scanned document chosen at random (not by activation): its id, first tokens, and
+    the neuron's activation at each."""
+    cols = result.load(["doc", "token"])
+    present = torch.unique(cols["doc"])
+    if len(present) == 0:
+        raise ValueError("the scan recorded no tokens; scan more (non-empty) documents")
+    doc = int(present[torch.randint(len(present), (1,), generator=torch.Generator().manual_seed(seed))])
+    rows = torch.nonzero(cols["doc"] == doc).flatten()[:max_tokens]
+    return doc, cols["token"][rows].long(), result.activations(neuron)[rows]

@@ -105,11 +105,10 @@ show_table(top_tokens_side_by_side({m: top_tokens(neuron_congruence(model, main,
 kept, dropped, random_ids = control_tokens(model, chosen_tokens, n_random, seed)
 note(dropped_phrase(dropped))
 values = chosen_values(rows["W_U"], kept, random_ids, vocab)
-mean, std = summary["u_mean"], summary["u_std"]
-show(chosen_tokens_bars(values, str(main), "W_U", reference={"mean": mean, "mean + 1 std": mean + std, "mean - 1 std": mean - std}))
+show(chosen_tokens_bars(values, str(main), "W_U", mean=summary["u_mean"], std=summary["u_std"]))
 
 # %% tags=["remove-cell"]
-glue(**chosen_summary(values, target, kept, n_random, mean, std))
+glue(**chosen_summary(values, target, kept, n_random, summary["u_mean"], summary["u_std"]))
 
 # %% [markdown]
 # The chosen tokens that exist as single tokens here are {glue:text}`chosen_list`. The others

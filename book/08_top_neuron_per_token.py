@@ -48,10 +48,9 @@ from helpers.book.figures.congruence import hub_layers, hub_sizes, top_neuron_ga
 from helpers.book.figures.scan import top_prediction_curve_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.congruence import (
-    gaps_paper_rows, gaps_summary, gaps_table, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
-    though_curve_applies,
+    curve_names, gaps_paper_rows, gaps_summary, gaps_table, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
+    shared_neuron_summary, though_curve_applies,
 )
-from helpers.core.names import show_token
 from helpers.methods.congruence import (
     CACHE, hub_table, hubs, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
     top_neuron_per_token, top_tokens,
@@ -101,14 +100,7 @@ topped = tokens_topped_by(main, shared_neuron, model)
 runner_up = second_token(shared_top, token_id)
 choice = shared_choice_phrase(model, shared_token, bool(kept), token_id, shared_neuron)
 note(choice)
-glue(
-    choice=choice,
-    shared_neuron=str(shared_neuron),
-    shared_token=show_token(model.tokenizer.decode([token_id])),
-    runner_up=show_token(model.tokenizer.decode([runner_up])),
-    n_topped=len(topped),
-    topped_list=", ".join(topped["token_str"].head(8)),
-)
+glue(**shared_neuron_summary(model, shared_neuron, token_id, runner_up, topped, choice))
 
 # %% [markdown]
 # {glue:text}`shared_neuron` is the most congruent neuron of {glue:text}`n_topped` token(s):
@@ -134,7 +126,7 @@ pseudo_curve, pseudo_counts = correlation_table(scanned, shared_neuron, token_id
 paper_applies = though_curve_applies(page.on_paper_model, page.paper, shared_neuron, token_id, kept)
 show(
     top_prediction_curve_figure(
-        {f"top-1 = {show_token(model.tokenizer.decode([t]))}": c for t, c in ((token_id, curve), (runner_up, curve_2))},
+        curve_names(model, {token_id: curve, runner_up: curve_2}),
         str(shared_neuron),
         model.tokenizer.decode([token_id]),
         paper=page.paper.though_curve if paper_applies else None,

@@ -136,3 +136,13 @@ def test_sublayer_after_names_the_writer():
     assert sublayer_after("31_mid") == "MLP 31" and sublayer_after("0_pre") == "attention 0"
     with pytest.raises(ValueError, match="no sublayer"):
         sublayer_after("final_post")
+
+
+def test_every_extra_curve_gets_its_own_dash(model, contrast, lens):
+    """The prose names the extra curves by their dash, so two of them must never share one."""
+    from helpers.book.figures.patching import logit_lens_figure
+
+    others = {"corrupted prompt": logit_lens(model, contrast, prompt="corrupted"), "own scale": logit_lens(model, contrast, ln_scale="own")}
+    fig = logit_lens_figure(lens, "title", others=others)
+    dashes = {trace.name: trace.line.dash for trace in fig.data}
+    assert dashes["corrupted prompt"] == "dot" and dashes["own scale"] == "dashdot"

@@ -62,9 +62,9 @@ def neuron_against_tokens(values: np.ndarray, token_strings: Sequence[str], neur
     return fig
 
 
-def chosen_tokens_bars(values: dict[str, float], neuron: str, matrix: str, reference: dict[str, float] | None = None) -> go.Figure:
-    """Bars of one neuron's congruence with a few chosen tokens; ``reference`` lines (e.g. the
-    mean and ±1 std over the vocabulary) drawn across."""
+def chosen_tokens_bars(values: dict[str, float], neuron: str, matrix: str, mean: float | None = None, std: float | None = None) -> go.Figure:
+    """Bars of one neuron's congruence with a few chosen tokens; with ``mean`` and ``std`` (over
+    the vocabulary) dotted lines at the mean and one standard deviation either side."""
     names = [show_token(t) for t in values]
     numbers = np.array(list(values.values()), dtype=np.float64)
     limit = float(np.abs(numbers).max()) or 1.0
@@ -75,7 +75,8 @@ def chosen_tokens_bars(values: dict[str, float], neuron: str, matrix: str, refer
             hovertemplate="%{x}: %{y:.3f}<extra></extra>",
         )
     )
-    for label, level in (reference or {}).items():
+    reference = {} if mean is None else {"mean": mean, "mean + 1 std": mean + std, "mean - 1 std": mean - std}
+    for label, level in reference.items():
         fig.add_hline(y=level, line_dash="dot", line_color=PAPER_COLOUR, annotation_text=label, annotation_position="top right")
     fig.update_layout(title=f"{neuron} against chosen tokens (W_out · {matrix})", xaxis_title="token",
                       yaxis_title=f"congruence with {matrix}", height=380)

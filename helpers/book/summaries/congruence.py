@@ -176,6 +176,23 @@ def shared_choice_phrase(model: TransformerBridge, shared_token: str, kept: bool
     )
 
 
+def shared_neuron_summary(model: TransformerBridge, neuron: Neuron, token_id: int, runner_up: int, topped: pd.DataFrame, choice: str) -> dict:
+    """The shared neuron, the token studied, its second token, and the tokens it tops."""
+    return dict(
+        choice=choice,
+        shared_neuron=str(neuron),
+        shared_token=show_token(model.tokenizer.decode([token_id])),
+        runner_up=show_token(model.tokenizer.decode([runner_up])),
+        n_topped=len(topped),
+        topped_list=", ".join(topped["token_str"].head(8)),
+    )
+
+
+def curve_names(model: TransformerBridge, curves: dict[int, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """token id -> curve, renamed ``"top-1 = ' though'"`` for a figure legend."""
+    return {f"top-1 = {show_token(model.tokenizer.decode([t]))}": c for t, c in curves.items()}
+
+
 def second_token(shared_top: pd.DataFrame, token_id: int) -> int:
     """The neuron's second most congruent token: the first of its top list that is not ``token_id``."""
     return next(int(t) for t in shared_top["token"] if int(t) != token_id)

@@ -1,0 +1,101 @@
+"""The shape of the project: layers import downwards only, and pages stay thin.
+
+A page is a parameters cell, one ``setup_page`` call, one helper call per analysis, figures,
+glued values and prose. Computations, parsing and phrases live in ``helpers`` with tests.
+"""
+import ast
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from helpers.book.build import ROOT, declared_parameters, toc_pages
+
+LAYERS = ["core", "toy", "methods", "scan", "paper", "book"]
+PAGES = toc_pages(ROOT)
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "helpers" and len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_sits_in_a_layer():
+    loose = [p.name for p in (ROOT / "helpers").glob("*.py") if p.name != "__init__.py"]
+    assert not loose, f"modules outside the layers: {loose}"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layers_import_only_downwards(layer):
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    if layer == "toy":
+        allowed = {"core", "toy"}
+    if layer == "paper":
+        allowed = {"core", "paper"}
+    for path in (ROOT / "helpers" / layer).rglob("*.py"):
+        for module in imported_modules(path):
+            used = layer_of(module)
+            assert used is None or used in allowed, f"{path.relative_to(ROOT)} imports {module}: {layer} may use only {sorted(allowed)}"
+
+
+def test_references_are_used_by_tests_only():
+    for path in (ROOT / "helpers").rglob("*.py"):
+        if path.name != "reference.py":
+            assert "helpers.methods.reference" not in imported_modules(path), f"{path.relative_to(ROOT)} calls a slow reference"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_pages_are_thin(page):
+    source = page.read_text()
+    code = "\n".join(cell.source for cell in jupytext.read(page).cells if cell.cell_type == "code")
+    tree = ast.parse(code)
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda, ast.ClassDef))], f"{page.stem} defines a function"
+    imports = {m.split(".")[0] for m in imported_modules_from_tree(tree)}
+    assert imports <= {"helpers"}, f"{page.stem} imports {imports - {'helpers'}}: computations belong in helpers"
+    assert code.count("setup_page(") == 1, f"{page.stem} must set itself up with one setup_page call"
+    for forbidden in ("literal_eval", "re.findall", ".split(", "paper_figures", "Neuron(", "import torch"):
+        assert forbidden not in code, f"{page.stem} uses {forbidden!r}: parsing and hand-built names belong in helpers"
+    assert not re.search(r'f"L\{', code), f"{page.stem} builds a neuron name by hand"
+    assert "{glue:text}" in source or page.stem == "01_prompt"
+
+
+def imported_modules_from_tree(tree) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_no_page_repeats_another_pages_preamble():
+    setups = {}
+    for page in PAGES:
+        cells = [c.source for c in jupytext.read(page).cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        setups[page.stem] = cells[0]
+    repeated = [a for a in setups for b in setups if a < b and setups[a] == setups[b]]
+    assert not repeated, f"pages with the same set-up cell: {repeated}"
+
+
+def test_every_neuron_page_takes_layer_and_neuron():
+    """One pair of parameters means one neuron everywhere: SET="neuron=L3N73" reaches every page."""
+    for page in PAGES:
+        declared = declared_parameters(jupytext.read(page))
+        assert not declared & {"neurons", "an_neuron"}, f"{page.stem} names its neuron another way"
+        if "neuron" in declared:
+            assert "layer" in declared, f"{page.stem} takes neuron but not layer"
+    takes_neuron = [p.stem for p in PAGES if "neuron" in declared_parameters(jupytext.read(p))]
+    assert {"04_neuron_patching", "05_max_activating", "06_correlation", "07_congruence", "10_prediction_neurons"} <= set(takes_neuron)

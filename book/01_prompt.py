@@ -32,13 +32,14 @@ target = " an"
 other = " a"
 top_k = 10
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show, show_tokens
 from helpers.book.figures.common import next_token_bars
 from helpers.book.page import setup_page
 from helpers.book.summaries.prompt import prompt_paper_rows, prompt_summary
 from helpers.core.prompts import per_position_logit_diff, prompt_predictions
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
 
 # %% [markdown]

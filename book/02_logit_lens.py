@@ -32,13 +32,14 @@ target = " an"
 other = " a"
 top_k = 5
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show
 from helpers.book.figures.patching import attribution_figure, logit_lens_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.prompt import attribution_summary, lens_paper_rows, lens_summary
 from helpers.methods.logit_lens import logit_lens
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
 
 # %% [markdown]

@@ -46,13 +46,14 @@ target = " an"
 other = " a"
 top_k = 8
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.patching import patching_heatmaps
 from helpers.book.page import setup_page
 from helpers.book.summaries.patching import contrast_summary, layer_patching_paper_rows, layer_patching_summary
 from helpers.methods.layer_patching import layer_patching, top_cells
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
 diff_position = page.contrast.diff_positions[0]
 

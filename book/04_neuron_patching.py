@@ -40,7 +40,7 @@ neuron = "auto"
 top_k = 10
 per_layer = 5
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.neurons import attribution_vs_exact, neuron_recovery_scatter, neuron_table, paper_neuron_bars, top_neurons_by_layer
 from helpers.book.page import setup_page
@@ -50,6 +50,7 @@ from helpers.book.summaries.patching import (
 from helpers.methods.attribution import attribution_patching
 from helpers.methods.neuron_patching import neuron_patching
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron)
 chosen = page.choice.layer
 

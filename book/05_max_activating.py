@@ -41,7 +41,7 @@ context_before = 24
 context_after = 4
 random_tokens = 64
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, note, show, show_table, show_tokens
 from helpers.book.figures.scan import activation_distribution, examples_table, show_examples, token_strings
 from helpers.book.page import setup_page
@@ -51,6 +51,7 @@ from helpers.scan.forward import random_token_activations
 from helpers.scan.statistics import random_document
 from helpers.scan.store import scan
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs)
 # the same parameters as the correlation page, so both read one scan
 result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)

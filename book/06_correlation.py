@@ -40,7 +40,7 @@ n_examples = 20
 bin_width = 0.2
 level = 0.9
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show
 from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
 from helpers.book.page import setup_page
@@ -49,6 +49,7 @@ from helpers.core.models import single_token
 from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
 # the same parameters as the max-activating page, so both read one scan
 result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)

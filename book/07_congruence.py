@@ -40,7 +40,7 @@ chosen_tokens = [" an", " any", " had"]
 n_random = 5
 n_top = 15
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.congruence import chosen_tokens_bars, neuron_against_tokens, neurons_against_token
 from helpers.book.figures.scan import token_strings
@@ -51,6 +51,7 @@ from helpers.book.summaries.congruence import (
 from helpers.core.models import single_token
 from helpers.methods.congruence import MATRICES, neuron_congruence, token_congruence, top_tokens
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, chosen_tokens=chosen_tokens)
 model, main = page.model, page.neuron
 target_id = single_token(model, target)

@@ -42,7 +42,7 @@ n_top = 20
 n_hubs = 10
 bin_width = 0.2
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.congruence import hub_layers, hub_sizes, top_neuron_gap_bars
 from helpers.book.figures.scan import top_prediction_curve_figure
@@ -58,6 +58,7 @@ from helpers.methods.congruence import (
 from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, matrix=matrix, shared_token=shared_token, dataset=dataset, n_docs=n_docs)
 model, second_matrix = page.model, other_matrix(matrix)
 passes = {

@@ -41,7 +41,7 @@ n_table = 30
 n_curves = 5
 bin_width = 0.2
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.congruence import mutual_scatter, pair_curves
 from helpers.book.page import setup_page
@@ -49,6 +49,7 @@ from helpers.book.summaries.congruence import curves_summary, pair_correlations,
 from helpers.methods.congruence import CACHE, mutual_exclusive, other_matrix, search
 from helpers.scan.store import scan
 
+# %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, matrix=matrix, n_table=n_table, n_curves=n_curves, dataset=dataset, n_docs=n_docs)
 model, second_matrix = page.model, other_matrix(matrix)
 pairs = {m: mutual_exclusive(search(model, m, "dot", cache=CACHE), model) for m in (matrix, second_matrix)}

@@ -41,7 +41,7 @@ congruent_neuron = "auto"
 kurtosis_min = 10.0
 skew_min = 0.0
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 from helpers.book.display import glue, show, show_table
 from helpers.book.figures.congruence import census_per_layer_bars, census_scatter
 from helpers.book.page import setup_page
@@ -49,6 +49,7 @@ from helpers.book.summaries.congruence import census_place, census_summary, cong
 from helpers.core.names import show_token
 from helpers.methods.congruence import CACHE, census, census_per_layer, search
 
+# %% tags=["remove-input"]
 page = setup_page(
     model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron,
     congruent_neuron=congruent_neuron, kurtosis_min=kurtosis_min, skew_min=skew_min,

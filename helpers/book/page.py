@@ -18,9 +18,12 @@ retrained model gets a fresh choice.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,7 +98,7 @@ def setup_page(
     further parameters to list in the header.
     """
     torch.manual_seed(seed)
-    model = load_model(model_name, device=device, dtype=dtype)
+    model = quietly(load_model, model_name, device=device, dtype=dtype)
     contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
     choice = None if layer is None and neuron is None else choose_neuron(model, contrast, layer or AUTO, neuron or AUTO)
     header = dict(clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other)
@@ -103,6 +106,14 @@ def setup_page(
         header.update(layer=f"{layer} ({choice.layer})" if layer == AUTO else layer, neuron=f"{neuron} ({choice.neuron})" if neuron == AUTO else neuron)
     page_header(model, **header, **shown)
     return Page(model=model, contrast=contrast, choice=choice, paper=study(), on_paper_model=is_paper_model(model_name))
+
+
+def quietly(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with its progress bars, prints and warnings kept off the page;
+    an exception still propagates with its message."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
 
 
 def choose_neuron(

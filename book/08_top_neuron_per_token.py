@@ -55,6 +55,7 @@ from helpers.methods.congruence import (
     CACHE, hub_table, hubs, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
     top_neuron_per_token, top_tokens,
 )
+from helpers.book.summaries.scan import count_rows, counts_comparable
 from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
@@ -181,5 +182,6 @@ glue(**hubs_summary(passes[(matrix, "dot")], passes[(matrix, "cosine")], hub_tab
 # values are shown beside them (and its $W_U$ values where noted).
 
 # %% tags=["remove-input"]
-rows = gaps_paper_rows(page.paper, model, passes[("W_E", "dot")], hub_tables["W_E, dot"], (counts, pseudo_counts) if paper_applies else None) if page.on_paper_model else []
+counts_beside = count_rows(page.paper.though_counts, counts, pseudo_counts, " though", counts_comparable(dataset, n_docs), dataset, n_docs, scanned.n_tokens) if paper_applies else []
+rows = gaps_paper_rows(page.paper, model, passes[("W_E", "dot")], hub_tables["W_E, dot"], counts_beside) if page.on_paper_model else []
 paper_beside(page, rows, paper_method="W_out · W_E")

@@ -1,4 +1,5 @@
 """The execution pipeline: parameters reach pages, failures name the page and the cell."""
+import re
 import subprocess
 import sys
 import textwrap
@@ -65,12 +66,14 @@ def test_profile_values_reach_the_page_and_unchanged_pages_are_not_rerun(tmp_pat
     execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
     assert "greeting=hello seed=0" in outputs(root / "book" / "greet.ipynb")
     execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
-    assert "up to date: book/greet.py" in capsys.readouterr().out
+    assert "up to date  book/greet.py" in capsys.readouterr().out
     # a new bundled model (a file under helpers/, not code) makes the page stale
     (root / "helpers" / "assets" / "toy").mkdir(parents=True)
     (root / "helpers" / "assets" / "toy" / "model.safetensors").write_bytes(b"retrained")
     execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
-    assert "executed: book/greet.py" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"executed    book/greet.py +[0-9.]+ s  peak +[0-9.]+ GB", out), out
+    assert "1 page(s) executed in" in out
 
 
 def test_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):

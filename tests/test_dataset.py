@@ -179,7 +179,7 @@ def test_mismatched_parameters_or_documents_raise(model, docs, scanned):
         (scanned.out_dir / "manifest.json").read_text().replace('"complete": true', '"complete": false')
     )
     changed = docs[:1] + ["something else"] + docs[2:]
-    with pytest.raises(ScanMismatch, match="documents 0-3 differ"):
+    with pytest.raises(ScanMismatch, match="documents_sha256: '[0-9a-f]+' requested"):
         scan(model, changed, NEURONS, scanned.out_dir, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
     again = scan(model, docs, NEURONS, scanned.out_dir, batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
     assert again.n_tokens == scanned.n_tokens
@@ -321,3 +321,34 @@ def test_figures_carry_binned_numbers(scanned, model):
     assert np.nansum(dist.data[0].y) == pytest.approx(1.0)
     table = examples_table(scanned.top_examples("L1N3"), model.tokenizer)
     assert table["rank"].tolist() == list(range(1, 6)) and table["token"].str.startswith("'").all()
+
+
+def test_other_weights_or_other_documents_never_read_a_cached_scan(tmp_path, monkeypatch):
+    """A model trained a few more steps, or as many other documents, must get a new scan."""
+    import helpers.scan.store as store
+    from helpers.toy.corpus import documents
+
+    monkeypatch.setattr(store, "SCAN_CACHE", tmp_path)
+    model = random_model(n_layers=2, d_model=32, n_heads=2, n_ctx=N_CTX, seed=7)
+    docs = documents(6, seed=0)
+    kwargs = dict(batch_size=3, top_k=3, progress=False)
+    first = scan(model, docs, ["L1N3"], **kwargs)
+    assert scan(model, docs, ["L1N3"], **kwargs).out_dir == first.out_dir  # same request, same scan
+    # three steps of training: same name, same shape, other weights
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
+    tokens = model.to_tokens(docs[0])[:, :N_CTX]
+    for _ in range(3):
+        with torch.enable_grad():
+            logits = model(tokens)
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:])
+            loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.eval()
+    retrained = scan(model, docs, ["L1N3"], **kwargs)
+    assert retrained.out_dir != first.out_dir
+    fresh = naive_scan(model, docs, ["L1N3"], N_CTX)["activations"]
+    torch.testing.assert_close(retrained.load()["activations"], fresh, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first.load()["activations"], fresh, atol=1e-3), "training should have moved the activations"
+    other_docs = documents(6, seed=1)
+    assert scan(model, other_docs, ["L1N3"], **kwargs).out_dir != retrained.out_dir

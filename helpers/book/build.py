@@ -20,6 +20,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -29,8 +32,62 @@ BOOK_ENV = "AN_NEURON_BOOK"
 VENDOR = Path("_vendor")
 
 
+# the kernel's own start-up log (e.g. "running over TCP without encryption") stays off the build
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 class BuildError(RuntimeError):
     """A one-line reason the build stopped."""
+
+
+@dataclass(frozen=True)
+class PageRun:
+    """How one page went: executed or up to date, its wall time and the kernel's peak memory."""
+
+    page: str
+    executed: bool
+    seconds: float
+    peak_gb: float
+
+    def line(self) -> str:
+        if not self.executed:
+            return f"up to date  {self.page}"
+        return f"executed    {self.page}  {self.seconds:6.1f} s  peak {self.peak_gb:5.2f} GB"
+
+
+class ChildMemory:
+    """Peak resident memory of this process's children (the page's kernel), sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak = interval, 0
+
+    def __enter__(self) -> "ChildMemory":
+        import psutil
+
+        self._process, self._stop = psutil.Process(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(self.interval):
+            total = 0
+            for child in self._process.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_gb(self) -> float:
+        return self.peak / 1e9
 
 
 def toc_pages(root: Path) -> list[Path]:
@@ -98,8 +155,8 @@ def fingerprint(source: Path, parameters: dict, root: Path) -> str:
     return digest.hexdigest()
 
 
-def execute_page(source: Path, parameters: dict, root: Path, force: bool = False) -> bool:
-    """Execute one page into ``<page>.ipynb`` atomically; return False if it was up to date."""
+def execute_page(source: Path, parameters: dict, root: Path, force: bool = False) -> PageRun:
+    """Execute one page into ``<page>.ipynb`` atomically (a ``PageRun`` says whether it ran)."""
     import nbformat
     import papermill
 
@@ -108,22 +165,25 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
     if not force and target.exists():
         old = nbformat.read(target, as_version=4).metadata.get("an_neuron", {})
         if old.get("fingerprint") == stamp:
-            return False
+            return PageRun(str(source.relative_to(root)), False, 0.0, 0.0)
     notebook = notebook_for(source)
     notebook.metadata["an_neuron"] = {"fingerprint": stamp, "parameters": parameters}
     with tempfile.TemporaryDirectory() as scratch:
         unexecuted = Path(scratch) / source.with_suffix(".ipynb").name
         executed = Path(scratch) / f"executed-{unexecuted.name}"
         nbformat.write(notebook, unexecuted)
+        start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(unexecuted),
-                str(executed),
-                parameters=parameters,
-                kernel_name="python3",
-                cwd=str(source.parent),
-                progress_bar=False,
-            )
+            with ChildMemory() as memory:
+                papermill.execute_notebook(
+                    str(unexecuted),
+                    str(executed),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    cwd=str(source.parent),
+                    progress_bar=False,
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
         except papermill.PapermillExecutionError as error:
             failed = root / "_build" / "failed" / target.name
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +194,7 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
             ) from None
         hide_default_parameters(executed)
         os.replace(executed, target)
-    return True
+    return PageRun(str(source.relative_to(root)), True, time.perf_counter() - start, memory.peak_gb)
 
 
 def hide_default_parameters(path: Path) -> None:
@@ -149,8 +209,8 @@ def hide_default_parameters(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> None:
-    """Run every page of the table of contents with the parameters it declares."""
+def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> list[PageRun]:
+    """Run every page of the table of contents with the parameters it declares; one line per page."""
     pages = toc_pages(root)
     if only:
         only = [Path(name).stem for name in only]  # '07_congruence', 'book/07_congruence.py'
@@ -169,10 +229,20 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
         )
     values = {**profile, **overrides}
     os.environ[BOOK_ENV] = "1"
+    print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if any(k in d for d in declared.values())), flush=True)
+    runs = []
     for page in pages:
         parameters = {k: v for k, v in values.items() if k in declared[page]}
-        ran = execute_page(page, parameters, root, force)
-        print(f"{'executed' if ran else 'up to date'}: {page.relative_to(root)} {parameters}", flush=True)
+        runs.append(execute_page(page, parameters, root, force))
+        print(runs[-1].line(), flush=True)
+    executed = [r for r in runs if r.executed]
+    print(
+        f"{len(executed)} page(s) executed in {sum(r.seconds for r in executed):.1f} s"
+        + (f", peak {max(r.peak_gb for r in executed):.2f} GB" if executed else "")
+        + f"; {len(runs) - len(executed)} up to date",
+        flush=True,
+    )
+    return runs
 
 
 def copy_vendor_assets(root: Path) -> None:

@@ -94,8 +94,21 @@ def paper_beside(page, rows: Sequence[tuple[str, object, object]], paper_method:
         display(Markdown(f"*This run used `{page.model_name}`; the paper's GPT-2 Large values appear here on a GPT-2 Large run.*"))
         return
     paper_header = "paper (GPT-2 Large" + (f", {paper_method})" if paper_method else ")")
-    table = pd.DataFrame(rows, columns=["quantity", paper_header, f"this run ({page.model_name})"])
+    cells = [(quantity, as_cell(paper), as_cell(run)) for quantity, paper, run in rows]
+    table = pd.DataFrame(cells, columns=["quantity", paper_header, f"this run ({page.model_name})"])
     display(table.style.hide(axis="index"))
+
+
+def as_cell(value) -> str:
+    """A table cell as the number was meant: ``1,471`` for a count, ``0.5032`` for a value,
+    text as it is (a column mixing them would otherwise print ``1471.000000``)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.2e}"
+    return str(value)
 
 
 def show_table(frame: pd.DataFrame, caption: str = "", precision: int = 3, index: bool = False) -> None:

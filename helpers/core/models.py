@@ -5,6 +5,13 @@ local copy), a hub name (``gpt2-large``, downloaded by ``transformers`` on first
 random GPT-2 architecture of chosen size (tests and benchmarks). Each is wrapped in a
 ``TransformerBridge`` and processed like the study's ``HookedTransformer`` (fold LN, centre
 writing weights, centre unembed, refactor factored attention matrices).
+
+Processing GPT-2 Large takes far longer than loading it (the attention refactoring runs an
+SVD per head), and every page loads the model. For a local folder the processed weights are
+kept on disk under ``.cache/processed/`` (safetensors, written atomically), keyed by a hash of
+the folder's weight and config files, the dtype, the processing options and the
+TransformerLens version; a later load boots the plain model and installs them instead of
+processing again. A changed weight file gets a new key, so a stale file is never read.
 """
 from __future__ import annotations
 
@@ -24,38 +31,95 @@ ASSETS = Path(__file__).resolve().parent.parent / "toy" / "assets"
 BUNDLED_MODELS = {"toy": ASSETS / "toy-an"}
 HUB_HOST = "huggingface.co"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROCESSED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "processed"
+PROCESSING = dict(fold_ln=True, center_writing_weights=True, center_unembed=True, refactor_factored_attn_matrices=True)
+HASH_CHUNK = 1 << 24
 
 
 class ModelUnavailable(RuntimeError):
     """The model cannot be loaded here; the message says what to use instead."""
 
 
-def load_model(name: str, device: str = "cpu", dtype: str = "float32") -> TransformerBridge:
-    """Load ``name`` (bundled name, local HF folder, or hub name) ready for analysis."""
+def load_model(name: str, device: str = "cpu", dtype: str = "float32", cache: Path | None = PROCESSED_CACHE) -> TransformerBridge:
+    """Load ``name`` (bundled name, local HF folder, or hub name) ready for analysis.
+
+    For a local folder, ``cache`` (a folder, or None for no cache) keeps the processed
+    weights so that the next load skips the processing.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     path = resolve_local(name)
     if path is None:
         hub_name = resolve_hub_name(name)
         require_hub(hub_name)
-        source = hub_name
+        source, cached = hub_name, None
     else:
         check_model_folder(path)
         source = str(path)
+        cached = None if cache is None else Path(cache) / f"{processed_key(path, dtype)}.safetensors"
     bridge = TransformerBridge.boot_transformers(source, device=device, dtype=DTYPES[dtype])
     bridge.cfg.model_name = name
-    return process_weights(bridge)
+    if cached is not None and cached.is_file():
+        return install_processed_weights(bridge, cached)
+    process_weights(bridge)
+    if cached is not None:
+        save_processed_weights(bridge, cached)
+    return bridge
 
 
 def process_weights(bridge: TransformerBridge) -> TransformerBridge:
     """Apply the study's weight processing in place and switch to eval mode."""
-    bridge.enable_compatibility_mode(
-        fold_ln=True,
-        center_writing_weights=True,
-        center_unembed=True,
-        refactor_factored_attn_matrices=True,
-        disable_warnings=True,
-    )
+    bridge.enable_compatibility_mode(**PROCESSING, disable_warnings=True)
+    bridge.eval()
+    return bridge
+
+
+def processed_key(folder: Path, dtype: str) -> str:
+    """A hash of what the processed weights depend on: the folder's weight and config files
+    (every byte), the dtype, the processing options and the TransformerLens version."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(json.dumps([dtype, PROCESSING, version("transformer-lens")]).encode())
+    for file in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file()):
+        digest.update(file.name.encode())
+        with open(file, "rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()[:24]
+
+
+def save_processed_weights(bridge: TransformerBridge, path: Path) -> None:
+    """Write the bridge's processed state to ``path`` (a temporary file renamed into place)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in bridge.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def install_processed_weights(bridge: TransformerBridge, path: Path) -> TransformerBridge:
+    """Turn a freshly booted bridge into the processed one from saved weights, without processing.
+
+    The compatibility layer is switched on without its weight transforms, then the saved
+    tensors are routed to the components the way ``TransformerBridge.process_weights`` routes
+    its own result (which also unties GPT-2's shared embedding and unembedding).
+    """
+    from safetensors.torch import load_file
+    from transformer_lens.weight_processing import ProcessWeights
+
+    device = bridge.cfg.device
+    state = {name: tensor.to(device) for name, tensor in load_file(path).items()}
+    bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    ProcessWeights.distribute_weights_to_components(state_dict=state, component_mapping=bridge.real_components)
+    bridge.adapter.postprocess_weights(bridge)
+    bridge._weights_processed = True
     bridge.eval()
     return bridge
 

@@ -91,10 +91,49 @@ def last_sentence(text: str) -> str:
     return text.rsplit(". ", 1)[-1]
 
 
+def wide(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32, or as it is if it is already float32 or float64 (never narrower)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 def logit_diff(logits: Float[Tensor, "batch pos vocab"], target: int, other: int) -> Float[Tensor, "batch"]:
-    """logit(target) - logit(other) at the last position of each sequence."""
-    last = logits[:, -1, :]
+    """logit(target) - logit(other) at the last position of each sequence, in float32.
+
+    On a bfloat16 model the logits themselves are rounded (0.125 apart near 20); the methods
+    read the metric with :func:`read_out` instead, from the residual in float32.
+    """
+    last = wide(logits[:, -1, :])
     return last[:, target] - last[:, other]
+
+
+def read_out(model: TransformerBridge, final_resid: Float[Tensor, "batch d_model"], target: int, other: int) -> Float[Tensor, "batch"]:
+    """logit(target) - logit(other) from the residual after the last block, in float32.
+
+    The final layer norm and the two unembedding columns are applied in float32 whatever the
+    model's dtype, so a bfloat16 run gives the metric without the logits' rounding. (With
+    the study's processing the norm's weight is folded into ``W_U``: it centres and scales.)
+    """
+    normalized = wide(model.ln_final(wide(final_resid)[:, None, :])[:, 0])
+    direction = wide(model.W_U[:, target]) - wide(model.W_U[:, other])
+    return normalized @ direction.to(normalized.dtype) + (wide(model.b_U[target]) - wide(model.b_U[other])).to(normalized.dtype)
+
+
+def final_resid_name(model: TransformerBridge) -> str:
+    """Hook of the residual stream after the last block."""
+    return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+
+
+def run_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], target: int, other: int, fwd_hooks=()) -> Float[Tensor, "batch"]:
+    """The model's forward pass on ``tokens`` (with ``fwd_hooks`` attached for this call) and
+    its last-position logit difference, read out in float32 (:func:`read_out`)."""
+    kept = {}
+
+    def keep(resid, hook):
+        kept["resid"] = resid[:, -1]
+        return resid
+
+    model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (final_resid_name(model), keep)])
+    return read_out(model, kept["resid"], target, other)
 
 
 def normalized_recovery(
@@ -120,7 +159,13 @@ class NextTokens:
 @torch.no_grad()
 def next_tokens(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: int, other: int, k: int = 10) -> NextTokens:
     """The model's top-k next tokens after ``tokens`` and the target/other comparison."""
-    logits = model(tokens)
+    kept = {}
+
+    def keep(resid, hook):
+        kept["resid"] = resid[:, -1]
+        return resid
+
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(final_resid_name(model), keep)])
     probs = logits[0, -1].float().softmax(-1)
     top = probs.topk(k)
     return NextTokens(
@@ -128,7 +173,7 @@ def next_tokens(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: 
         probs=top.values.tolist(),
         target_prob=probs[target].item(),
         other_prob=probs[other].item(),
-        logit_diff=logit_diff(logits, target, other).item(),
+        logit_diff=read_out(model, kept["resid"], target, other).item(),
     )
 
 

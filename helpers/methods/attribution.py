@@ -21,7 +21,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_direction, check_positions
-from helpers.core.prompts import Contrast, logit_diff
+from helpers.core.prompts import Contrast, final_resid_name, read_out, wide
 from helpers.methods.neuron_patching import position_mask, post_hook
 from helpers.methods.patching import PatchResult, baselines, recovery, runs
 
@@ -43,9 +43,9 @@ def attribution_patching(
     base_tokens, donor_tokens = runs(contrast, direction)
     names = [post_hook(layer) for layer in range(model.cfg.n_layers)]
     with torch.no_grad():
-        donor_logits, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda name: name in names)
-    donor_diff = logit_diff(donor_logits, contrast.target, contrast.other).item()
-    donor_acts = torch.stack([donor_cache[name][0] for name in names])  # [layer, pos, d_mlp]
+        _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda name: name in {*names, final_resid_name(model)})
+    donor_diff = read_out(model, donor_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
+    donor_acts = torch.stack([wide(donor_cache[name][0]) for name in names])  # [layer, pos, d_mlp]
 
     base_diff, base_acts, grads = activations_and_gradients(model, base_tokens, contrast, names)
     mask = position_mask(base_acts.shape[1], positions).to(base_acts)
@@ -79,15 +79,21 @@ def activations_and_gradients(
         store.append(act)
         return act
 
-    hooks = [("blocks.0.hook_resid_pre", start_graph)] + [(name, keep) for name in names]
+    final = {}
+
+    def keep_final(resid, hook):
+        final["resid"] = resid[:, -1]
+        return resid
+
+    hooks = [("blocks.0.hook_resid_pre", start_graph)] + [(name, keep) for name in names] + [(final_resid_name(model), keep_final)]
     with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-        metric = logit_diff(logits, contrast.target, contrast.other).sum()
+        model.run_with_hooks(tokens, fwd_hooks=hooks)
+        metric = read_out(model, final["resid"], contrast.target, contrast.other).sum()
         if len(store) != len(names):
             raise RuntimeError(f"expected one activation per layer from {names[0]}..., got {len(store)}; the hooks fired unexpectedly")
         grads = torch.autograd.grad(metric, store)
-    acts = torch.stack([a[0].detach() for a in store])
-    return metric.item(), acts, torch.stack([g[0] for g in grads])
+    acts = torch.stack([wide(a[0].detach()) for a in store])
+    return metric.item(), acts, torch.stack([wide(g[0]) for g in grads])
 
 
 def agreement(exact: Float[Tensor, "n"], estimate: Float[Tensor, "n"], k: int = 10) -> dict[str, float]:

@@ -25,7 +25,9 @@ approximation:
   from the base run's cached residual stream and runs only the remaining blocks, calling the
   model's own block modules (hooks included).
 * Only the last position's logit difference is read: the final layer norm of one residual
-  vector dotted with ``W_U[:, target] - W_U[:, other]``, plus the unembedding bias.
+  vector dotted with ``W_U[:, target] - W_U[:, other]``, plus the unembedding bias, in
+  float32 whatever the model's dtype (``helpers.core.prompts.read_out``).
+
 
 Running blocks one by one assumes that a block needs nothing but the residual stream (true of
 GPT-2, whose positions enter only through the embedding). Before trusting it the helper
@@ -45,10 +47,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_choice, check_layers, check_positive_int
 from helpers.core.names import show_token
-from helpers.core.prompts import Contrast, logit_diff
-from helpers.methods.patching import (
-    PatchResult, baselines, best_layer, logit_diff_direction, recovery, rows_patch_setter, runs,
-)
+from helpers.core.prompts import Contrast, final_resid_name, read_out, run_logit_diff
+from helpers.methods.patching import PatchResult, baselines, best_layer, recovery, rows_patch_setter, runs
 
 COMPONENTS = {
     "resid_pre": "hook_resid_pre",
@@ -91,53 +91,27 @@ def _cells_hooks(
     return hooks
 
 
-def _final_logit_diff(
-    model: TransformerBridge, resid: Float[Tensor, "batch pos d_model"], direction: Float[Tensor, "d_model"], bias: float
-) -> Float[Tensor, "batch"]:
-    """Logit difference at the last position from the residual stream after the last block."""
-    last = model.ln_final(resid[:, -1:, :])[:, 0]
-    return last @ direction + bias
-
-
 def _run_blocks_from(
-    model: TransformerBridge,
-    layer: int,
-    resid: Float[Tensor, "batch pos d_model"],
-    hooks: list[tuple[str, Callable]],
-    direction: Float[Tensor, "d_model"],
-    bias: float,
+    model: TransformerBridge, layer: int, resid: Float[Tensor, "batch pos d_model"], hooks: list[tuple[str, Callable]], target: int, other: int
 ) -> Float[Tensor, "batch"]:
-    """Run blocks ``layer``.. on ``resid`` with ``hooks`` attached, return the last-position logit diff."""
+    """Run blocks ``layer``.. on ``resid`` with ``hooks`` attached; the last-position logit
+    difference read out in float32."""
     with model.hooks(fwd_hooks=hooks):
         x = resid
         for block in model.blocks[layer:]:
             out = block(x)
             x = out[0] if isinstance(out, tuple) else out
-    return _final_logit_diff(model, x, direction, bias)
+    return read_out(model, x[:, -1], target, other)
 
 
-def _blocks_reproduce(
-    model: TransformerBridge,
-    resid: Float[Tensor, "pos d_model"],
-    layer: int,
-    expected: float,
-    direction: Float[Tensor, "d_model"],
-    bias: float,
-) -> bool:
+def _blocks_reproduce(model: TransformerBridge, resid: Float[Tensor, "pos d_model"], layer: int, expected: float, target: int, other: int) -> bool:
     """Whether running blocks ``layer``.. one by one reproduces the model's own logit difference."""
     try:
-        replay = _run_blocks_from(model, layer, resid[None], [], direction, bias).item()
+        replay = _run_blocks_from(model, layer, resid[None], [], target, other).item()
     except Exception:  # an architecture whose blocks need more than the residual stream
         return False
     tolerance = 1e-3 if resid.dtype == torch.float32 else 5e-2
     return abs(replay - expected) <= tolerance * (1 + abs(expected))
-
-
-def _run_full(
-    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], hooks: list[tuple[str, Callable]], target: int, other: int
-) -> Float[Tensor, "batch"]:
-    """The model's own forward pass on ``tokens`` with ``hooks`` attached: last-position logit diff."""
-    return logit_diff(model.run_with_hooks(tokens, fwd_hooks=hooks), target, other)
 
 
 @torch.no_grad()
@@ -172,11 +146,11 @@ def layer_patching(
     n_layers, n_pos = model.cfg.n_layers, base_tokens.shape[1]
 
     stacked = (*components, "resid_pre") if "resid_pre" not in components else components
-    names = {hook_name(c, layer) for c in stacked for layer in rows}
-    base_logits, base_cache = model.run_with_cache(base_tokens, names_filter=lambda name: name in names)
-    source_logits, source_cache = model.run_with_cache(source_tokens, names_filter=lambda name: name in names)
-    base_diff = logit_diff(base_logits, contrast.target, contrast.other).item()
-    source_diff = logit_diff(source_logits, contrast.target, contrast.other).item()
+    names = {hook_name(c, layer) for c in stacked for layer in rows} | {final_resid_name(model)}
+    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda name: name in names)
+    _, source_cache = model.run_with_cache(source_tokens, names_filter=lambda name: name in names)
+    base_diff = read_out(model, base_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
+    source_diff = read_out(model, source_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
     clean_diff, corrupted_diff = baselines(base_diff, source_diff, direction)
 
     def stack(cache) -> Float[Tensor, "component layer pos d_model"]:
@@ -188,12 +162,11 @@ def layer_patching(
         return acts
 
     base_acts, source_acts = stack(base_cache), stack(source_cache)
-    del base_cache, source_cache, base_logits, source_logits
+    del base_cache, source_cache
     resid_index = stacked.index("resid_pre")
-    target_dir, bias = logit_diff_direction(model, contrast.target, contrast.other)
 
     if engine == "auto":
-        engine = "blocks" if _blocks_reproduce(model, base_acts[resid_index, rows[0]], rows[0], base_diff, target_dir, bias) else "full"
+        engine = "blocks" if _blocks_reproduce(model, base_acts[resid_index, rows[0]], rows[0], base_diff, contrast.target, contrast.other) else "full"
         if engine == "full":
             warnings.warn(
                 f"running blocks one by one does not reproduce {model.cfg.model_name}'s forward pass; "
@@ -222,10 +195,10 @@ def layer_patching(
     for layer, batch in batches:
         hooks = _cells_hooks(batch, stacked, source_acts)
         if layer is None:
-            values = _run_full(model, base_tokens.expand(len(batch), -1), hooks, contrast.target, contrast.other)
+            values = run_logit_diff(model, base_tokens.expand(len(batch), -1), contrast.target, contrast.other, hooks)
         else:
             resid = base_acts[resid_index, layer].repeat(len(batch), 1, 1)
-            values = _run_blocks_from(model, layer, resid, hooks, target_dir, bias)
+            values = _run_blocks_from(model, layer, resid, hooks, contrast.target, contrast.other)
         batch = batch.cpu()
         patched[batch[:, 0], batch[:, 1], batch[:, 2]] = values.float().cpu()
     return {

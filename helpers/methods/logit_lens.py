@@ -33,7 +33,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.prompts import Contrast, check_single_pair, logit_diff
+from helpers.core.prompts import Contrast, check_single_pair, read_out
 
 LN_SCALES = ("final", "own")
 UNEMBED_BIAS = "unembed_bias"
@@ -93,7 +93,7 @@ def logit_lens_of_tokens(
     if tokens.ndim != 2 or tokens.shape[0] != 1:
         raise ValueError(f"expected one prompt of token ids shaped [1, pos], got shape {tuple(tokens.shape)}")
     names = _lens_hooks(model.cfg.n_layers)
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
     direction = model.W_U[:, target] - model.W_U[:, other]
     bias = float(model.b_U[target] - model.b_U[other])
     final_scale = cache["ln_final.hook_scale"][0, -1]
@@ -112,7 +112,7 @@ def logit_lens_of_tokens(
         components=[*components, UNEMBED_BIAS],
         attribution=torch.cat([attribution.float().cpu(), torch.tensor([bias])]),
         unembed_bias=bias,
-        logit_diff=logit_diff(logits, target, other).item(),
+        logit_diff=read_out(model, cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][:, -1], target, other).item(),
         ln_scale=ln_scale,
     )
 

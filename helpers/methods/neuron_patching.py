@@ -46,7 +46,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_choice, check_direction, check_layer, check_neurons, check_positions
-from helpers.core.prompts import Contrast, logit_diff
+from helpers.core.prompts import Contrast, final_resid_name, read_out, run_logit_diff, wide
 from helpers.methods.patching import PatchResult, baselines, logit_diff_direction, recovery, runs
 
 ENGINES = ("auto", "suffix", "full")
@@ -107,12 +107,13 @@ def neuron_patching(
     base_tokens, donor_tokens = runs(contrast, direction)
     n_layers = model.cfg.n_layers
     later = range(layer + 1, n_layers)
-    names = {post_hook(layer), f"blocks.{layer}.hook_resid_post", f"blocks.{n_layers - 1}.hook_resid_post"}
+    final = final_resid_name(model)
+    names = {post_hook(layer), f"blocks.{layer}.hook_resid_post", final}
     names |= {f"blocks.{l}.attn.hook_{kv}" for l in later for kv in "kv"}
-    base_logits, base_cache = model.run_with_cache(base_tokens, names_filter=lambda n: n in names)
-    donor_logits, donor_cache = model.run_with_cache(donor_tokens, names_filter=post_hook(layer))
-    base_diff = logit_diff(base_logits, contrast.target, contrast.other).item()
-    donor_diff = logit_diff(donor_logits, contrast.target, contrast.other).item()
+    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda n: n in names)
+    _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda n: n in {post_hook(layer), final})
+    base_diff = read_out(model, base_cache[final][:, -1], contrast.target, contrast.other).item()
+    donor_diff = read_out(model, donor_cache[final][:, -1], contrast.target, contrast.other).item()
     clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
 
     base_act = base_cache[post_hook(layer)][0]
@@ -165,8 +166,14 @@ class SuffixRunner:
     Built from the base run's cache: its residual after ``layer`` and the keys and values of
     every later layer, which the unchanged prefix positions keep. In the last layer only the
     last position's output is computed (the other suffix positions still give their keys and
-    values), since only its logits are read.
+    values), since only its logits are read. It computes in float32 whatever the model's
+    dtype (the later blocks' weights are upcast), so a bfloat16 model's patches are measured
+    without bfloat16 rounding; its self-check then allows bfloat16's rounding of the model's
+    own forward pass (``TOLERANCE``).
     """
+
+    TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6}
+    HALF_TOLERANCE = 3e-2
 
     def __init__(self, model: TransformerBridge, cache, layer: int, delta: Float[Tensor, "pos d_mlp"], contrast: Contrast):
         cfg = model.cfg
@@ -174,18 +181,20 @@ class SuffixRunner:
         self.act = ACTIVATIONS[cfg.act_fn]
         changed = torch.nonzero(delta.abs().sum(-1)).flatten()
         self.start = int(changed[0]) if changed.numel() else delta.shape[0] - 1
-        self.resid = cache[f"blocks.{layer}.hook_resid_post"][0, self.start :]  # [suffix, d_model]
-        self.delta = delta[self.start :]  # [suffix, d_mlp]
+        self.resid = wide(cache[f"blocks.{layer}.hook_resid_post"][0, self.start :])  # [suffix, d_model]
+        self.delta = wide(delta[self.start :])  # [suffix, d_mlp]
         self.rows_per_neuron = self.delta.shape[0]
-        self.W_out = model.blocks[layer].mlp.W_out  # per block: the stacked model.W_out copies every layer
+        self.W_out = wide(model.blocks[layer].mlp.W_out)  # per block: the stacked model.W_out copies every layer
         scale = cfg.attn_scale if cfg.attn_scale > 0 else math.sqrt(cfg.d_head)
         self.attn_scale = scale if cfg.use_attn_scale else 1.0
         self.blocks = [self.block_weights(model, l) for l in range(layer + 1, cfg.n_layers)]
         self.prefix_kv = [
-            (cache[f"blocks.{l}.attn.hook_k"][0, : self.start].transpose(0, 1), cache[f"blocks.{l}.attn.hook_v"][0, : self.start].transpose(0, 1))
+            (wide(cache[f"blocks.{l}.attn.hook_k"][0, : self.start].transpose(0, 1)), wide(cache[f"blocks.{l}.attn.hook_v"][0, : self.start].transpose(0, 1)))
             for l in range(layer + 1, cfg.n_layers)
         ]  # each [head, prefix, d_head]
-        self.direction, self.bias = logit_diff_direction(model, contrast.target, contrast.other)
+        direction, bias = logit_diff_direction(model, contrast.target, contrast.other)
+        self.direction, self.bias = wide(direction), bias
+        self.tolerance = self.TOLERANCE.get(cfg.dtype, self.HALF_TOLERANCE)
         self.offset = 0.0
 
     @staticmethod
@@ -194,7 +203,7 @@ class SuffixRunner:
         attn, mlp = model.blocks[layer].attn, model.blocks[layer].mlp
         n_heads, d_model, d_head = attn.W_Q.shape
         fuse = lambda *ws: torch.cat([w.transpose(0, 1).reshape(d_model, n_heads * d_head) for w in ws], dim=1)
-        return {
+        weights = {
             "W_QKV": fuse(attn.W_Q, attn.W_K, attn.W_V),  # [d_model, 3 * head * d_head]
             "b_QKV": torch.cat([attn.b_Q.reshape(-1), attn.b_K.reshape(-1), attn.b_V.reshape(-1)]),
             "W_O": attn.W_O.reshape(n_heads * d_head, d_model),
@@ -204,6 +213,7 @@ class SuffixRunner:
             "W_out": mlp.W_out,
             "b_out": mlp.b_out,
         }
+        return {name: wide(w) for name, w in weights.items()}
 
     @staticmethod
     def supports(model: TransformerBridge) -> bool:
@@ -227,8 +237,8 @@ class SuffixRunner:
         # differences from the model's forward pass cancel (an unchanged neuron gives 0)
         self.offset = base_diff - diff
         reference = cache[f"blocks.{self.model.cfg.n_layers - 1}.hook_resid_post"][0, self.start :]
-        tolerance = 1e-4 * max(1.0, reference.abs().max().item())
-        return bool((final - reference).abs().max() <= tolerance and abs(diff - base_diff) <= 1e-4 * max(1.0, abs(base_diff)))
+        tolerance = self.tolerance * max(1.0, reference.abs().max().item())
+        return bool((final - reference).abs().max() <= tolerance and abs(diff - base_diff) <= self.tolerance * max(1.0, abs(base_diff)))
 
     def patch_neurons(self, indices: Int[Tensor, "batch"]) -> Float[Tensor, "batch"]:
         """Logit difference with neuron ``indices[b]`` restored in row ``b``."""
@@ -292,8 +302,7 @@ class FullRunner:
         def replace(act, hook):
             return patched_act
 
-        logits = self.model.run_with_hooks(self.tokens.expand(patched_act.shape[0], -1), fwd_hooks=[(post_hook(self.layer), replace)])
-        return logit_diff(logits, self.target, self.other)
+        return run_logit_diff(self.model, self.tokens.expand(patched_act.shape[0], -1), self.target, self.other, [(post_hook(self.layer), replace)])
 
     def patch_neurons(self, indices: Int[Tensor, "batch"]) -> Float[Tensor, "batch"]:
         """Logit difference with neuron ``indices[b]`` restored in row ``b``."""

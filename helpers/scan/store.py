@@ -55,6 +55,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.scan.documents import load_documents
 from helpers.scan.forward import block_argmax, check_neuron_list, forward
@@ -429,7 +430,9 @@ def scan(
     predictions taken in float32 whatever the model's dtype. ``pseudo`` also records the
     study's pseudo-prediction (see the module docstring). ``on_shard`` is called with each
     newly written shard's manifest entry. ``out_dir=None`` picks a folder under
-    ``.cache/scans`` named by the parameters, so equal requests share one scan.
+    ``.cache/scans`` named by the parameters, so equal requests share one scan. The
+    parameters include a hash of every weight tensor and of the documents' text, so other
+    weights or other documents (even as many) never read an earlier scan.
     """
     cfg = model.cfg
     checked = check_neuron_list(neurons, cfg.n_layers, cfg.d_mlp)
@@ -450,11 +453,15 @@ def scan(
         n_docs = len(documents)
     if n_docs is not None and (isinstance(n_docs, bool) or not isinstance(n_docs, int) or n_docs < 0):
         raise ValueError(f"n_docs must be a non-negative integer, got {n_docs!r}")
+    # read the documents first: the scan is keyed by what they say, not by how many there are
+    documents = list(documents if n_docs is None else islice(documents, n_docs))
     bos = model.tokenizer.bos_token_id
     if bos is None:
         raise ValueError("the model's tokenizer has no BOS token; every prompt must start with one")
     params = {
         "model": cfg.model_name,
+        "weights": weights_fingerprint(model),
+        "documents_sha256": _docs_digest(documents),
         "model_shape": [cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx],
         "model_dtype": str(cfg.dtype).removeprefix("torch."),
         "neurons": [str(n) for n in checked],

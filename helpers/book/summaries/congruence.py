@@ -262,7 +262,7 @@ def though_curve_applies(on_paper_model: bool, paper: Study, neuron: Neuron, tok
     return on_paper_model and neuron == paper.though_neuron and token_id == kept.get(" though")
 
 
-def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Congruence, embedding_hubs: pd.DataFrame, though_counts: tuple[dict, dict] | None) -> list[Row]:
+def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Congruence, embedding_hubs: pd.DataFrame, though_counts: list[Row]) -> list[Row]:
     """Page 08's table beside the study (its ``W_E`` values): gaps, the ``' though'`` neuron, the hub."""
     table = top_neuron_per_token(embedding_pass).set_index("token")
     rows: list[Row] = []
@@ -274,10 +274,7 @@ def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Cong
     for token, value in paper.though.top[:6]:
         t = token_id_here(model, token)
         rows.append((f"{paper.though_neuron} with {show_token(token)}", value, "not one token" if t is None else f"W_E {though['W_E'][t]:.3f}; W_U {though['W_U'][t]:.3f}"))
-    if though_counts is not None:
-        real, pseudo = though_counts
-        rows.append((f"{show_token(' though')} top-1 predictions / occurrences", f"{paper.though_counts.predicted} / {paper.though_counts.actual} (pseudo)",
-                     f"{pseudo['predicted']} (pseudo), {real['predicted']} (real) / {real['actual']}"))
+    rows += though_counts
     hub_row = embedding_hubs[embedding_hubs["neuron"] == str(paper.hub)]
     rows.append((
         "hub neuron of the glitch tokens",

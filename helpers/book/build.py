@@ -228,6 +228,10 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
             f"declared parameters are {', '.join(sorted(everything))}"
         )
     values = {**profile, **overrides}
+    # pages run in book/: a model folder given relative to where the build was started is made absolute
+    name = values.get("model_name")
+    if isinstance(name, str) and name.startswith((".", "/", "~")) and Path(name).expanduser().exists():
+        values["model_name"] = str(Path(name).expanduser().resolve())
     os.environ[BOOK_ENV] = "1"
     print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if any(k in d for d in declared.values())), flush=True)
     runs = []

@@ -251,6 +251,11 @@ def hubs_summary(dot: Congruence, cosine: Congruence, dot_hubs: pd.DataFrame, co
     )
 
 
+def neuron_exists(model: TransformerBridge, neuron: Neuron) -> bool:
+    """Whether ``neuron`` is inside this model's layers and widths."""
+    return neuron.layer < model.cfg.n_layers and neuron.index < model.cfg.d_mlp
+
+
 def token_id_here(model: TransformerBridge, token: str) -> int | None:
     """The id of ``token`` if it is one token for this model, else None."""
     ids = model.tokenizer.encode(token, add_special_tokens=False)
@@ -270,10 +275,15 @@ def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Cong
         t = token_id_here(model, ref.token)
         run = "not one token" if t is None else f"{table.loc[t, 'gap']:.3f} ({table.loc[t, 'neuron']} - {table.loc[t, 'second_neuron']})"
         rows.append((f"gap of {show_token(ref.token)}", f"{ref.gap} ({ref.neuron} - {ref.second})", run))
-    though = {m: neuron_congruence(model, paper.though_neuron, m) for m in ("W_E", "W_U")}
+    exists = neuron_exists(model, paper.though_neuron)
+    though = {m: neuron_congruence(model, paper.though_neuron, m) for m in ("W_E", "W_U")} if exists else {}
     for token, value in paper.though.top[:6]:
         t = token_id_here(model, token)
-        rows.append((f"{paper.though_neuron} with {show_token(token)}", value, "not one token" if t is None else f"W_E {though['W_E'][t]:.3f}; W_U {though['W_U'][t]:.3f}"))
+        if not exists:
+            run = f"{paper.though_neuron} is not in this model ({model.cfg.n_layers} layers of {model.cfg.d_mlp})"
+        else:
+            run = "not one token" if t is None else f"W_E {though['W_E'][t]:.3f}; W_U {though['W_U'][t]:.3f}"
+        rows.append((f"{paper.though_neuron} with {show_token(token)}", value, run))
     rows += though_counts
     hub_row = embedding_hubs[embedding_hubs["neuron"] == str(paper.hub)]
     rows.append((

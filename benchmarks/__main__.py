@@ -4,8 +4,13 @@ Each module ``benchmarks/bench_*.py`` defines ``run() -> list[Row]``; its name w
 ``bench_`` prefix selects it.
 """
 import importlib
+import os
 import pkgutil
 import sys
+
+# the table is the output: no progress bars from transformer_lens, transformers or the scan
+os.environ["TQDM_DISABLE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 import torch
 

@@ -16,8 +16,8 @@
 #
 # Before asking *how* a model chooses between `' an'` and `' a'`, we need a prompt where it
 # clearly chooses `' an'`. That is harder than it sounds: the article comes before the noun,
-# so the model must commit to a sound it has not written yet. The original study found that
-# GPT-2 Large does it when the sentence repeats a pattern set up earlier, in the style of the
+# so the model must commit to a sound it has not written yet. The original study
+# {cite}`miller2023an` found that GPT-2 Large does it when the sentence repeats a pattern set up earlier, in the style of the
 # indirect-object task: a first sentence picks *a pear* from a pear tree, and a second one
 # climbs an *apple* tree. The corrupted prompt swaps the apple for a lemon, which needs `' a'`.
 

@@ -20,6 +20,10 @@
 # The **logit lens** applies the same read-out to every partial sum, before and after each
 # sublayer, and asks: if the model had to answer here, how much would it prefer `' an'` over
 # `' a'`? A flat curve that suddenly jumps points at the sublayer that wrote the answer in.
+#
+# The logit lens is nostalgebraist's {cite}`nostalgebraist2020logit`; the study
+# {cite}`miller2023an` used it with the final layer norm's scale, as this page does by
+# default.
 
 # %% tags=["parameters"]
 model_name = "toy"

@@ -34,6 +34,10 @@
 #
 # Either way the value is the share of the distance from the patched run to the other run
 # that the patch covers, so a large value marks an important cell in both maps.
+#
+# Activation patching goes back to causal tracing {cite}`meng2022locating`; the choice of
+# metric and of direction follows the practice set out in {cite}`zhang2023best` and
+# {cite}`heimersheim2024patching`.
 
 # %% tags=["parameters"]
 model_name = "toy"

@@ -25,6 +25,10 @@
 # Nothing here assumes that answer: the layer is the one layer patching ranks first, and
 # the neuron is whichever the numbers put on top. That neuron, ranked first on this page's
 # prompts, is the one every later page studies when its `neuron` parameter is `"auto"`.
+#
+# The study's neuron patching is from {cite}`miller2023an`; attribution patching, at the end
+# of the page, is {cite}`nanda2023attribution`, with its failure modes analysed in
+# {cite}`kramar2024atp`.
 
 # %% tags=["parameters"]
 model_name = "toy"

@@ -24,6 +24,9 @@
 # The top examples are chosen *because* the neuron fires on them, so they say nothing about
 # how it behaves elsewhere. The study's reviewers asked for that too: the second half of this
 # page shows the neuron on text that was not selected for it.
+#
+# The study {cite}`miller2023an` showed Neuroscope's examples; the scan here computes them
+# from the run's own corpus.
 
 # %% tags=["parameters"]
 model_name = "toy"
@@ -54,7 +57,7 @@ from helpers.scan.store import scan
 # %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs)
 # the same parameters as the correlation page, so both read one scan
-result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 glue(**scan_summary(result, page.choice, page.paper, page.on_paper_model))
 
 # %% [markdown]

@@ -24,6 +24,8 @@
 # token whose *embedding* best matches the final residual stream (normalised by the final
 # layer norm, without the norm's weight and without the unembedding bias). We compute both:
 # the model's real top-1 token, and this pseudo-prediction, to see what the shortcut changes.
+#
+# The measurement and its pseudo-prediction are the study's {cite}`miller2023an`.
 
 # %% tags=["parameters"]
 model_name = "toy"
@@ -52,7 +54,7 @@ from helpers.scan.store import scan
 # %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
 # the same parameters as the max-activating page, so both read one scan
-result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 target_id = single_token(page.model, target)
 real_curve, real_counts = correlation_table(result, page.neuron, target_id, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(result, page.neuron, target_id, bin_width, pseudo=True)

@@ -27,6 +27,9 @@
 # transposed. This page computes both and says which each number uses; the default is $W_U$.
 # Congruence ignores the final layer norm's scaling and every layer after the neuron, so it
 # is a statement about the neuron's *direct* effect only.
+#
+# Congruence is the study's term {cite}`miller2023an`; its reviewers recommended $W_U$ over
+# $W_E$.
 
 # %% tags=["parameters"]
 model_name = "toy"

@@ -27,6 +27,9 @@
 # is run three ways: with the real unembedding $W_U$ (the default here), with the embedding
 # $W_E$ as the study did, and with the cosine instead of the dot product, which divides out
 # the size of each neuron's output weights and of each token's vector.
+#
+# The search and the `' though'` case are from the study {cite}`miller2023an`; the cosine is
+# the usual control for the growing norms of late layers {cite}`gurnee2024universal`.
 
 # %% tags=["parameters"]
 model_name = "toy"
@@ -121,7 +124,7 @@ show_table(shared_top[["token_str", "value"]].rename(columns={"token_str": "toke
 # writes one.
 
 # %% tags=["remove-input"]
-scanned = scan(model, dataset, [shared_neuron], batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+scanned = scan(model, dataset, [shared_neuron], batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 curve, counts = correlation_table(scanned, shared_neuron, token_id, bin_width)
 curve_2, counts_2 = correlation_table(scanned, shared_neuron, runner_up, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(scanned, shared_neuron, token_id, bin_width, pseudo=True)

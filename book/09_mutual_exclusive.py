@@ -27,6 +27,8 @@
 # of its own. The study's top pair in GPT-2 Large was the token `'i'` with L33N4142. Both
 # gaps come out of the same pass over every neuron and every token, run here with $W_U$ by
 # default and with $W_E$ as the study did.
+#
+# The score and the top pairs are the study's {cite}`miller2023an`.
 
 # %% tags=["parameters"]
 model_name = "toy"
@@ -87,7 +89,7 @@ glue(**pairs_summary(pairs, matrix, second_matrix, n_table, model.cfg.d_vocab))
 # and nothing else should drive a clean curve up towards 1.
 
 # %% tags=["remove-input"]
-scanned = scan(model, dataset, pair_neurons(main, n_curves), batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=False)
+scanned = scan(model, dataset, pair_neurons(main, n_curves), batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 curves, counts = pair_correlations(scanned, main, n_curves, bin_width)
 show(pair_curves(curves))
 glue(**curves_summary(curves, counts))

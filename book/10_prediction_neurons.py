@@ -28,6 +28,8 @@
 # above `kurtosis_min`, and skew above `skew_min` (prediction) or below `-skew_min`
 # (suppression). The moments come from the same chunked pass as the rest of this part,
 # run with the cosine and $W_U$.
+#
+# The census and its thresholds follow {cite}`gurnee2024universal`.
 
 # %% tags=["parameters"]
 model_name = "toy"

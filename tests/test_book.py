@@ -23,7 +23,7 @@ def html_root() -> Path:
 
 
 def page_paths() -> list[str]:
-    return ["book/intro.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
+    return ["book/intro.html", "book/references.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
 
 
 def test_every_page_renders_offline(html_root, tmp_path):
@@ -43,3 +43,11 @@ def test_each_page_names_its_model_and_offers_the_executed_notebook(html_root):
         assert "Produced by" in html, f"{page.stem} does not say which model produced it"
         assert f"{page.stem}.ipynb" in html, f"{page.stem} offers no notebook download"
         assert (html_root / "_sources" / "book" / f"{page.stem}.ipynb").exists()
+
+
+def test_the_references_page_lists_the_works_the_pages_cite(html_root):
+    html = (html_root / "book" / "references.html").read_text()
+    for author in ("Miller", "Meng", "nostalgebraist", "Kram", "Zhang", "Heimersheim", "Gurnee"):
+        assert author in html, f"{author} missing from the references page"
+    for page in toc_pages(ROOT):
+        assert 'href="references.html#id' in (html_root / "book" / f"{page.stem}.html").read_text(), f"{page.stem} shows no citation"

@@ -99,3 +99,16 @@ def test_every_neuron_page_takes_layer_and_neuron():
             assert "layer" in declared, f"{page.stem} takes neuron but not layer"
     takes_neuron = [p.stem for p in PAGES if "neuron" in declared_parameters(jupytext.read(p))]
     assert {"04_neuron_patching", "05_max_activating", "06_correlation", "07_congruence", "10_prediction_neurons"} <= set(takes_neuron)
+
+
+def test_every_page_cites_what_it_uses_from_the_bibliography():
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "references.bib").read_text(), flags=re.M))
+    assert {"miller2023an", "meng2022locating", "nostalgebraist2020logit", "nanda2023attribution", "kramar2024atp",
+            "zhang2023best", "heimersheim2024patching", "gurnee2024universal"} <= keys
+    cited = set()
+    for page in PAGES:
+        found = set(re.findall(r"\{cite\}`([^`]+)`", page.read_text()))
+        assert found, f"{page.stem} cites nothing"
+        assert found <= keys, f"{page.stem} cites {found - keys}, which references.bib lacks"
+        cited |= found
+    assert keys - {"nanda2022transformerlens"} <= cited, f"entries no page cites: {keys - cited}"

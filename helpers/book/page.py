@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.book.display import page_header
+from helpers.book.display import in_book, page_header
 from helpers.core.checks import check_layer
 from helpers.core.models import load_model, weights_fingerprint
 from helpers.core.names import Neuron
@@ -77,6 +77,11 @@ class Page:
     @property
     def model_name(self) -> str:
         return self.model.cfg.model_name
+
+    @property
+    def progress(self) -> bool:
+        """Show progress bars of long passes: yes in a notebook, no in the book's HTML."""
+        return not in_book()
 
 
 def setup_page(

@@ -4,16 +4,18 @@
 # pyenv's versions folder; pass them as PYTHON_3_12=/path/to/python3.12 to choose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+find_python() {  # an interpreter of version $1 that runs: on PATH, else in pyenv's versions
+    local p
+    if p=$(command -v "python$1" 2>/dev/null) && "$p" -c '' 2>/dev/null; then echo "$p"; return; fi
+    for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python"$1"; do
+        if [ -x "$p" ]; then echo "$p"; return; fi
+    done
+}
+
 status=0
 for version in 3.11 3.12 3.13; do
     var="PYTHON_${version/./_}"
-    python="${!var:-}"
-    if [ -z "$python" ]; then
-        python=$(command -v "python$version" 2>/dev/null && "python$version" -c '' 2>/dev/null && command -v "python$version" || true)
-    fi
-    if [ -z "$python" ]; then
-        python=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python"$version" 2>/dev/null | tail -1 || true)
-    fi
+    python="${!var:-$(find_python "$version")}"
     if [ -z "$python" ]; then
         echo "python $version: not found (install it, e.g. pyenv install $version)"; status=1; continue
     fi

@@ -133,8 +133,11 @@ def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = N
             page.wait_for_timeout(1500)
             for key, value in page.evaluate(CHECK_RENDERING).items():
                 setattr(report, key, value)
-            if screenshot_dir is not None:
+            if screenshot_dir is not None:  # at the book's width, in the light theme and in the dark one
                 page.screenshot(path=str(screenshot_dir / (Path(path).stem + ".png")), full_page=True)
+                page.evaluate("document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(screenshot_dir / (Path(path).stem + "-dark.png")), full_page=True)
             page.close()
             reports.append(report)
         browser.close()

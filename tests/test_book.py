@@ -26,15 +26,22 @@ def page_paths() -> list[str]:
     return ["book/intro.html", "book/references.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
 
 
-def test_every_page_renders_offline(html_root, tmp_path):
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+
+
+def test_every_page_renders_offline(html_root):
+    """Every page loads with no error and no outside request, and is saved as a screenshot at
+    the book's width in the light and the dark theme (``_build/screenshots/``) for reading."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with serve(html_root) as url:
-        reports = check_pages(url, page_paths(), screenshot_dir=tmp_path)
+        reports = check_pages(url, page_paths(), screenshot_dir=SCREENSHOTS)
     problems = {r.url: r.problems for r in reports if r.problems}
     assert not problems, problems
     by_page = {Path(r.url).stem: r for r in reports}
     # the prompt page must really show its figure, its token view and its formula
     prompt = by_page["01_prompt"]
     assert prompt.figures >= 1 and prompt.token_views >= 1 and prompt.math >= 1
+    assert all((SCREENSHOTS / f"{Path(p).stem}{theme}.png").stat().st_size > 10_000 for p in page_paths() for theme in ("", "-dark"))
 
 
 def test_each_page_names_its_model_and_offers_the_executed_notebook(html_root):

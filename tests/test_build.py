@@ -99,3 +99,31 @@ def test_page_missing_from_disk_is_named(tmp_path):
     (root / "book" / "greet.py").unlink()
     with pytest.raises(BuildError, match="lists book/greet, but book/greet.py does not exist"):
         toc_pages(root)
+
+
+def test_a_named_repository_puts_an_install_cell_into_the_downloadable_notebook(tmp_path):
+    """Opened in Colab or Binder, a page installs the package first; the book build never runs that cell."""
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)
+    plain = nbformat.read(root / "book" / "greet.ipynb", as_version=4)
+    assert "install the book's package" not in plain.cells[0].source
+    (root / "_config.yml").write_text("repository:\n  url: https://github.com/someone/an-neuron\n  branch: notebooks\n")
+    execute_pages(root, {"greeting": "hello", "seed": 0}, {}, [], force=False)  # the setting makes the page stale
+    notebook = nbformat.read(root / "book" / "greet.ipynb", as_version=4)
+    first = notebook.cells[0]
+    assert "git+https://github.com/someone/an-neuron" in first.source and first.metadata["tags"] == ["remove-cell"]
+    assert first.outputs == [] and first.execution_count is None, "the install cell must not run in the book build"
+    compile(first.source, "install cell", "exec")
+
+
+def test_launch_buttons_are_on_only_when_the_repository_is_named(tmp_path):
+    from helpers.book.build import LAUNCHERS, launch_config
+
+    root = make_book(tmp_path, {"greet": GREETING_PAGE})
+    (root / "_config.yml").write_text("title: t\nrepository:\n  url: ''\nlaunch_buttons:\n  colab_url: ''\n")
+    assert launch_config(root) is None  # the theme cannot build launch buttons without a repository
+    (root / "_config.yml").write_text("title: t\nrepository:\n  url: https://github.com/someone/an-neuron\nlaunch_buttons:\n  colab_url: ''\n")
+    import yaml
+
+    config = yaml.safe_load(launch_config(root).read_text())
+    assert config["launch_buttons"]["colab_url"] == LAUNCHERS["colab_url"] and config["repository"]["url"].endswith("someone/an-neuron")

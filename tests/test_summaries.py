@@ -101,3 +101,30 @@ def test_biggest_step_is_the_first_largest_rise():
     assert biggest_step({"a": 0.0, "b": 1.0, "c": 0.5, "d": 1.5}) == ("a", "b", 0.0, 1.0)
     assert biggest_step({"a": 0.0, "b": -1.0, "c": 2.0}) == ("b", "c", -1.0, 2.0)
     assert biggest_step(dict(zip("xyz", torch.tensor([1.0, 1.0, 1.0]).tolist())))[:2] == ("x", "y")
+
+
+def test_census_figure_draws_the_threshold_at_its_value_on_the_log_axis():
+    """A shape on a log axis takes log10 units: a line 'at 10' given as 10 lands at 1e10."""
+    from helpers.book.figures.congruence import census_scatter
+
+    table = pd.DataFrame({"neuron": ["L0N0", "L0N1"], "layer": [0, 0], "skew": [0.1, 2.0], "kurtosis": [3.0, 15.0], "class": ["other", "prediction"]})
+    fig = census_scatter(table, 10.0)
+    (line,) = fig.layout.shapes
+    assert fig.layout.yaxis.type == "log" and line.y0 == pytest.approx(1.0) == line.y1
+
+
+def test_large_scatter_plots_keep_the_tails_and_a_sample_and_say_so():
+    from helpers.book.figures.common import thinned
+    from helpers.book.figures.congruence import neurons_against_token
+
+    values = np.random.default_rng(0).normal(size=184_320)
+    keep, note = thinned(values)
+    assert len(keep) == 6000 and np.all(np.diff(keep) > 0)
+    order = np.argsort(values)
+    assert set(order[:1000]) <= set(keep) and set(order[-1000:]) <= set(keep)
+    assert note == "drawn: the 1,000 largest and 1,000 smallest of 184,320, and 4,000 of the other 182,320 at random"
+    small, small_note = thinned(values[:5000])
+    assert len(small) == 5000 and small_note == ""
+    fig = neurons_against_token(values.reshape(36, 5120), " an", "W_U")
+    assert len(fig.data[0].x) == 6000 and "drawn:" in fig.layout.title.text
+    assert fig.data[0].y.max() == values.max() and fig.data[0].y.min() == values.min()

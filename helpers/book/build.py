@@ -34,6 +34,8 @@ VENDOR = Path("_vendor")
 
 # the kernel's own start-up log (e.g. "running over TCP without encryption") stays off the build
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# turned on when _config.yml names the repository (the theme fails on launch buttons without one)
+LAUNCHERS = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com"}
 
 
 class BuildError(RuntimeError):
@@ -147,7 +149,7 @@ def fingerprint(source: Path, parameters: dict, root: Path) -> str:
     """Hash of what decides a page's output: its source, its parameters, the helpers' code and
     the bundled model."""
     digest = hashlib.sha256(source.read_bytes())
-    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(json.dumps([parameters, repository_url(root)], sort_keys=True).encode())
     helpers = root / "helpers"
     for path in sorted(p for p in helpers.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(helpers)).encode())
@@ -192,13 +194,16 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
                 f"{source.relative_to(root)} failed in cell {error.cell_index} (execution count {error.exec_count}): "
                 f"{error.ename}: {error.evalue}  [executed notebook kept at {failed.relative_to(root)}]"
             ) from None
-        hide_default_parameters(executed)
+        hide_default_parameters(executed, repository_url(root))
         os.replace(executed, target)
     return PageRun(str(source.relative_to(root)), True, time.perf_counter() - start, memory.peak_gb)
 
 
-def hide_default_parameters(path: Path) -> None:
-    """Hide the page's default parameters cell; the injected cell shows the values used."""
+def hide_default_parameters(path: Path, repository: str = "") -> None:
+    """Hide the page's default parameters cell (the injected cell shows the values used) and,
+    when the book names its repository, put a first cell into the downloadable notebook that
+    installs the package where it is missing (Colab, Binder). That cell is added after
+    execution: the book build never runs it."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
@@ -206,7 +211,25 @@ def hide_default_parameters(path: Path) -> None:
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
+    if repository:
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(install_cell(repository), metadata={"tags": ["remove-cell"]}))
     nbformat.write(notebook, path)
+
+
+def install_cell(repository: str) -> str:
+    """A notebook cell that installs the book's package from ``repository`` when it is missing."""
+    return (
+        "# Opened outside the book (Colab, Binder): install the book's package if it is missing.\n"
+        "import importlib.util, subprocess, sys\n"
+        "if importlib.util.find_spec('helpers') is None:\n"
+        f"    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'an-neuron-helpers @ git+{repository}'], check=True)"
+    )
+
+
+def repository_url(root: Path) -> str:
+    """The book's repository (``repository.url`` in ``_config.yml``); empty when unset."""
+    config = yaml.safe_load((root / "_config.yml").read_text()) if (root / "_config.yml").exists() else {}
+    return ((config or {}).get("repository") or {}).get("url") or ""
 
 
 def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> list[PageRun]:
@@ -264,9 +287,25 @@ def copy_vendor_assets(root: Path) -> None:
     shutil.copytree(mathjax, vendor / "mathjax", dirs_exist_ok=True)
 
 
+def launch_config(root: Path) -> Path | None:
+    """A copy of ``_config.yml`` with the launch buttons on, when it names the repository."""
+    if not repository_url(root):
+        return None
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config["launch_buttons"] = {**config.get("launch_buttons", {}), **LAUNCHERS}
+    config["html"] = {**config.get("html", {}), "use_repository_button": True}
+    path = root / "_build" / "_config_launch.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def build_html(root: Path) -> Path:
     """Render the executed notebooks with Jupyter Book; warnings are errors."""
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "-W", "-n", "--keep-going"]
+    config = launch_config(root)
+    if config is not None:
+        command += ["--config", str(config)]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-6000:], result.stderr[-6000:], sep="\n")

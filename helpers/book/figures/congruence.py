@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE
+from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, thinned
 from helpers.core.names import Neuron, show_token
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -45,18 +45,19 @@ def neuron_against_tokens(values: np.ndarray, token_strings: Sequence[str], neur
     """One neuron's congruence with every token (x: token id), the largest ``n_labels`` and
     the smallest few labelled with their token."""
     values = np.asarray(values, dtype=np.float64)
+    keep, note = thinned(values)
     ids = np.arange(len(values))
-    shown = [show_token(t) for t in token_strings]
+    shown = [show_token(token_strings[i]) for i in keep]
     fig = go.Figure(
         go.Scattergl(
-            x=ids, y=values, mode="markers", marker=_signed_marker(values), customdata=shown,
+            x=ids[keep], y=values[keep], mode="markers", marker=_signed_marker(values[keep]), customdata=shown,
             hovertemplate="token %{x} %{customdata}: %{y:.3f}<extra></extra>",
         )
     )
-    order = np.argsort(values)
-    _label_outliers(fig, ids, values, shown, np.concatenate([order[::-1][:n_labels], order[: max(1, n_labels // 4)]]))
+    order = np.argsort(values[keep])
+    _label_outliers(fig, ids[keep], values[keep], shown, np.concatenate([order[::-1][:n_labels], order[: max(1, n_labels // 4)]]))
     fig.update_layout(
-        title=f"{neuron} against every token (W_out · {matrix})",
+        title=f"{neuron} against every token (W_out · {matrix})" + (f"<br><sup>{note}</sup>" if note else ""),
         xaxis_title="token id", yaxis_title=f"congruence with {matrix}", height=460, showlegend=False,
     )
     return fig
@@ -88,9 +89,10 @@ def neurons_against_token(values: np.ndarray, token: str, matrix: str, n_labels:
     layer after layer with the layer boundaries marked and the largest neurons labelled."""
     values = np.asarray(values, dtype=np.float64)
     n_layers, d_mlp = values.shape
-    flat = values.ravel()
-    x = np.arange(flat.size)
-    names = [str(Neuron.from_flat(i, d_mlp)) for i in x]
+    keep, note = thinned(values.ravel())
+    flat = values.ravel()[keep]
+    x = keep
+    names = [str(Neuron.from_flat(int(i), d_mlp)) for i in keep]
     fig = go.Figure(
         go.Scattergl(
             x=x, y=flat, mode="markers", marker=_signed_marker(flat), customdata=names,
@@ -106,7 +108,7 @@ def neurons_against_token(values: np.ndarray, token: str, matrix: str, n_labels:
         ticktext=[f"L{layer}" for layer in range(0, n_layers, step)],
         title="neuron (layer by layer; grey lines are layer boundaries)",
     )
-    fig.update_layout(title=f"Every neuron against {show_token(token)} (W_out · {matrix})",
+    fig.update_layout(title=f"Every neuron against {show_token(token)} (W_out · {matrix})" + (f"<br><sup>{note}</sup>" if note else ""),
                       yaxis_title=f"congruence with {matrix}", height=460, showlegend=False)
     return fig
 
@@ -133,6 +135,8 @@ def top_neuron_gap_bars(table: pd.DataFrame, matrix: str, measure: str, n: int =
 def mutual_scatter(table: pd.DataFrame, matrix: str, measure: str, n_labels: int = 10) -> go.Figure:
     """Mutual-exclusive pairs: the token's gap over neurons against the neuron's gap over
     tokens (log axes); the ``n_labels`` best scores labelled ``token / neuron``."""
+    keep, note = thinned(table["score"].to_numpy(), tail=2000, bulk=3000)
+    table = table.iloc[keep[np.argsort(-table["score"].to_numpy()[keep], kind="stable")]]
     labels = [f"{t} / {n}" for t, n in zip(table.get("token_str", table["token"].astype(str)), table["neuron"])]
     fig = go.Figure(
         go.Scattergl(
@@ -148,7 +152,7 @@ def mutual_scatter(table: pd.DataFrame, matrix: str, measure: str, n_labels: int
         fig.add_annotation(x=x[rank], y=y[rank], text=labels[rank], showarrow=True, arrowhead=0, ax=35, ay=-15 - 8 * (rank % 3), font_size=10)
     fig.update_xaxes(type="log", title="token's top-1 minus top-2 over neurons")
     fig.update_yaxes(type="log", title="neuron's top-1 minus top-2 over tokens")
-    fig.update_layout(title=f"Mutual-exclusive pairs ({len(table):,}; {measure}, {matrix})", height=480)
+    fig.update_layout(title=f"Mutual-exclusive pairs ({measure}, {matrix})" + (f"<br><sup>{note}</sup>" if note else ""), height=480)
     return fig
 
 
@@ -194,7 +198,7 @@ def census_per_layer_bars(per_layer: pd.DataFrame) -> go.Figure:
 HIGHLIGHT_SYMBOLS = ("star", "diamond", "square", "triangle-up")
 
 
-def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str, str] | None = None, max_points: int = 40_000, seed: int = 0) -> go.Figure:
+def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str, str] | None = None, max_points: int = 5_000, seed: int = 0) -> go.Figure:
     """Skew against kurtosis of each neuron's cosine with the vocabulary (log kurtosis).
 
     Above ``max_points`` neurons, the ``other`` class is subsampled for drawing (every
@@ -206,11 +210,14 @@ def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str
     fig = go.Figure()
     for name, colour in colours.items():
         part = table[table["class"] == name]
+        label = name
         if name == "other" and len(part) > max_points:
+            label = f"other ({max_points:,} of {len(part):,} drawn at random)"
             part = part.iloc[np.sort(rng.choice(len(part), max_points, replace=False))]
-        fig.add_scattergl(x=part["skew"], y=part["kurtosis"], mode="markers", marker=dict(color=colour, size=3), name=name,
+        fig.add_scattergl(x=part["skew"], y=part["kurtosis"], mode="markers", marker=dict(color=colour, size=3), name=label,
                           customdata=part["neuron"], hovertemplate="%{customdata}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
-    fig.add_hline(y=kurtosis_min, line_dash="dot", line_color=PAPER_COLOUR, annotation_text=f"kurtosis {kurtosis_min:g}")
+    # on a log axis a shape's y is in log10 units: the line at y = 10 is drawn at log10(10) = 1
+    fig.add_hline(y=float(np.log10(kurtosis_min)), line_dash="dot", line_color=PAPER_COLOUR, annotation_text=f"kurtosis {kurtosis_min:g}")
     for (label, neuron), symbol in zip((highlight or {}).items(), HIGHLIGHT_SYMBOLS):
         row = table[table["neuron"] == neuron]
         if len(row):

@@ -130,9 +130,9 @@ def patching_heatmaps(
         rows=len(rows),
         cols=len(components),
         shared_yaxes=True,
-        horizontal_spacing=0.03,
-        vertical_spacing=0.12 if paper else 0.05,
-        subplot_titles=[f"{source}: {COMPONENT_TITLES.get(c, c)}" for source, _ in rows for c in components],
+        horizontal_spacing=0.04,
+        vertical_spacing=0.14 if paper else 0.08,
+        subplot_titles=[f"{source}:<br>{COMPONENT_TITLES.get(c, c)}" for source, _ in rows for c in components],
     )
     for r, (source, row) in enumerate(rows, start=1):
         for col, component in enumerate(components, start=1):
@@ -152,8 +152,10 @@ def patching_heatmaps(
                 col=col,
             )
             fig.update_xaxes(tickvals=positions, ticktext=tokens, tickangle=-90, tickfont_size=9, row=r, col=col)
+    fig.update_annotations(font_size=12)  # the subplot titles
     fig.update_yaxes(autorange="reversed", title_text="layer", col=1)
     fig.update_layout(
+        margin=dict(t=130),
         title=title,
         coloraxis=dict(colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, colorbar_title=value_name),
         height=180 + len(rows) * (120 + 11 * len(next(iter(maps.values())))),

@@ -17,14 +17,7 @@ PAGES = toc_pages(ROOT)
 
 
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
+    return imported_modules_from_tree(ast.parse(path.read_text()))
 
 
 def layer_of(module: str) -> str | None:

@@ -48,7 +48,7 @@ random_tokens = 64
 from helpers.book.display import glue, note, show, show_table, show_tokens
 from helpers.book.figures.scan import activation_distribution, examples_table, show_examples, token_strings
 from helpers.book.page import setup_page
-from helpers.book.summaries.scan import distribution_summary, examples_summary, scan_summary
+from helpers.book.summaries.scan import distribution_summary, examples_summary, scan_summary, unselected_text_headings
 from helpers.core.models import single_token
 from helpers.scan.forward import random_token_activations
 from helpers.scan.statistics import random_document
@@ -78,7 +78,7 @@ glue(**scan_summary(result, page.choice, page.paper, page.on_paper_model))
 examples = result.top_examples(page.neuron, before=context_before, after=context_after)
 summary = examples_summary(examples, single_token(page.model, target), target, result.n_tokens)
 glue(**summary)
-note(f"**{summary['examples_heading']}**")
+note(summary["examples_heading"])
 show_table(examples_table(examples, page.model.tokenizer))
 show_examples(examples, page.model.tokenizer, str(page.neuron))
 
@@ -98,10 +98,11 @@ show_examples(examples, page.model.tokenizer, str(page.neuron))
 
 # %% tags=["remove-input"]
 doc, doc_tokens, doc_acts = random_document(result, page.neuron, seed=seed, max_tokens=4 * context_before)
-note(f"**Document {doc}** (its first {len(doc_tokens)} tokens)")
+headings = unselected_text_headings(doc, len(doc_tokens), random_tokens)
+note(headings["document"])
 show_tokens(token_strings(page.model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{page.neuron} activation")
 noise_tokens, noise_acts = random_token_activations(page.model, page.neuron, random_tokens, seed=seed)
-note(f"**{random_tokens} tokens drawn uniformly from the vocabulary** (after BOS)")
+note(headings["random_tokens"])
 show_tokens(token_strings(page.model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{page.neuron} activation")
 
 # %% tags=["remove-input"]

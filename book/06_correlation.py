@@ -81,7 +81,7 @@ show(
 
 # %% tags=["remove-cell"]
 predictions = result.load(["prediction", "pseudo_prediction"])
-glue(neuron=str(page.neuron), bin_width=bin_width, n_tokens=f"{result.n_tokens:,}", **correlation_summary(real_curve, pseudo_curve, predictions, level, page.paper))
+glue(**correlation_summary(real_curve, pseudo_curve, predictions, level, page.paper, page.neuron, bin_width, result.n_tokens))
 
 # %% [markdown]
 # Over {glue:text}`n_tokens` tokens in {glue:text}`n_bins` non-empty bins, the real top-1

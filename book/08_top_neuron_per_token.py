@@ -51,11 +51,11 @@ from helpers.book.figures.congruence import hub_layers, hub_sizes, top_neuron_ga
 from helpers.book.figures.scan import top_prediction_curve_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.congruence import (
-    curve_names, gaps_paper_rows, gaps_summary, gaps_table, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
+    curve_names, gaps_paper_rows, gaps_summary, gaps_table, hub_tables_of, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
     shared_neuron_summary, though_curve_applies,
 )
 from helpers.methods.congruence import (
-    CACHE, hub_table, hubs, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
+    CACHE, hub_table, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
     top_neuron_per_token, top_tokens,
 )
 from helpers.book.summaries.scan import count_rows, counts_comparable
@@ -159,14 +159,14 @@ glue(**shared_curve_summary(counts, counts_2, curve, scanned.n_tokens, page.pape
 # the hubs up.
 
 # %% tags=["remove-input"]
-hub_tables = {f"{m}, {measure}": hubs(r) for (m, measure), r in passes.items()}
+hub_tables = hub_tables_of(passes)
 show(hub_sizes({name: t["n_tokens"].to_numpy() for name, t in hub_tables.items()}))
 show(hub_layers(hub_tables, model.cfg.n_layers))
-for measure in ("dot", "cosine"):
-    show_table(hub_table(passes[(matrix, measure)], model, n_hubs), caption=f"Largest hubs ({measure}, {matrix})")
+show_table(hub_table(passes[(matrix, "dot")], model, n_hubs), caption="Largest hubs (dot product)")
+show_table(hub_table(passes[(matrix, "cosine")], model, n_hubs), caption="Largest hubs (cosine)")
 
 # %% tags=["remove-cell"]
-glue(**hubs_summary(passes[(matrix, "dot")], passes[(matrix, "cosine")], hub_tables[f"{matrix}, dot"], hub_tables[f"{matrix}, cosine"], model.cfg.n_layers))
+glue(**hubs_summary(passes, hub_tables, matrix, model.cfg.n_layers))
 
 # %% [markdown]
 # With the dot product through {glue:text}`matrix`, the largest hub is

@@ -93,6 +93,12 @@ def paper_beside(page, rows: Sequence[tuple[str, object, object]], paper_method:
     if not page.on_paper_model:
         display(Markdown(f"*This run used `{page.model_name}`; the paper's GPT-2 Large values appear here on a GPT-2 Large run.*"))
         return
+    if not rows:
+        display(Markdown(
+            f"*The study reported these values for its own neuron, {page.paper.neuron}, and tokens; "
+            f"this run's {page.choice.neuron if page.choice else 'result'} is another, so there is nothing to put beside them.*"
+        ))
+        return
     paper_header = "paper (GPT-2 Large" + (f", {paper_method})" if paper_method else ")")
     cells = [(quantity, as_cell(paper), as_cell(run)) for quantity, paper, run in rows]
     table = pd.DataFrame(cells, columns=["quantity", paper_header, f"this run ({page.model_name})"])

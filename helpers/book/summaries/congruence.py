@@ -8,7 +8,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.names import Neuron, show_token
-from helpers.methods.congruence import Congruence, neuron_congruence, single_tokens, token_congruence, top_neuron_per_token
+from helpers.methods.congruence import Congruence, hubs, neuron_congruence, single_tokens, token_congruence, top_neuron_per_token
 from helpers.paper import Study
 from helpers.scan.statistics import correlation_table
 
@@ -234,8 +234,15 @@ def last_layer_share(hubs: pd.DataFrame, last_layer: int) -> float:
     return float(hubs.loc[hubs["layer"] == last_layer, "n_tokens"].sum() / hubs["n_tokens"].sum())
 
 
-def hubs_summary(dot: Congruence, cosine: Congruence, dot_hubs: pd.DataFrame, cos_hubs: pd.DataFrame, n_layers: int) -> dict:
+def hub_tables_of(passes: dict[tuple[str, str], Congruence]) -> dict[str, pd.DataFrame]:
+    """``"W_U, dot"`` -> the hubs of that pass, for every pass."""
+    return {f"{matrix}, {measure}": hubs(result) for (matrix, measure), result in passes.items()}
+
+
+def hubs_summary(passes: dict[tuple[str, str], Congruence], tables: dict[str, pd.DataFrame], matrix: str, n_layers: int) -> dict:
     """The largest hub with the dot product and with the cosine, and where the top neurons sit."""
+    dot, cosine = passes[(matrix, "dot")], passes[(matrix, "cosine")]
+    dot_hubs, cos_hubs = tables[f"{matrix}, dot"], tables[f"{matrix}, cosine"]
     return dict(
         hub_dot=dot_hubs["neuron"].iloc[0],
         hub_dot_n=int(dot_hubs["n_tokens"].iloc[0]),

@@ -41,7 +41,15 @@ def examples_summary(examples: pd.DataFrame, target_id: int, target: str, n_toke
         top_shown=len(examples),
         top_max=float(examples["activation"].iloc[0]),
         top_min=float(examples["activation"].iloc[-1]),
-        examples_heading=f"Its top {len(examples)} of {n_tokens:,} tokens, {followed} followed by {show_token(target)}",
+        examples_heading=f"**Its top {len(examples)} of {n_tokens:,} tokens, {followed} followed by {show_token(target)}**",
+    )
+
+
+def unselected_text_headings(doc: int, n_doc_tokens: int, n_random: int) -> dict[str, str]:
+    """Headings of the two texts not chosen for the neuron: a random document, random tokens."""
+    return dict(
+        document=f"**Document {doc}** (its first {n_doc_tokens} tokens)",
+        random_tokens=f"**{n_random} tokens drawn uniformly from the vocabulary** (after BOS)",
     )
 
 
@@ -64,12 +72,15 @@ def bin_phrase(start: float | None) -> str:
     return "no range of activations" if start is None else f"every bin from {start:.1f} upward"
 
 
-def correlation_summary(real: pd.DataFrame, pseudo: pd.DataFrame, predictions: dict, level: float, paper: Study) -> dict:
+def correlation_summary(real: pd.DataFrame, pseudo: pd.DataFrame, predictions: dict, level: float, paper: Study, neuron: Neuron, bin_width: float, n_tokens: int) -> dict:
     """The top-prediction curves: where they pass ``level``, and the shares at low and high activation."""
     negative = real[real["bin_start"] < 0]
     high_from = round(float(real["bin_start"].max()) / 2, 1)  # half the largest activation bin
     high = real[real["bin_start"] >= high_from]
     return dict(
+        neuron=str(neuron),
+        bin_width=bin_width,
+        n_tokens=f"{n_tokens:,}",
         n_bins=len(real),
         level=level,
         real_above=bin_phrase(always_top_above(real, level)),

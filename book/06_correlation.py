@@ -35,9 +35,12 @@ seed = 0
 dataset = "toy"
 n_docs = 400
 batch_size = 8
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
 layer = "auto"
 neuron = "auto"
-target = " an"
 n_examples = 20
 bin_width = 0.2
 level = 0.9
@@ -52,7 +55,8 @@ from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
+page = setup_page(
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
 # the same parameters as the max-activating page, so both read one scan
 result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 target_id = single_token(page.model, target)

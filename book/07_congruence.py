@@ -36,9 +36,12 @@ model_name = "toy"
 device = "cpu"
 dtype = "float32"
 seed = 0
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
 layer = "auto"
 neuron = "auto"
-target = " an"
 chosen_tokens = [" an", " any", " had"]
 n_random = 5
 n_top = 15
@@ -55,7 +58,8 @@ from helpers.core.models import single_token
 from helpers.methods.congruence import MATRICES, neuron_congruence, token_congruence, top_tokens
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron, chosen_tokens=chosen_tokens)
+page = setup_page(
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, chosen_tokens=chosen_tokens)
 model, main = page.model, page.neuron
 target_id = single_token(model, target)
 vocab = token_strings(model.tokenizer, range(model.cfg.d_vocab))

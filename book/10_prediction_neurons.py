@@ -36,9 +36,12 @@ model_name = "toy"
 device = "cpu"
 dtype = "float32"
 seed = 0
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
 layer = "auto"
 neuron = "auto"
-target = " an"
 congruent_neuron = "auto"
 kurtosis_min = 10.0
 skew_min = 0.0
@@ -53,7 +56,7 @@ from helpers.methods.congruence import CACHE, census, census_per_layer, search
 
 # %% tags=["remove-input"]
 page = setup_page(
-    model_name, device, dtype, seed, target=target, layer=layer, neuron=neuron,
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
     congruent_neuron=congruent_neuron, kurtosis_min=kurtosis_min, skew_min=skew_min,
 )
 model = page.model

@@ -90,6 +90,8 @@ def test_every_neuron_page_takes_layer_and_neuron():
         assert not declared & {"neurons", "an_neuron"}, f"{page.stem} names its neuron another way"
         if "neuron" in declared:
             assert "layer" in declared, f"{page.stem} takes neuron but not layer"
+            # "auto" is found on the page's own prompts: the prompts the build is given must reach it
+            assert {"clean_prompt", "corrupted_prompt", "target", "other"} <= declared, f"{page.stem} chooses its neuron on prompts it does not take"
     takes_neuron = [p.stem for p in PAGES if "neuron" in declared_parameters(jupytext.read(p))]
     assert {"04_neuron_patching", "05_max_activating", "06_correlation", "07_congruence", "10_prediction_neurons"} <= set(takes_neuron)
 

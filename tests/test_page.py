@@ -126,3 +126,15 @@ def test_a_batch_of_pairs_is_one_clear_line(planted):
         with pytest.raises(ValueError, match=r"takes one prompt pair shaped \[1, pos\], got clean \(2, \d+\)") as info:
             call()
         assert "\n" not in str(info.value)
+
+
+def test_the_fingerprint_is_remembered_until_a_tensor_changes(monkeypatch):
+    model = random_model(seed=6)
+    first = weights_fingerprint(model)
+    calls = []
+    real = __import__("hashlib").sha256
+    monkeypatch.setattr("helpers.core.models.hashlib.sha256", lambda *a: calls.append(1) or real(*a))
+    assert weights_fingerprint(model) == first and not calls, "an unchanged model must not be hashed again"
+    with torch.no_grad():
+        model.blocks[0].mlp.out._original_component.weight[0, 0] += 1.0  # in place: bumps the version
+    assert weights_fingerprint(model) != first and calls

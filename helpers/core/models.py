@@ -280,10 +280,19 @@ def weights_fingerprint(model: TransformerBridge) -> str:
 
     Caches are keyed by it, so results computed from other weights are never returned: a
     retrained or edited model gets a new fingerprint even if its name and shape are the same.
+    The hash is remembered on the model together with each tensor's storage address and
+    version counter (which every in-place change bumps), so it is computed again exactly
+    when a tensor was changed or replaced, not on every call.
     """
+    state = sorted(model.state_dict().items())
+    versions = tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in state)
+    remembered = model.__dict__.get("_weights_fingerprint")
+    if remembered is not None and remembered[0] == versions:
+        return remembered[1]
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in state:
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()[:20]
+    model.__dict__["_weights_fingerprint"] = (versions, digest.hexdigest()[:20])
+    return model.__dict__["_weights_fingerprint"][1]

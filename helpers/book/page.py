@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.book.display import in_book, page_header
 from helpers.core.checks import check_layer
+from helpers.core.files import atomic_write
 from helpers.core.models import load_model, weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED, Contrast, make_contrast
@@ -149,13 +149,5 @@ def choose_neuron(
     top = neuron_patching(model, contrast, chosen_layer, "all").top_neuron
     choice = NeuronChoice(top, chosen_layer, layer_source, f"ranked first by neuron patching of layer {chosen_layer} on this page's prompts")
     if path is not None:
-        write_json_atomic(path, {**asdict(choice), "neuron": str(top)})
+        atomic_write(path, json.dumps({**asdict(choice), "neuron": str(top)}, indent=1, sort_keys=True).encode())
     return choice
-
-
-def write_json_atomic(path: Path, value: dict) -> None:
-    """Write ``value`` as JSON to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(tmp, path)

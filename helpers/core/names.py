@@ -29,9 +29,13 @@ class Neuron:
             raise ValueError(f"{text!r} is not a neuron name; write it as L<layer>N<index>, e.g. L31N892")
         return cls(int(match[1]), int(match[2]))
 
+    def exists_in(self, n_layers: int, d_mlp: int) -> bool:
+        """Whether a model of ``n_layers`` layers of ``d_mlp`` neurons has this neuron."""
+        return 0 <= self.layer < n_layers and 0 <= self.index < d_mlp
+
     def check(self, n_layers: int, d_mlp: int) -> "Neuron":
         """Return self, or raise if it does not exist in a model of this size."""
-        if not (0 <= self.layer < n_layers and 0 <= self.index < d_mlp):
+        if not self.exists_in(n_layers, d_mlp):
             raise ValueError(
                 f"{self} is out of range: the model has layers 0-{n_layers - 1} "
                 f"and neurons 0-{d_mlp - 1} per layer"

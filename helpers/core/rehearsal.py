@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         record = args.out / RECORD
-        if record.is_file() and json.loads(record.read_text())["seed"] == args.seed and json.loads(record.read_text())["n_layers"] == args.layers:
+        if record.is_file() and json.loads(record.read_text()) == dict(seed=args.seed, n_layers=args.layers, note=NOTE):
             print(f"rehearsal model already written: {args.out}")
             return
         print(f"rehearsal model written: {write_rehearsal_model(args.out, args.seed, args.layers)}")

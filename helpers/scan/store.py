@@ -43,7 +43,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -55,6 +54,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from helpers.core.files import atomic_write
 from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.scan.documents import load_documents
@@ -208,16 +208,6 @@ def _merge_topk(earlier: dict[str, Tensor] | None, later: dict[str, Tensor], k: 
 # Files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -232,7 +222,7 @@ def _docs_digest(docs: list[str]) -> str:
 
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _read_manifest(out_dir: Path) -> dict | None:
@@ -556,7 +546,7 @@ def _commit_shard(out_dir: Path, manifest: dict, index: int, first_doc: int, doc
     name = f"shard-{index:05d}.safetensors"
     # no safetensors metadata: its key order is not stable between runs, and the manifest has it all
     data = save({k: v.contiguous() for k, v in tensors.items()})
-    _atomic_write(out_dir / name, data)
+    atomic_write(out_dir / name, data)
     entry = {
         "index": index,
         "file": name,

@@ -119,10 +119,10 @@ def top_tokens_side_by_side(tops: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def run_congruence(model: TransformerBridge, rows: dict[str, np.ndarray], token: str) -> str:
     """This run's W_E and W_U congruence with ``token`` for a table, or why there is none."""
-    ids = model.tokenizer.encode(token, add_special_tokens=False)
-    if len(ids) != 1:
-        return f"not one token here ({len(ids)} tokens)"
-    return f"W_E {rows['W_E'][ids[0]]:.3f}; W_U {rows['W_U'][ids[0]]:.3f}"
+    t = token_id_here(model, token)
+    if t is None:
+        return f"not one token here ({len(model.tokenizer.encode(token, add_special_tokens=False))} tokens)"
+    return f"W_E {rows['W_E'][t]:.3f}; W_U {rows['W_U'][t]:.3f}"
 
 
 def one_neuron_paper_rows(paper: Study, model: TransformerBridge, neuron: Neuron, rows: dict[str, np.ndarray], glued: dict) -> list[Row]:
@@ -258,11 +258,6 @@ def hubs_summary(passes: dict[tuple[str, str], Congruence], tables: dict[str, pd
     )
 
 
-def neuron_exists(model: TransformerBridge, neuron: Neuron) -> bool:
-    """Whether ``neuron`` is inside this model's layers and widths."""
-    return neuron.layer < model.cfg.n_layers and neuron.index < model.cfg.d_mlp
-
-
 def token_id_here(model: TransformerBridge, token: str) -> int | None:
     """The id of ``token`` if it is one token for this model, else None."""
     ids = model.tokenizer.encode(token, add_special_tokens=False)
@@ -282,7 +277,7 @@ def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Cong
         t = token_id_here(model, ref.token)
         run = "not one token" if t is None else f"{table.loc[t, 'gap']:.3f} ({table.loc[t, 'neuron']} - {table.loc[t, 'second_neuron']})"
         rows.append((f"gap of {show_token(ref.token)}", f"{ref.gap} ({ref.neuron} - {ref.second})", run))
-    exists = neuron_exists(model, paper.though_neuron)
+    exists = paper.though_neuron.exists_in(model.cfg.n_layers, model.cfg.d_mlp)
     though = {m: neuron_congruence(model, paper.though_neuron, m) for m in ("W_E", "W_U")} if exists else {}
     for token, value in paper.though.top[:6]:
         t = token_id_here(model, token)

@@ -6,7 +6,8 @@ tensors; baselines are arguments, never globals.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -21,10 +22,13 @@ STUDY_CORRUPTED = "I climbed up the pear tree and picked a pear. I climbed up th
 
 @dataclass(frozen=True)
 class Contrast:
-    """A clean/corrupted prompt pair and the two competing next tokens, tokenised.
+    """Clean/corrupted prompt pairs and the two competing next tokens, tokenised.
 
-    ``clean`` and ``corrupted`` are ``[1, pos]`` token ids with BOS; ``target`` is the
-    token the clean prompt should produce (`` an``), ``other`` its rival (`` a``).
+    ``clean`` and ``corrupted`` are ``[pairs, pos]`` token ids with BOS: one row for a single
+    pair (:func:`make_contrast`), several for a prompt set (:func:`make_pairs`), every pair of
+    one length. ``target`` is the token the clean prompts should produce (`` an``), ``other``
+    its rival (`` a``). ``str_tokens``, ``clean_text`` and ``corrupted_text`` describe the
+    first pair; ``texts`` and ``model_str_tokens`` hold every pair's, for a prompt set.
     """
 
     clean: Int[Tensor, "1 pos"]
@@ -36,11 +40,27 @@ class Contrast:
     other_str: str
     clean_text: str = ""
     corrupted_text: str = ""
+    texts: tuple[tuple[str, str], ...] = ()
+    model_str_tokens: tuple[list[str], ...] = ()
 
     @property
     def diff_positions(self) -> list[int]:
-        """Positions where the clean and corrupted tokens differ."""
-        return torch.nonzero(self.clean[0] != self.corrupted[0]).flatten().tolist()
+        """Positions where the clean and corrupted tokens differ (in any pair of a batch)."""
+        return torch.nonzero((self.clean != self.corrupted).any(0)).flatten().tolist()
+
+    @property
+    def n_pairs(self) -> int:
+        """How many prompt pairs this holds (rows of ``clean``)."""
+        return self.clean.shape[0]
+
+    def pair(self, i: int) -> "Contrast":
+        """Pair ``i`` of a batch as a one-pair Contrast (its texts kept when known)."""
+        texts = self.texts[i] if self.texts else (self.clean_text, self.corrupted_text)
+        return replace(
+            self, clean=self.clean[i : i + 1], corrupted=self.corrupted[i : i + 1],
+            str_tokens=self.model_str_tokens[i] if self.model_str_tokens else self.str_tokens,
+            clean_text=texts[0], corrupted_text=texts[1], texts=(), model_str_tokens=(),
+        )
 
 
 def make_contrast(
@@ -54,7 +74,7 @@ def make_contrast(
     for name, text in (("clean", clean), ("corrupted", corrupted)):
         if not isinstance(text, str):
             count = f"{len(text)} prompts" if isinstance(text, (list, tuple)) else type(text).__name__
-            raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each (one pair at a time)")
+            raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each, or lists of prompts to make_pairs")
     clean_tokens = model.to_tokens(clean)
     corrupted_tokens = model.to_tokens(corrupted)
     if clean_tokens.shape != corrupted_tokens.shape:
@@ -76,12 +96,61 @@ def make_contrast(
     )
 
 
+def make_pairs(
+    model: TransformerBridge,
+    clean: Sequence[str],
+    corrupted: Sequence[str],
+    target: str = " an",
+    other: str = " a",
+    max_diff_positions: int = 1,
+) -> Contrast:
+    """A prompt set: ``clean[i]`` against ``corrupted[i]``, tokenised into ``[pairs, pos]``.
+
+    Every prompt of the set must have the same number of tokens, and each pair may differ in
+    at most ``max_diff_positions`` positions (the study's pair differs in one: the fruit).
+    """
+    if isinstance(clean, str) or isinstance(corrupted, str):
+        raise ValueError("make_pairs takes lists of prompts; for one pair use make_contrast")
+    if len(clean) != len(corrupted) or not clean:
+        raise ValueError(f"make_pairs needs as many corrupted prompts as clean ones, at least one each (got {len(clean)} and {len(corrupted)})")
+    tokenised = [(model.to_tokens(c)[0], model.to_tokens(k)[0]) for c, k in zip(clean, corrupted)]
+    length = tokenised[0][0].shape[0]
+    for i, (c, k) in enumerate(tokenised):
+        if c.shape[0] != length or k.shape[0] != length:
+            raise ValueError(
+                f"pair {i} ({clean[i]!r}) is {c.shape[0]} and {k.shape[0]} tokens but pair 0 is {length}; "
+                "every prompt of one batch must have the same number of tokens (group pairs by length)"
+            )
+        differ = int((c != k).sum())
+        if differ > max_diff_positions:
+            raise ValueError(
+                f"pair {i} ({clean[i]!r}) differs in {differ} positions, more than max_diff_positions={max_diff_positions}; "
+                "change one word for one word of as many tokens, or raise max_diff_positions"
+            )
+    clean_tokens = torch.stack([c for c, _ in tokenised])
+    corrupted_tokens = torch.stack([k for _, k in tokenised])
+    str_tokens = tuple(model.to_str_tokens(row) for row in clean_tokens)
+    return Contrast(
+        clean=clean_tokens,
+        corrupted=corrupted_tokens,
+        target=single_token(model, target),
+        other=single_token(model, other),
+        str_tokens=str_tokens[0],
+        target_str=target,
+        other_str=other,
+        clean_text=clean[0],
+        corrupted_text=corrupted[0],
+        texts=tuple(zip(clean, corrupted)),
+        model_str_tokens=str_tokens,
+    )
+
+
 def check_single_pair(contrast: Contrast) -> Contrast:
     """``contrast`` if it holds exactly one prompt pair, else a one-line error."""
     if contrast.clean.ndim != 2 or contrast.clean.shape[0] != 1 or contrast.corrupted.shape != contrast.clean.shape:
         raise ValueError(
             f"this method takes one prompt pair shaped [1, pos], got clean {tuple(contrast.clean.shape)} and corrupted "
-            f"{tuple(contrast.corrupted.shape)}; build one Contrast per pair with make_contrast"
+            f"{tuple(contrast.corrupted.shape)}; for a prompt set call over_pairs(method, model, pairs, ...)"
         )
     return contrast
 

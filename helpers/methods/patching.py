@@ -31,6 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from helpers.core.checks import check_direction
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, check_single_pair, normalized_recovery
+from helpers.core.stats import LEVEL, mean_interval
 
 METHODS = ("activation", "attribution")
 
@@ -98,6 +99,47 @@ class PatchResult:
     def best_layer(self, position: int = -1) -> int:
         """For a ``("layer", "pos")`` map: the layer whose patch at ``position`` is largest."""
         return best_layer(self.values, position)
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """One patching experiment repeated on every pair of a prompt set: one result per pair.
+
+    ``values`` stacks them, ``[pair, ...]``; :meth:`summary` gives each cell's mean over pairs
+    and its 95% interval, ``[..., 3]``.
+    """
+
+    results: tuple[PatchResult, ...]
+
+    @property
+    def values(self) -> Float[Tensor, "pair ..."]:
+        return torch.stack([r.values for r in self.results])
+
+    @property
+    def clean_diff(self) -> Float[Tensor, "pair"]:
+        return torch.tensor([r.clean_diff for r in self.results])
+
+    @property
+    def corrupted_diff(self) -> Float[Tensor, "pair"]:
+        return torch.tensor([r.corrupted_diff for r in self.results])
+
+    def summary(self, level: float = LEVEL) -> Float[Tensor, "... 3"]:
+        """(mean, low, high) of every cell over the pairs."""
+        return mean_interval(self.values.movedim(0, -1), level)
+
+
+def over_pairs(method: Callable[..., PatchResult], model: TransformerBridge, pairs: Contrast, **kwargs) -> PatchSet:
+    """``method(model, pair, **kwargs)`` on every pair of a prompt set (:func:`make_pairs`).
+
+    For the one-pair methods (layer, neuron and attribution patching, the logit lens): each
+    pair's own patches are batched inside the method, so this loop over pairs adds no pass.
+    """
+    if pairs.clean.ndim != 2 or pairs.clean.shape != pairs.corrupted.shape:
+        raise ValueError(
+            f"a prompt set is clean and corrupted tokens of one shape [pairs, pos], got {tuple(pairs.clean.shape)} and "
+            f"{tuple(pairs.corrupted.shape)}; build it with make_pairs (every prompt of one length)"
+        )
+    return PatchSet(tuple(method(model, pairs.pair(i), **kwargs) for i in range(pairs.n_pairs)))
 
 
 def runs(contrast: Contrast, direction: str) -> tuple[Int[Tensor, "1 pos"], Int[Tensor, "1 pos"]]:

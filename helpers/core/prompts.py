@@ -205,6 +205,34 @@ def run_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], t
     return read_out(model, kept["resid"], target, other)
 
 
+class _ReachedUnembedding(Exception):
+    """Raised at the unembedding's input: only the last position's logits are computed, outside."""
+
+
+def last_logits(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_hooks=()) -> Float[Tensor, "batch vocab"]:
+    """The last position's logits of each row in float32, with ``fwd_hooks`` attached for this call.
+
+    The forward pass stops at the unembedding's input, so no ``[batch, pos, vocab]`` tensor is
+    made (at GPT-2's vocabulary, 4 MB per row of 20 tokens); the final norm and the
+    unembedding are applied to the last position's residual in float32, as :func:`read_out` does.
+    """
+    kept = {}
+
+    def keep(resid, hook):
+        kept["resid"] = resid[:, -1]
+        return resid
+
+    def stop(x, hook):
+        raise _ReachedUnembedding
+
+    try:
+        model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (final_resid_name(model), keep), ("unembed.hook_in", stop)])
+    except _ReachedUnembedding:
+        pass
+    normalized = wide(model.ln_final(wide(kept["resid"])[:, None, :])[:, 0])
+    return normalized @ wide(model.W_U).to(normalized.dtype) + wide(model.b_U).to(normalized.dtype)
+
+
 def normalized_recovery(
     patched: Float[Tensor, "..."], clean: float, corrupted: float
 ) -> Float[Tensor, "..."]:

@@ -33,7 +33,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_choice, check_layer, check_neurons, check_positive_int
-from helpers.core.prompts import Contrast, final_resid_name, read_out, wide
+from helpers.core.prompts import Contrast, last_logits, wide
 
 KINDS = ("zero", "mean", "resample", "negate")
 MIN_REFERENCE_POSITIONS = 256
@@ -196,16 +196,9 @@ def ablate(
 
 
 def _diff_and_prob(model: TransformerBridge, tokens, pairs: Contrast, hooks) -> tuple[Float[Tensor, "row"], Float[Tensor, "row"]]:
-    """Last-position logit difference (read out in float32) and P(target) of each row."""
-    kept = {}
-
-    def keep(resid, hook):
-        kept["resid"] = resid[:, -1]
-        return resid
-
-    logits = model.run_with_hooks(tokens, fwd_hooks=[*hooks, (final_resid_name(model), keep)])
-    prob = wide(logits[:, -1]).softmax(-1)[:, pairs.target]
-    return read_out(model, kept["resid"], pairs.target, pairs.other), prob
+    """Last-position logit difference and P(target) of each row, in float32."""
+    logits = last_logits(model, tokens, hooks)
+    return logits[:, pairs.target] - logits[:, pairs.other], logits.softmax(-1)[:, pairs.target]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_direction
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, final_resid_name, read_out, wide
+from helpers.core.prompts import Contrast, final_resid_name, last_logits, read_out, wide
 from helpers.methods.patching import logit_diff_direction
 
 
@@ -54,7 +54,8 @@ def check_layer_norm(model: TransformerBridge) -> None:
 def direct_logit_attribution(model: TransformerBridge, neuron: Neuron | str) -> Float[Tensor, "vocab"]:
     """``W_out[n] @ W_U``: the direct effect of one unit of the neuron's activation on each logit."""
     neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
-    return wide(model.blocks[neuron.layer].mlp.W_out[neuron.index]) @ wide(model.W_U)
+    with torch.no_grad():
+        return wide(model.blocks[neuron.layer].mlp.W_out[neuron.index]) @ wide(model.W_U)
 
 
 def frozen_readout(model: TransformerBridge, write: Float[Tensor, "batch d_model"], scale: Float[Tensor, "batch"], target: int, other: int) -> Float[Tensor, "batch"]:
@@ -153,15 +154,8 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
 
 
 def _run_diff(model: TransformerBridge, tokens, pairs: Contrast, hooks) -> Float[Tensor, "pair"]:
-    final = final_resid_name(model)
-    kept = {}
-
-    def keep(resid, hook):
-        kept["resid"] = resid[:, -1]
-        return resid
-
-    model.run_with_hooks(tokens, fwd_hooks=[*hooks, (final, keep)])
-    return read_out(model, kept["resid"], pairs.target, pairs.other)
+    logits = last_logits(model, tokens, hooks)
+    return logits[:, pairs.target] - logits[:, pairs.other]
 
 
 def _path_effects(model, base, base_cache, write, scale, components, pairs) -> Float[Tensor, "component pair"]:
@@ -190,6 +184,6 @@ def _path_effects(model, base, base_cache, write, scale, components, pairs) -> F
     for c, (kind, l) in enumerate(components):
         input_hook, output_hook = COMPONENT_HOOKS[kind]
         hooks += [(f"blocks.{l}.{input_hook}", add_to_block(c)), (f"blocks.{l}.{output_hook}", keep(c, f"blocks.{l}.{output_hook}"))]
-    model.run_with_hooks(rows, fwd_hooks=hooks)
+    last_logits(model, rows, hooks)  # the outputs are kept by the hooks; no full logits are made
     changes = [outputs[name] - base_cache[name][:, -1] for name in (f"blocks.{l}.{COMPONENT_HOOKS[kind][1]}" for kind, l in components)]
     return torch.stack([frozen_readout(model, change, scale, pairs.target, pairs.other) for change in changes])

@@ -49,3 +49,11 @@ def _stream_pile(n_docs: int, seed: int) -> Iterator[str]:
     if seed:
         stream = stream.shuffle(seed=seed, buffer_size=10_000)
     return (row["text"] for row in islice(stream, n_docs))
+
+
+def document_windows(model, source: str, n_docs: int, seed: int = 0, length: int = 64):
+    """``n_docs`` documents of ``source`` cut into ``[window, length]`` token windows led by BOS
+    (a reference corpus for mean and resample ablation)."""
+    from helpers.methods.ablation import corpus_windows
+
+    return corpus_windows(model, list(load_documents(source, n_docs, seed)), length)

@@ -1,0 +1,168 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablation done right: is the neuron needed?
+#
+# Neuron patching asked whether the neuron is *sufficient*: put its clean activation into the
+# corrupted run and see how much of the preference for `' an'` comes back. The converse
+# question is whether it is *necessary*: take the neuron away from the clean run and see how
+# much of that preference is lost. "Taking it away" needs a value to put in its place, and
+# the choice decides the answer. The study negated the activation; its reviewers pointed out
+# that negation is not removal. This page compares the four choices side by side, on a set
+# of study-like prompt pairs rather than one, and then asks what the neuron is for over
+# ordinary text.
+#
+# Mean ablation and resample ablation are standard in circuit work {cite}`wang2023ioi`
+# {cite}`chan2022causal`; the comparison of ablations and of patching directions follows
+# {cite}`zhang2023best` and {cite}`heimersheim2024patching`; the study is {cite}`miller2023an`.
+
+# %% tags=["parameters"]
+model_name = "toy"
+device = "cpu"
+dtype = "float32"
+seed = 0
+dataset = "toy"
+n_docs = 400
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
+layer = "auto"
+neuron = "auto"
+n_pairs = 48
+n_random = 5
+reference_docs = 100
+window = 64
+
+# %% tags=["remove-cell"]
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.effects import ablation_figure, loss_figure, restoration_figure
+from helpers.book.page import setup_page
+from helpers.book.summaries.effects import ablation_paper_rows, ablation_sets, ablation_summary, ablation_table, loss_summary, prompt_set_summary
+from helpers.methods.ablation import ablate, ablated_loss, reference_activations
+from helpers.methods.prompt_sets import study_like_pairs
+from helpers.scan.documents import document_windows
+
+# %% tags=["remove-input"]
+page = setup_page(
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
+    n_pairs=n_pairs, dataset=dataset, reference_docs=reference_docs)
+pairs = study_like_pairs(page.model, n_pairs, seed, target, other)
+windows = document_windows(page.model, dataset, reference_docs, seed + 1, window)
+reference = reference_activations(page.model, windows, page.neuron.layer)
+
+# %% [markdown]
+# ## The prompt set
+#
+# Every number below is a mean over a set of prompt pairs built like the study's: a first
+# sentence that names a noun with its article, then the same frame cut before the article,
+# after a noun that takes `' an'` (clean) or `' a'` (corrupted). Pair 0 is the study's own
+# pair; the others come from the frames and nouns of the bundled corpus generator, kept only
+# where each noun is one token for this model and the pair has as many tokens as the study's.
+# Intervals are 95% bootstrap intervals over pairs.
+#
+# The reference corpus for the mean and for resampling is {glue:text}`reference_positions`
+# positions of {glue:text}`reference_docs` documents of the {glue:text}`dataset` corpus, none of
+# them the prompts.
+
+# %% tags=["remove-input"]
+result = ablate(page.model, pairs, page.neuron.layer, ablation_sets(page.model, page.neuron, n_random, seed), reference, seed=seed)
+glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ablation_summary(result, page.neuron),
+     reference_positions=reference.pool.shape[0], reference_docs=reference_docs, dataset=dataset)
+
+# %% [markdown]
+# The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and
+# `' a'` on the corrupted one in {glue:text}`pairs_right` of them. The clean logit difference
+# exceeds the corrupted one by {glue:text}`gap_mean:.3f` on average
+# (95% interval {glue:text}`gap_low:.3f` to {glue:text}`gap_high:.3f`; on the study's pair,
+# {glue:text}`study_gap:.3f`). That gap is the unit below: an ablation that loses 1 of it
+# makes the clean prompt look like the corrupted one.
+#
+# ## Four ways to remove a neuron
+#
+# The neuron is {glue:text}`neuron`. In each panel, each point is one pair's clean prompt with
+# the neuron (or the whole layer, or a random neuron of the layer) replaced at every position
+# by zero, by its mean over the reference corpus, by its value at a random reference position,
+# or by its own negative.
+
+# %% tags=["hide-input"]
+show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the clean prompt: share of the logit difference lost"))
+
+# %% [markdown]
+# Mean-ablating {glue:text}`neuron` loses {glue:text}`mean_mean:.3f` of the gap
+# ({glue:text}`mean_low:.3f` to {glue:text}`mean_high:.3f`); resampling it loses
+# {glue:text}`resample_mean:.3f` ({glue:text}`resample_low:.3f` to
+# {glue:text}`resample_high:.3f`) and zeroing it {glue:text}`zero_mean:.3f`. Negating it, as
+# the study did, loses {glue:text}`negate_mean:.3f` ({glue:text}`negate_low:.3f` to
+# {glue:text}`negate_high:.3f`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
+# loses {glue:text}`mean_layer:.3f`, and {glue:text}`random_phrase`.
+#
+# Which one to believe? Mean ablation replaces the neuron by what it contributes on a typical
+# token, so the only thing removed is what it says about *this* prompt; resampling does the
+# same in expectation, with the noise of one draw per position. Zero is a value a GELU
+# neuron rarely outputs, so part of its effect is the model reacting to an input it never
+# saw. Negation does not remove the neuron's message, it sends the opposite one, with twice
+# the swing of zeroing for a neuron that fires strongly: it measures how far the model can be
+# pushed, not how much it relies on the neuron. Mean ablation is the number to quote.
+#
+# In probabilities: the clean prompts give `' an'` a mean probability of
+# {glue:text}`clean_prob:.3f` (the corrupted ones {glue:text}`corrupted_prob:.3f`); with the
+# neuron mean-ablated, {glue:text}`mean_prob:.3f`, and negated, {glue:text}`negate_prob:.3f`.
+
+# %% tags=["remove-input"]
+show_table(ablation_table(result), caption="Every ablation: mean over pairs [95% interval]")
+
+# %% [markdown]
+# ## Sufficiency, for comparison
+#
+# The other direction puts each set's clean activations into the corrupted run (at every
+# position, as the study's neuron patching did). Restoring {glue:text}`neuron` alone
+# recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_low:.3f` to
+# {glue:text}`restored_high:.3f`; on the study's pair {glue:text}`study_restored:.3f`), the
+# whole layer {glue:text}`restored_layer:.3f`. A neuron can be sufficient without being
+# necessary when other components carry the same information, and necessary without being
+# sufficient when it needs them to act.
+
+# %% tags=["hide-input"]
+show(restoration_figure(result, "Putting clean activations into the corrupted prompt: share recovered"))
+
+# %% [markdown]
+# ## What the neuron is for, over ordinary text
+#
+# The prompt set was built for the question. Over the reference corpus, the neuron is
+# mean-ablated at every position and the next-token loss compared with the unablated model,
+# token by token, grouped by what the next token really is.
+
+# %% tags=["remove-input"]
+loss = ablated_loss(page.model, windows, page.neuron.layer, [page.neuron.index], reference.mean, pairs.target, pairs.other)
+glue(**loss_summary(loss, target, other))
+show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"next token {other!r}", "all": "every token"},
+                 f"Mean-ablating {page.neuron} over the reference corpus: loss change per token"))
+
+# %% [markdown]
+# Where the next token is `' an'` ({glue:text}`loss_an_n` tokens), the loss rises by
+# {glue:text}`loss_an_mean:.4f` nats on average ({glue:text}`loss_an_low:.4f` to
+# {glue:text}`loss_an_high:.4f`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
+# changes by {glue:text}`loss_a_mean:.4f` ({glue:text}`loss_a_low:.4f` to
+# {glue:text}`loss_a_high:.4f`); over all {glue:text}`loss_all_n` tokens, by
+# {glue:text}`loss_all_mean:.5f` ({glue:text}`loss_all_low:.5f` to
+# {glue:text}`loss_all_high:.5f`). {glue:text}`loss_phrase`
+#
+# ## Beside the original study
+#
+# The study ablated by negation on its one prompt and reported neuron patching's recovery;
+# it gave no mean or resample ablation to compare with. The study's pair is pair 0 here.
+
+# %% tags=["remove-input"]
+paper_beside(page, ablation_paper_rows(page.paper, page.neuron, result))

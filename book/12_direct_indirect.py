@@ -1,0 +1,137 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Direct and indirect effects: how the neuron reaches the logits
+#
+# A neuron's activation multiplies one fixed vector, its row of `W_out`, and adds it to the
+# residual stream. From there it can reach the prediction in two ways. **Directly**: the
+# vector sits in the final residual stream, and the unembedding reads it like any other
+# write. **Indirectly**: later attention layers and MLPs read the changed residual stream
+# and write something of their own, which may add to the neuron's effect or cancel it. The
+# study's judges asked for both: the neuron's direct logit attribution `W_out[n] @ W_U`, and
+# how much of its effect is direct rather than composed through later layers.
+#
+# The split uses path patching {cite}`goldowskydill2023path` {cite}`wang2023ioi`: the
+# neuron's change is given to one later component's input at a time, everything else held
+# at the base run. Later layers that undo an upstream change are the "self-repair" of
+# {cite}`mcgrath2023hydra`. The study is {cite}`miller2023an`.
+
+# %% tags=["parameters"]
+model_name = "toy"
+device = "cpu"
+dtype = "float32"
+seed = 0
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
+layer = "auto"
+neuron = "auto"
+n_pairs = 48
+direction = "sufficiency"
+top_k = 10
+
+# %% tags=["remove-cell"]
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.effects import effects_figure, paths_figure
+from helpers.book.page import setup_page
+from helpers.book.summaries.effects import (
+    direct_summary, direct_tokens, effects_paper_rows, effects_summary, effects_table, other_layers_effects,
+)
+from helpers.methods.effects import direct_logit_attribution, neuron_effects
+from helpers.methods.prompt_sets import study_like_pairs
+
+# %% tags=["remove-input"]
+page = setup_page(
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
+    n_pairs=n_pairs, direction=direction)
+pairs = study_like_pairs(page.model, n_pairs, seed, target, other)
+
+# %% [markdown]
+# ## What the neuron writes: `W_out[n] @ W_U`
+#
+# One unit of the neuron's activation adds its output vector to the residual stream; read
+# straight through the unembedding, that raises some tokens' logits and lowers others'. (With
+# the study's weight processing the final norm's weight is folded into `W_U`, and `W_U` is
+# centred, so this is the direct effect up to the norm's scale.)
+
+# %% tags=["remove-input"]
+dla = direct_logit_attribution(page.model, page.neuron)
+glue(**direct_summary(dla, page.model, pairs.target, pairs.other), neuron=str(page.neuron))
+show_table(direct_tokens(dla, page.model, top_k), caption=f"{page.neuron}: the tokens whose logits one unit of activation raises and lowers most")
+
+# %% [markdown]
+# Of the {glue:text}`dla_vocab` tokens, `' an'` is number {glue:text}`dla_target_rank` among
+# those {glue:text}`neuron` raises ({glue:text}`dla_target:.3f` per unit of activation,
+# against a mean of {glue:text}`dla_mean:.3f` and a standard deviation of
+# {glue:text}`dla_std:.3f` over the vocabulary), and `' a'` number
+# {glue:text}`dla_other_rank` ({glue:text}`dla_other:.3f`): one unit of activation moves the
+# logit difference by {glue:text}`dla_diff:.3f` before any later layer has a say. The token it
+# raises most is {glue:text}`dla_top`, the one it lowers most {glue:text}`dla_bottom`.
+#
+# ## Total, direct and indirect, over the prompt set
+#
+# For each pair, the neuron's activation is changed from its value on the base prompt to its
+# value on the other prompt ({glue:text}`direction`: the corrupted prompt with the neuron's
+# clean activation, at every position). The **total** effect is how much the logit
+# difference moves when the model runs on. The **direct** effect is the neuron's change at
+# the last position read through the unembedding, with the final layer norm's scale frozen
+# at its value in the base run. The **indirect** effect is the rest.
+
+# %% tags=["remove-input"]
+effects = neuron_effects(page.model, pairs, page.neuron, direction)
+glue(**effects_summary(effects))
+show(effects_figure(effects, f"{page.neuron}: change of the logit difference, every pair"))
+
+# %% [markdown]
+# Over {glue:text}`n_pairs` pairs the total effect is {glue:text}`total_mean:.3f`
+# ({glue:text}`total_low:.3f` to {glue:text}`total_high:.3f`), which is
+# {glue:text}`share_mean:.3f` of each pair's clean-corrupted gap on average. The direct path
+# carries {glue:text}`direct_mean:.3f` ({glue:text}`direct_low:.3f` to
+# {glue:text}`direct_high:.3f`) and everything else {glue:text}`indirect_mean:.3f`
+# ({glue:text}`indirect_low:.3f` to {glue:text}`indirect_high:.3f`): {glue:text}`split_phrase`.
+#
+# ## Which later layers amplify it, and which cancel it
+#
+# Path patching into each later component: its input gets the neuron's change, its output
+# change is read through the frozen final norm like the direct effect. Blue bars add to the
+# direct effect, red bars cancel it; "not explained" is what no single component carries
+# (chains through two or more later components, and the norms' rescaling).
+
+# %% tags=["hide-input"]
+show(paths_figure(effects, f"{page.neuron}: the direct path and the path through each later component (mean, 95% interval)"))
+
+# %% [markdown]
+# {glue:text}`paths_phrase` Out of {glue:text}`n_components` later components, the sum of the
+# single paths and the direct effect leaves {glue:text}`rest_mean:.3f` of the total
+# unexplained.
+#
+# ## Other neurons for comparison
+#
+# The same split for the neuron that attribution patching ranks first in each of the other
+# layers (on the study's pair, at every position): a neuron early in the model can only act
+# through the layers after it.
+
+# %% tags=["remove-input"]
+others = other_layers_effects(page.model, pairs, page.neuron, direction)
+show_table(effects_table([effects, *others]), caption="Mean over pairs [95% interval] of each neuron's effects")
+
+# %% [markdown]
+# ## Beside the original study
+#
+# The study measured only the total effect on its one prompt (neuron patching); it split
+# nothing into direct and indirect parts. Pair 0 is the study's prompt.
+
+# %% tags=["remove-input"]
+paper_beside(page, effects_paper_rows(page.paper, page.neuron, effects))

@@ -1,0 +1,252 @@
+"""Glued numbers and phrases of the prompt-set pages: ablation (11) and direct and indirect effects (12)."""
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from helpers.core.names import Neuron
+from helpers.core.prompts import Contrast
+from helpers.core.stats import interval, mean_interval
+from helpers.methods.ablation import Ablation, CorpusLoss
+from helpers.methods.attribution import attribution_patching
+from helpers.methods.effects import NeuronEffects, neuron_effects
+from helpers.paper import Study
+
+Row = tuple[str, object, object]
+LAYER_SET = "whole layer"
+
+
+def ablation_sets(model: TransformerBridge, neuron: Neuron, n_random: int, seed: int = 0) -> dict[str, list[int]]:
+    """The sets the ablation page compares: the neuron, its whole layer, and ``n_random`` other
+    neurons of the layer drawn with ``seed``, each alone."""
+    d_mlp = model.cfg.d_mlp
+    others = [i for i in range(d_mlp) if i != neuron.index]
+    drawn = sorted(random.Random(f"ablation:{seed}").sample(others, min(n_random, len(others))))
+    return {str(neuron): [neuron.index], LAYER_SET: list(range(d_mlp)), **{str(Neuron(neuron.layer, i)): [i] for i in drawn}}
+
+
+def prompt_set_summary(pairs: Contrast, clean_diff: torch.Tensor, corrupted_diff: torch.Tensor) -> dict:
+    """How many pairs, how many the model gets right both ways, and the mean gap with its interval."""
+    right = ((clean_diff > 0) & (corrupted_diff < 0)).float()
+    gap = interval(clean_diff - corrupted_diff)
+    return dict(
+        n_pairs=pairs.n_pairs,
+        pairs_right=int(right.sum()),
+        pairs_right_share=float(right.mean()),
+        gap_mean=gap.mean,
+        gap_low=gap.low,
+        gap_high=gap.high,
+        study_gap=float(clean_diff[0] - corrupted_diff[0]),
+    )
+
+
+def ablation_table(result: Ablation) -> pd.DataFrame:
+    """Mean over pairs [95% interval] of necessity and P(target) for every kind and set, and of
+    sufficiency (restoring the clean activations) for every set."""
+    necessity = mean_interval(result.necessity)  # [kind, set, 3]
+    prob = mean_interval(result.ablated_prob)
+    rows = []
+    for k, kind in enumerate(result.kinds):
+        for s, name in enumerate(result.set_names):
+            rows.append({"ablated": name, "how": kind, "share of the logit difference lost": _cell(necessity[k, s]),
+                         "P(target) after": _cell(prob[k, s])})
+    sufficiency = mean_interval(result.sufficiency)
+    restored = mean_interval(result.restored_prob)
+    for s, name in enumerate(result.set_names):
+        rows.append({"ablated": name, "how": "clean restored into corrupted", "share of the logit difference lost": "",
+                     "P(target) after": _cell(restored[s]), "share recovered": _cell(sufficiency[s])})
+    return pd.DataFrame(rows).fillna("")
+
+
+def _cell(values: torch.Tensor) -> str:
+    mean, low, high = values.tolist()
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def ablation_summary(result: Ablation, neuron: Neuron) -> dict:
+    """The numbers and phrases of the ablation page's prose."""
+    s, layer = result.set_names.index(str(neuron)), result.set_names.index(LAYER_SET)
+    randoms = [i for i, name in enumerate(result.set_names) if name not in (str(neuron), LAYER_SET)]
+    necessity = mean_interval(result.necessity)
+    values = {}
+    for k, kind in enumerate(result.kinds):
+        mean, low, high = necessity[k, s].tolist()
+        values.update({f"{kind}_mean": mean, f"{kind}_low": low, f"{kind}_high": high})
+        values[f"{kind}_layer"] = float(necessity[k, layer, 0])
+        values[f"{kind}_prob"] = float(result.ablated_prob[k, s].mean())
+    random_largest = float(necessity[:, randoms, 0].abs().max()) if randoms else float("nan")
+    sufficiency = mean_interval(result.sufficiency)
+    mean_kind = result.kinds.index("mean") if "mean" in result.kinds else 0
+    values.update(
+        neuron=str(neuron),
+        n_random=len(randoms),
+        random_largest=random_largest,
+        clean_prob=float(result.clean_prob.mean()),
+        corrupted_prob=float(result.corrupted_prob.mean()),
+        restored_mean=float(sufficiency[s, 0]),
+        restored_low=float(sufficiency[s, 1]),
+        restored_high=float(sufficiency[s, 2]),
+        restored_layer=float(sufficiency[layer, 0]),
+        study_restored=float(result.sufficiency[s, 0]),
+        study_mean_ablated=float(result.necessity[mean_kind, s, 0]),
+        negate_phrase=_negate_phrase(necessity, result.kinds, s),
+        random_phrase=_random_phrase(random_largest, float(necessity[mean_kind, s, 0]), len(randoms)),
+    )
+    return values
+
+
+def _negate_phrase(necessity: torch.Tensor, kinds: tuple[str, ...], s: int) -> str:
+    if "negate" not in kinds or "mean" not in kinds:
+        return "negation was not run beside mean ablation"
+    negate, mean = float(necessity[kinds.index("negate"), s, 0]), float(necessity[kinds.index("mean"), s, 0])
+    if abs(mean) < 1e-9:
+        return f"negation removes {negate:.3f} where mean ablation removes nothing"
+    ratio = negate / mean
+    if ratio > 1.2:
+        return f"negation overstates it: it removes {ratio:.1f} times what mean ablation removes"
+    if ratio < 0.8:
+        return f"negation understates it: it removes {ratio:.2f} times what mean ablation removes"
+    return f"negation and mean ablation agree here (ratio {ratio:.2f})"
+
+
+def _random_phrase(random_largest: float, neuron_mean: float, n_random: int) -> str:
+    if n_random == 0:
+        return "no random neurons were ablated"
+    if random_largest < 0.2 * abs(neuron_mean):
+        return f"none of the {n_random} random neurons of the layer comes within a fifth of it (largest {random_largest:.3f})"
+    return f"at least one of the {n_random} random neurons of the layer comes close (largest {random_largest:.3f})"
+
+
+def loss_summary(result: CorpusLoss, target: str, other: str) -> dict:
+    """Mean loss change (nats per token) with intervals, per group of next tokens."""
+    values = {}
+    for group, label in (("target", "an"), ("other", "a"), ("all", "all")):
+        change = result.change[group]
+        values[f"loss_{label}_n"] = int(change.numel())
+        if change.numel() == 0:
+            values.update({f"loss_{label}_mean": float("nan"), f"loss_{label}_low": float("nan"), f"loss_{label}_high": float("nan")})
+            continue
+        summary = interval(change)
+        values.update({f"loss_{label}_mean": summary.mean, f"loss_{label}_low": summary.low, f"loss_{label}_high": summary.high})
+        values[f"loss_{label}_base"] = result.loss[group]
+    values["loss_phrase"] = _loss_phrase(values["loss_an_mean"], values["loss_all_mean"], target)
+    return values
+
+
+def _loss_phrase(before_target: float, overall: float, target: str) -> str:
+    if not before_target == before_target:  # NaN: the corpus has no such token
+        return f"The corpus has no {target!r} to measure."
+    if before_target <= 0:
+        return f"Before {target!r} the neuron's removal does not hurt: it is not what the model relies on there."
+    if overall <= 0:
+        return f"The neuron's removal hurts before {target!r} only; over all tokens the loss does not rise."
+    return f"Per token, its removal costs {before_target / overall:.0f} times more before {target!r} than on an average token."
+
+
+def ablation_paper_rows(paper: Study, neuron: Neuron, result: Ablation) -> list[Row]:
+    """The study pair (pair 0) beside the study's values."""
+    rows: list[Row] = [
+        ("P(' an') on the study's clean prompt", paper.p_target_clean, round(float(result.clean_prob[0]), 4)),
+        ("clean logit difference", paper.clean_logit_diff, round(float(result.clean_diff[0]), 4)),
+    ]
+    if neuron == paper.neuron:
+        rows.append((f"{neuron} restored alone at every position", paper.top_neurons[0][1],
+                     round(float(result.sufficiency[result.set_names.index(str(neuron)), 0]), 4)))
+    return rows
+
+
+def direct_tokens(values: torch.Tensor, model: TransformerBridge, k: int = 10) -> pd.DataFrame:
+    """The ``k`` most positive and most negative tokens of ``W_out[n] @ W_U``, side by side."""
+    top, bottom = values.topk(k), values.topk(k, largest=False)
+    decode = lambda ids: [repr(model.tokenizer.decode([i])) for i in ids.tolist()]  # noqa: E731
+    return pd.DataFrame({"most raised": decode(top.indices), "by": top.values.numpy(),
+                         "most lowered": decode(bottom.indices), "by ": bottom.values.numpy()})
+
+
+def direct_summary(values: torch.Tensor, model: TransformerBridge, target: int, other: int) -> dict:
+    """Where the target and its rival rank in ``W_out[n] @ W_U`` and by how much the neuron separates them."""
+    order = values.argsort(descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(1, len(order) + 1)
+    return dict(
+        dla_target=float(values[target]), dla_other=float(values[other]), dla_diff=float(values[target] - values[other]),
+        dla_target_rank=int(rank[target]), dla_other_rank=int(rank[other]), dla_vocab=int(values.numel()),
+        dla_mean=float(values.mean()), dla_std=float(values.std()),
+        dla_top=repr(model.tokenizer.decode([int(order[0])])), dla_bottom=repr(model.tokenizer.decode([int(order[-1])])),
+    )
+
+
+def effects_summary(effects: NeuronEffects) -> dict:
+    """Means with intervals of the total, direct and indirect effects, their shares, and the
+    later components that amplify or cancel most."""
+    parts = torch.stack([effects.total, effects.direct, effects.indirect, effects.rest, effects.total / effects.gap])
+    (total, direct, indirect, rest, share) = mean_interval(parts).tolist()
+    values = dict(
+        n_pairs=effects.total.numel(), direction=effects.direction,
+        total_mean=total[0], total_low=total[1], total_high=total[2],
+        direct_mean=direct[0], direct_low=direct[1], direct_high=direct[2],
+        indirect_mean=indirect[0], indirect_low=indirect[1], indirect_high=indirect[2],
+        rest_mean=rest[0], share_mean=share[0], share_low=share[1], share_high=share[2],
+        direct_share=direct[0] / total[0] if total[0] else float("nan"),
+        n_components=len(effects.components),
+        study_total=float(effects.total[0]), study_direct=float(effects.direct[0]),
+    )
+    values["split_phrase"] = _split_phrase(values["direct_share"], effects.neuron, len(effects.components))
+    values.update(_path_phrases(effects, direct[0]))
+    return values
+
+
+def _split_phrase(direct_share: float, neuron: Neuron, n_components: int) -> str:
+    if n_components == 0:
+        return f"{neuron} is in the last layer, so nothing reads it but the unembedding: its effect is direct but for the final norm's rescaling"
+    if direct_share > 0.8:
+        return "most of the effect is direct: the neuron speaks to the logits itself"
+    if direct_share < 0.2:
+        return "most of the effect is indirect: the neuron works through later layers"
+    return "the effect is split between the direct path and later layers"
+
+
+def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
+    if not effects.components:
+        return dict(top_amplifier="none", top_amplifier_value=0.0, top_canceller="none", top_canceller_value=0.0,
+                    paths_phrase="There are no later components to amplify or cancel it.")
+    means = effects.paths.mean(1)
+    sign = 1.0 if direct_mean >= 0 else -1.0
+    amplify, cancel = int((means * sign).argmax()), int((means * sign).argmin())
+    phrase = (
+        f"The later component that amplifies it most is {effects.components[amplify]} ({float(means[amplify]):+.3f}); "
+        f"the one that cancels it most is {effects.components[cancel]} ({float(means[cancel]):+.3f})."
+    )
+    if float(means[cancel]) * sign >= 0:
+        phrase = f"No later component cancels it; the one that amplifies it most is {effects.components[amplify]} ({float(means[amplify]):+.3f})."
+    return dict(top_amplifier=effects.components[amplify], top_amplifier_value=float(means[amplify]),
+                top_canceller=effects.components[cancel], top_canceller_value=float(means[cancel]), paths_phrase=phrase)
+
+
+def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> list[Row]:
+    """The study pair's total effect beside the study's neuron patching value, when the neuron is the study's."""
+    if neuron != paper.neuron:
+        return []
+    recovered = float(effects.total[0] / effects.gap[0])
+    return [(f"{neuron} restored at every position, share recovered (study prompt)", paper.top_neurons[0][1], round(recovered, 4))]
+
+
+def other_layers_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron, direction: str) -> list[NeuronEffects]:
+    """The effects of the neuron attribution patching ranks first (on pair 0, every position) in
+    each layer but ``neuron``'s, over the whole prompt set."""
+    estimate = attribution_patching(model, pairs.pair(0), "all", direction)
+    best = estimate.values.argmax(1).tolist()
+    return [neuron_effects(model, pairs, Neuron(layer, index), direction) for layer, index in enumerate(best) if layer != neuron.layer]
+
+
+def effects_table(all_effects: list[NeuronEffects]) -> pd.DataFrame:
+    """Per neuron: mean total, direct and indirect effect over pairs [95% interval], and the direct share."""
+    rows = []
+    for effects in all_effects:
+        total, direct, indirect = mean_interval(torch.stack([effects.total, effects.direct, effects.indirect])).tolist()
+        rows.append({"neuron": str(effects.neuron), "total": _cell(torch.tensor(total)), "direct": _cell(torch.tensor(direct)),
+                     "indirect": _cell(torch.tensor(indirect)), "direct share": round(direct[0] / total[0], 3) if total[0] else float("nan")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,69 @@
+"""The prompt-set pages' glued phrases and sets: each branch of each phrase, on made-up results."""
+import pytest
+import torch
+
+from helpers.book.summaries.effects import (
+    LAYER_SET, _loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_sets, ablation_summary, effects_summary,
+    prompt_set_summary,
+)
+from helpers.core.models import random_model
+from helpers.core.names import Neuron
+from helpers.methods.ablation import Ablation
+from helpers.methods.effects import NeuronEffects
+
+
+def test_ablation_sets_hold_the_neuron_its_layer_and_distinct_random_neurons():
+    model = random_model(n_layers=2, d_model=16, d_mlp=20, seed=1)
+    sets = ablation_sets(model, Neuron(1, 4), 5, seed=3)
+    assert list(sets)[:2] == ["L1N4", LAYER_SET] and sets["L1N4"] == [4] and sets[LAYER_SET] == list(range(20))
+    randoms = [v[0] for k, v in sets.items() if k not in ("L1N4", LAYER_SET)]
+    assert len(set(randoms)) == 5 and 4 not in randoms
+    assert ablation_sets(model, Neuron(1, 4), 5, seed=3) == sets and ablation_sets(model, Neuron(1, 4), 5, seed=4) != sets
+
+
+def test_negation_phrase_follows_the_ratio():
+    kinds = ("mean", "negate")
+    for negate, words in ((0.5, "overstates it: it removes 2.5 times"), (0.2, "agree here"), (0.1, "understates it")):
+        assert words in _negate_phrase(torch.tensor([[[0.2, 0, 0]], [[negate, 0, 0]]]), kinds, 0)
+
+
+def test_random_loss_and_split_phrases():
+    assert "none of the 5 random neurons" in _random_phrase(0.01, 0.3, 5)
+    assert "comes close" in _random_phrase(0.2, 0.3, 5)
+    assert "costs 20 times more" in _loss_phrase(0.2, 0.01, " an")
+    assert "does not hurt" in _loss_phrase(-0.1, 0.01, " an")
+    assert "only" in _loss_phrase(0.1, -0.01, " an")
+    assert "no ' an' to measure" in _loss_phrase(float("nan"), 0.01, " an")
+    assert "last layer" in _split_phrase(1.0, Neuron(3, 1), 0)
+    assert "most of the effect is direct" in _split_phrase(0.9, Neuron(1, 1), 4)
+    assert "most of the effect is indirect" in _split_phrase(0.1, Neuron(1, 1), 4)
+    assert "split" in _split_phrase(0.5, Neuron(1, 1), 4)
+
+
+def test_summaries_read_the_right_cells():
+    n_pairs = 4
+    clean, corrupted = torch.tensor([2.0, 1.0, 3.0, -1.0]), torch.tensor([-1.0, -1.0, 1.0, -2.0])
+    ablated = torch.zeros(2, 2, n_pairs)
+    ablated[0, 0] = clean - 0.5 * (clean - corrupted)  # mean-ablating the neuron loses half
+    ablated[1, 0] = corrupted  # negating it loses all
+    ablated[:, 1] = clean[None]  # the other set loses nothing
+    result = Ablation(
+        layer=1, kinds=("mean", "negate"), set_names=("L1N2", LAYER_SET), ablated_diff=ablated, ablated_prob=torch.rand(2, 2, n_pairs),
+        restored_diff=torch.stack([corrupted + 0.25 * (clean - corrupted), clean]), restored_prob=torch.rand(2, n_pairs),
+        clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.rand(n_pairs), corrupted_prob=torch.rand(n_pairs))
+    summary = ablation_summary(result, Neuron(1, 2))
+    assert summary["mean_mean"] == 0.5 and summary["negate_mean"] == 1.0 and summary["mean_layer"] == 0.0
+    assert summary["restored_mean"] == 0.25 and summary["restored_layer"] == 1.0 and summary["study_restored"] == 0.25
+    assert "2.0 times" in summary["negate_phrase"]
+    counts = prompt_set_summary(type("P", (), {"n_pairs": n_pairs})(), clean, corrupted)
+    assert counts["pairs_right"] == 2 and counts["study_gap"] == 3.0 and counts["gap_low"] <= counts["gap_mean"] <= counts["gap_high"]
+
+    effects = NeuronEffects(
+        neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0, 1.0]), direct=torch.tensor([0.2, 0.2]),
+        paths=torch.tensor([[0.9, 0.9], [-0.3, -0.3]]), components=("attn 1", "mlp 1"),
+        clean_diff=torch.tensor([2.0, 2.0]), corrupted_diff=torch.tensor([0.0, 0.0]))
+    values = effects_summary(effects)
+    assert values["direct_share"] == pytest.approx(0.2) and values["indirect_mean"] == pytest.approx(0.8)
+    assert values["rest_mean"] == pytest.approx(0.2) and values["share_mean"] == pytest.approx(0.5)
+    assert values["top_amplifier"] == "attn 1" and values["top_canceller"] == "mlp 1"
+    assert "cancels it most is mlp 1" in values["paths_phrase"]

@@ -121,7 +121,8 @@ show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the
 # neuron mean-ablated, {glue:text}`mean_prob:.3f`, and negated, {glue:text}`negate_prob:.3f`.
 
 # %% tags=["remove-input"]
-show_table(ablation_table(result), caption="Every ablation: mean over pairs [95% interval]")
+show_table(ablation_table(result, page.neuron, "share"), caption="Share of the logit difference lost (ablations) or recovered (restoring): mean over pairs [95% interval]")
+show_table(ablation_table(result, page.neuron, "prob"), caption=f"P({target!r}) after each change: mean over pairs [95% interval]")
 
 # %% [markdown]
 # ## Sufficiency, for comparison

@@ -41,13 +41,15 @@ neuron = "auto"
 n_pairs = 48
 direction = "sufficiency"
 top_k = 10
+n_compare = 4
 
 # %% tags=["remove-cell"]
-from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.effects import effects_figure, paths_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.effects import (
-    direct_summary, direct_tokens, effects_paper_rows, effects_summary, effects_table, other_layers_effects,
+    comparison_phrase, direct_summary, direct_tokens, effects_paper_rows, effects_summary, effects_table, most_indirect,
+    most_indirect_summary, other_layers_effects,
 )
 from helpers.methods.effects import direct_logit_attribution, neuron_effects
 from helpers.methods.prompt_sets import study_like_pairs
@@ -113,19 +115,28 @@ show(effects_figure(effects, f"{page.neuron}: change of the logit difference, ev
 show(paths_figure(effects, f"{page.neuron}: the direct path and the path through each later component (mean, 95% interval)"))
 
 # %% [markdown]
-# {glue:text}`paths_phrase` Out of {glue:text}`n_components` later components, the sum of the
-# single paths and the direct effect leaves {glue:text}`rest_mean:.3f` of the total
-# unexplained.
+# {glue:text}`paths_phrase`
 #
 # ## Other neurons for comparison
 #
-# The same split for the neuron that attribution patching ranks first in each of the other
-# layers (on the study's pair, at every position): a neuron early in the model can only act
+# The same split for a few neurons of other layers: in each layer the neuron that
+# attribution patching ranks first (on the study's pair, at every position), for the
+# `n_compare` layers where that estimate is largest. A neuron early in the model can act only
 # through the layers after it.
 
 # %% tags=["remove-input"]
-others = other_layers_effects(page.model, pairs, page.neuron, direction)
+others = other_layers_effects(page.model, pairs, page.neuron, direction, n_compare)
+note(comparison_phrase(others))
 show_table(effects_table([effects, *others]), caption="Mean over pairs [95% interval] of each neuron's effects")
+indirect = most_indirect(others)
+glue(**most_indirect_summary(indirect))
+
+# %% [markdown]
+# {glue:text}`indirect_paths_phrase`
+
+# %% tags=["hide-input"]
+if indirect is not None:
+    show(paths_figure(indirect, f"{indirect.neuron}: the direct path and the path through each later component (mean, 95% interval)"))
 
 # %% [markdown]
 # ## Beside the original study

@@ -67,3 +67,50 @@ def test_summaries_read_the_right_cells():
     assert values["rest_mean"] == pytest.approx(0.2) and values["share_mean"] == pytest.approx(0.5)
     assert values["top_amplifier"] == "attn 1" and values["top_canceller"] == "mlp 1"
     assert "cancels it most is mlp 1" in values["paths_phrase"]
+
+
+def test_comparison_neurons_come_from_other_layers_one_each():
+    from helpers.book.summaries.effects import comparison_phrase, other_layers_effects
+    from helpers.methods.prompt_sets import study_like_pairs
+
+    model = random_model(n_layers=4, d_model=16, d_mlp=20, seed=2)
+    pairs = study_like_pairs(model, 3)
+    assert other_layers_effects(model, pairs, Neuron(1, 0), "sufficiency", 0) == []
+    assert "n_compare=0" in comparison_phrase([])
+    others = other_layers_effects(model, pairs, Neuron(1, 0), "sufficiency", 2)
+    layers = [e.neuron.layer for e in others]
+    assert len(layers) == 2 and len(set(layers)) == 2 and 1 not in layers and layers == sorted(layers)
+    assert all(e.total.shape == (3,) for e in others)
+    assert str(others[0].neuron) in comparison_phrase(others)
+
+
+def test_ablation_table_averages_the_random_neurons_per_pair():
+    from helpers.book.summaries.effects import ablation_table
+
+    n_pairs = 3
+    clean, corrupted = torch.tensor([2.0, 2.0, 2.0]), torch.zeros(3)
+    lost = torch.tensor([[0.5, 1.0, 0.1, 0.3]])  # [kind, set]: the neuron, the layer, two random neurons
+    ablated = (clean - lost[..., None] * 2.0).expand(1, 4, n_pairs)
+    result = Ablation(
+        layer=0, kinds=("mean",), set_names=("L0N1", LAYER_SET, "L0N2", "L0N3"), ablated_diff=ablated, ablated_prob=torch.full((1, 4, n_pairs), 0.5),
+        restored_diff=torch.zeros(4, n_pairs), restored_prob=torch.full((4, n_pairs), 0.25),
+        clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.ones(n_pairs), corrupted_prob=torch.zeros(n_pairs))
+    table = ablation_table(result, Neuron(0, 1))
+    assert list(table["neurons"]) == ["L0N1", LAYER_SET, "2 random neurons (mean)"]
+    assert table["mean"].tolist() == ["0.500 [0.500, 0.500]", "1.000 [1.000, 1.000]", "0.200 [0.200, 0.200]"]
+    assert ablation_table(result, Neuron(0, 1), "prob")["restored into corrupted"][0] == "0.250 [0.250, 0.250]"
+
+
+def test_the_most_indirect_neuron_and_its_phrases():
+    from helpers.book.summaries.effects import most_indirect, most_indirect_summary
+
+    def made(index: int, indirect: float) -> NeuronEffects:
+        return NeuronEffects(
+            neuron=Neuron(0, index), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([1.0 - indirect]),
+            paths=torch.tensor([[indirect]]), components=("mlp 1",), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0]))
+
+    assert most_indirect([]) is None and "n_compare=0" in most_indirect_summary(None)["indirect_paths_phrase"]
+    chosen = most_indirect([made(1, 0.2), made(2, -0.7), made(3, 0.5)])
+    assert chosen.neuron == Neuron(0, 2)
+    phrase = most_indirect_summary(chosen)["indirect_paths_phrase"]
+    assert phrase.startswith("Of the neurons compared, L0N2 has the largest indirect effect") and "No later component amplifies it" in phrase

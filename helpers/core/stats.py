@@ -15,6 +15,7 @@ from torch import Tensor
 
 LEVEL = 0.95
 RESAMPLES = 4000
+CHUNK_NUMBERS = 2**22
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,14 @@ def mean_interval(values: Float[Tensor, "... pair"], level: float = LEVEL, resam
     if n == 1:
         return torch.stack([values[..., 0]] * 3, -1)
     generator = torch.Generator().manual_seed(seed)
-    draws = torch.randint(0, n, (resamples, n), generator=generator)  # [resample, pair]
-    weights = torch.zeros(resamples, n, dtype=values.dtype).scatter_add_(1, draws, torch.ones(resamples, n, dtype=values.dtype)) / n
-    means = values @ weights.T  # [..., resample]: each draw's mean
+    chunk = max(1, CHUNK_NUMBERS // n)  # resamples per block, so a block holds about CHUNK_NUMBERS weights
+    blocks = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = torch.randint(0, n, (size, n), generator=generator)  # [resample, pair]
+        weights = torch.zeros(size, n, dtype=values.dtype).scatter_add_(1, draws, torch.ones(size, n, dtype=values.dtype)) / n
+        blocks.append(values @ weights.T)  # [..., resample]: each draw's mean
+    means = torch.cat(blocks, -1)
     tail = (1 - level) / 2
     bounds = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype), dim=-1).movedim(0, -1)
     return torch.cat([values.mean(-1, keepdim=True), bounds], -1)

@@ -65,14 +65,18 @@ def restoration_figure(result: Ablation, title: str) -> go.Figure:
 
 
 def loss_figure(changes: dict[str, torch.Tensor], labels: dict[str, str], title: str) -> go.Figure:
-    """Per-token loss change under ablation, one box per group of next tokens, mean and interval."""
+    """Per-token loss change under ablation, one box per group of next tokens (quartiles, whiskers
+    at the 1st and 99th percentiles), the mean and its interval."""
     fig = go.Figure()
     for group, label in labels.items():
         values = changes[group]
         if values.numel() == 0:
             continue
         mean, low, high = mean_interval(values[None])[0].tolist()
-        fig.add_trace(go.Box(y=values.tolist(), name=label, boxpoints="suspectedoutliers", marker=dict(color=POINTS), line=dict(color=MEAN), showlegend=False))
+        # quartiles and 1st/99th percentiles computed here: the page carries five numbers, not every token
+        q = torch.quantile(values.double(), torch.tensor([0.01, 0.25, 0.5, 0.75, 0.99], dtype=torch.float64)).tolist()
+        fig.add_trace(go.Box(x=[label], lowerfence=[q[0]], q1=[q[1]], median=[q[2]], q3=[q[3]], upperfence=[q[4]], name=label,
+                             marker=dict(color=POINTS), line=dict(color=MEAN), showlegend=False, hoverinfo="y"))
         fig.add_trace(go.Scatter(x=[label], y=[mean], mode="markers", marker=dict(symbol="diamond", size=11, color=MEAN),
                                  error_y=dict(type="data", symmetric=False, array=[high - mean], arrayminus=[mean - low], color=MEAN),
                                  showlegend=False, hovertemplate="mean %{y:.4f}<extra></extra>"))

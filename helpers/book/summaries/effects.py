@@ -43,22 +43,29 @@ def prompt_set_summary(pairs: Contrast, clean_diff: torch.Tensor, corrupted_diff
     )
 
 
-def ablation_table(result: Ablation) -> pd.DataFrame:
-    """Mean over pairs [95% interval] of necessity and P(target) for every kind and set, and of
-    sufficiency (restoring the clean activations) for every set."""
-    necessity = mean_interval(result.necessity)  # [kind, set, 3]
-    prob = mean_interval(result.ablated_prob)
+def ablation_table(result: Ablation, neuron: Neuron, value: str = "share") -> pd.DataFrame:
+    """Mean over pairs [95% interval] per set (the neuron, its layer, the random neurons averaged
+    per pair) and per ablation kind, and for the clean activations restored into the corrupted run.
+
+    ``value="share"``: share of the logit difference lost (ablations) or recovered (restoring);
+    ``value="prob"``: P(target) afterwards.
+    """
+    named = [result.set_names.index(str(neuron)), result.set_names.index(LAYER_SET)]
+    randoms = [i for i in range(len(result.set_names)) if i not in named]
+    ablated = result.necessity if value == "share" else result.ablated_prob  # [kind, set, pair]
+    restored = result.sufficiency if value == "share" else result.restored_prob  # [set, pair]
+    groups = {str(neuron): [named[0]], LAYER_SET: [named[1]]}
+    if randoms:
+        groups[f"{len(randoms)} random neurons (mean)"] = randoms
+    restored_name = "restored: share recovered" if value == "share" else "restored into corrupted"
     rows = []
-    for k, kind in enumerate(result.kinds):
-        for s, name in enumerate(result.set_names):
-            rows.append({"ablated": name, "how": kind, "share of the logit difference lost": _cell(necessity[k, s]),
-                         "P(target) after": _cell(prob[k, s])})
-    sufficiency = mean_interval(result.sufficiency)
-    restored = mean_interval(result.restored_prob)
-    for s, name in enumerate(result.set_names):
-        rows.append({"ablated": name, "how": "clean restored into corrupted", "share of the logit difference lost": "",
-                     "P(target) after": _cell(restored[s]), "share recovered": _cell(sufficiency[s])})
-    return pd.DataFrame(rows).fillna("")
+    for label, sets in groups.items():
+        row = {"neurons": label}
+        for k, kind in enumerate(result.kinds):
+            row[kind] = _cell(mean_interval(ablated[k, sets].mean(0)[None])[0])
+        row[restored_name] = _cell(mean_interval(restored[sets].mean(0)[None])[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _cell(values: torch.Tensor) -> str:
@@ -210,9 +217,10 @@ def _split_phrase(direct_share: float, neuron: Neuron, n_components: int) -> str
 
 
 def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
+    rest = float(effects.rest.mean())
     if not effects.components:
         return dict(top_amplifier="none", top_amplifier_value=0.0, top_canceller="none", top_canceller_value=0.0,
-                    paths_phrase="There are no later components to amplify or cancel it.")
+                    paths_phrase=f"There are no later components to amplify or cancel it; what the direct effect leaves, {rest:.3f}, is the final norm's rescaling.")
     means = effects.paths.mean(1)
     sign = 1.0 if direct_mean >= 0 else -1.0
     amplify, cancel = int((means * sign).argmax()), int((means * sign).argmin())
@@ -222,8 +230,26 @@ def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
     )
     if float(means[cancel]) * sign >= 0:
         phrase = f"No later component cancels it; the one that amplifies it most is {effects.components[amplify]} ({float(means[amplify]):+.3f})."
+    if float(means[amplify]) * sign <= 0:
+        phrase = f"No later component amplifies it; the one that cancels it most is {effects.components[cancel]} ({float(means[cancel]):+.3f})."
+    phrase += f" Over its {len(effects.components)} later components, the direct effect and the single paths leave {rest:.3f} of the total unexplained."
     return dict(top_amplifier=effects.components[amplify], top_amplifier_value=float(means[amplify]),
                 top_canceller=effects.components[cancel], top_canceller_value=float(means[cancel]), paths_phrase=phrase)
+
+
+def most_indirect(others: list[NeuronEffects]) -> NeuronEffects | None:
+    """The compared neuron whose mean indirect effect is largest in size (None if none was compared)."""
+    return max(others, key=lambda e: abs(float(e.indirect.mean())), default=None)
+
+
+def most_indirect_summary(effects: NeuronEffects | None) -> dict:
+    """The phrases about the compared neuron whose paths the page draws."""
+    if effects is None:
+        return dict(indirect_neuron="none", indirect_paths_phrase="No other neuron was compared (`n_compare=0`), so there are no other paths to draw.")
+    values = effects_summary(effects)
+    return dict(indirect_neuron=str(effects.neuron), indirect_paths_phrase=(
+        f"Of the neurons compared, {effects.neuron} has the largest indirect effect; its paths are drawn below. "
+        f"Its total effect is {values['total_mean']:.3f}, of which {values['direct_mean']:.3f} is direct. " + values["paths_phrase"]))
 
 
 def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> list[Row]:
@@ -234,12 +260,24 @@ def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> 
     return [(f"{neuron} restored at every position, share recovered (study prompt)", paper.top_neurons[0][1], round(recovered, 4))]
 
 
-def other_layers_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron, direction: str) -> list[NeuronEffects]:
-    """The effects of the neuron attribution patching ranks first (on pair 0, every position) in
-    each layer but ``neuron``'s, over the whole prompt set."""
-    estimate = attribution_patching(model, pairs.pair(0), "all", direction)
-    best = estimate.values.argmax(1).tolist()
-    return [neuron_effects(model, pairs, Neuron(layer, index), direction) for layer, index in enumerate(best) if layer != neuron.layer]
+def other_layers_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron, direction: str, n_compare: int) -> list[NeuronEffects]:
+    """The effects, over the whole prompt set, of the ``n_compare`` neurons of other layers with
+    the largest attribution estimates (on pair 0, every position), at most one per layer."""
+    if n_compare <= 0:
+        return []
+    estimate = attribution_patching(model, pairs.pair(0), "all", direction).values.clone()
+    estimate[neuron.layer] = float("-inf")
+    best, index = estimate.max(1)  # [layer]: each layer's top neuron
+    layers = best.argsort(descending=True)[: min(n_compare, model.cfg.n_layers - 1)].sort().values.tolist()
+    return [neuron_effects(model, pairs, Neuron(layer, int(index[layer])), direction) for layer in layers]
+
+
+def comparison_phrase(others: list[NeuronEffects]) -> str:
+    """What the comparison table holds."""
+    if not others:
+        return "No other neuron was compared on this run (`n_compare=0`): each costs a pass per later component over the prompt set."
+    names = ", ".join(str(e.neuron) for e in others)
+    return f"Beside it: {names}, the neurons with the largest attribution estimates in the other layers."
 
 
 def effects_table(all_effects: list[NeuronEffects]) -> pd.DataFrame:

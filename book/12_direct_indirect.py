@@ -107,12 +107,13 @@ show(effects_figure(effects, f"{page.neuron}: change of the logit difference, ev
 # ## Which later layers amplify it, and which cancel it
 #
 # Path patching into each later component: its input gets the neuron's change, its output
-# change is read through the frozen final norm like the direct effect. Blue bars add to the
-# direct effect, red bars cancel it; "not explained" is what no single component carries
+# change is read through the frozen final norm like the direct effect. Blue bars have the
+# sign of the neuron's total effect (they amplify it), red bars the opposite sign (they cancel
+# it); "not explained" is what no single component carries
 # (chains through two or more later components, and the norms' rescaling).
 
 # %% tags=["hide-input"]
-show(paths_figure(effects, f"{page.neuron}: the direct path and the path through each later component (mean, 95% interval)"))
+show(paths_figure(effects, f"{page.neuron}: direct path and paths through later components"))
 
 # %% [markdown]
 # {glue:text}`paths_phrase`
@@ -136,7 +137,7 @@ glue(**most_indirect_summary(indirect))
 
 # %% tags=["hide-input"]
 if indirect is not None:
-    show(paths_figure(indirect, f"{indirect.neuron}: the direct path and the path through each later component (mean, 95% interval)"))
+    show(paths_figure(indirect, f"{indirect.neuron}: direct path and paths through later components"))
 
 # %% [markdown]
 # ## Beside the original study

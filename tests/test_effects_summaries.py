@@ -67,6 +67,7 @@ def test_summaries_read_the_right_cells():
     assert values["rest_mean"] == pytest.approx(0.2) and values["share_mean"] == pytest.approx(0.5)
     assert values["top_amplifier"] == "attn 1" and values["top_canceller"] == "mlp 1"
     assert "cancels it most is mlp 1" in values["paths_phrase"]
+    assert effects_summary(NeuronEffects(neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([-1e-4]), paths=torch.tensor([[0.8], [-1e-4]]), components=("attn 1", "mlp 1"), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0])))["paths_phrase"].startswith("No later component cancels it; the one that amplifies it most is attn 1")
 
 
 def test_comparison_neurons_come_from_other_layers_one_each():

@@ -98,11 +98,11 @@ def effects_figure(effects: NeuronEffects, title: str) -> go.Figure:
 
 def paths_figure(effects: NeuronEffects, title: str) -> go.Figure:
     """The direct path and the path through each later component: mean over pairs with its
-    interval, blue where it adds to the direct effect's sign, red where it cancels it."""
+    interval, blue where it has the sign of the neuron's total effect, red where it cancels it."""
     labels = ["direct", *effects.components, "not explained"]
     values = torch.cat([effects.direct[None], effects.paths, effects.rest[None]])
     summary = mean_interval(values)
-    sign = 1.0 if float(summary[0, 0]) >= 0 else -1.0
+    sign = 1.0 if float(effects.total.mean()) >= 0 else -1.0
     colours = ["#555555"] + [MEAN if float(m) * sign >= 0 else STUDY for m in summary[1:-1, 0]] + ["#bbbbbb"]
     fig = go.Figure(go.Bar(
         x=labels, y=summary[:, 0].tolist(), marker_color=colours,

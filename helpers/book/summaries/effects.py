@@ -17,6 +17,7 @@ from helpers.paper import Study
 
 Row = tuple[str, object, object]
 LAYER_SET = "whole layer"
+NEGLIGIBLE = 0.01  # a path below this share of the total effect neither amplifies nor cancels
 
 
 def ablation_sets(model: TransformerBridge, neuron: Neuron, n_random: int, seed: int = 0) -> dict[str, list[int]]:
@@ -222,16 +223,21 @@ def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
         return dict(top_amplifier="none", top_amplifier_value=0.0, top_canceller="none", top_canceller_value=0.0,
                     paths_phrase=f"There are no later components to amplify or cancel it; what the direct effect leaves, {rest:.3f}, is the final norm's rescaling.")
     means = effects.paths.mean(1)
-    sign = 1.0 if direct_mean >= 0 else -1.0
+    total = float(effects.total.mean())
+    sign = 1.0 if total >= 0 else -1.0  # amplify: the same sign as the neuron's total effect
+    floor = NEGLIGIBLE * abs(total)
     amplify, cancel = int((means * sign).argmax()), int((means * sign).argmin())
+    amplifies, cancels = float(means[amplify]) * sign > floor, float(means[cancel]) * sign < -floor
     phrase = (
         f"The later component that amplifies it most is {effects.components[amplify]} ({float(means[amplify]):+.3f}); "
         f"the one that cancels it most is {effects.components[cancel]} ({float(means[cancel]):+.3f})."
     )
-    if float(means[cancel]) * sign >= 0:
+    if not cancels:
         phrase = f"No later component cancels it; the one that amplifies it most is {effects.components[amplify]} ({float(means[amplify]):+.3f})."
-    if float(means[amplify]) * sign <= 0:
+    if not amplifies:
         phrase = f"No later component amplifies it; the one that cancels it most is {effects.components[cancel]} ({float(means[cancel]):+.3f})."
+    if not amplifies and not cancels:
+        phrase = "No single later component carries more than a hundredth of its total effect."
     phrase += f" Over its {len(effects.components)} later components, the direct effect and the single paths leave {rest:.3f} of the total unexplained."
     return dict(top_amplifier=effects.components[amplify], top_amplifier_value=float(means[amplify]),
                 top_canceller=effects.components[cancel], top_canceller_value=float(means[cancel]), paths_phrase=phrase)

@@ -43,16 +43,22 @@ layer = "auto"
 neuron = "auto"
 top_k = 10
 per_layer = 5
+exact_every_layer = True
+worst_k = 8
 
 # %% tags=["remove-cell"]
 from helpers.book.display import glue, paper_beside, show, show_table
-from helpers.book.figures.neurons import attribution_vs_exact, neuron_recovery_scatter, neuron_table, paper_neuron_bars, top_neurons_by_layer
+from helpers.book.figures.neurons import (
+    attribution_vs_exact, failure_table, layer_agreement_figure, model_attribution_vs_exact, neuron_recovery_scatter, neuron_table,
+    paper_neuron_bars, top_neurons_by_layer,
+)
 from helpers.book.page import setup_page
 from helpers.book.summaries.patching import (
-    attribution_summary, neuron_patching_paper_rows, neuron_patching_summary, study_neurons_on_this_run, study_verdict,
+    attribution_summary, exact_scope, failure_mode_summary, model_attribution_summary, neuron_patching_paper_rows,
+    neuron_patching_summary, study_neurons_on_this_run, study_verdict,
 )
-from helpers.methods.attribution import attribution_patching
-from helpers.methods.neuron_patching import neuron_patching
+from helpers.methods.attribution import attribution_patching, failure_modes, model_agreement
+from helpers.methods.neuron_patching import model_neuron_patching, neuron_patching
 
 # %% tags=["remove-input"]
 page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron)
@@ -129,7 +135,8 @@ if study_values is not None:
 # ## A faster estimate for every layer: attribution patching
 #
 # Exact patching of one layer is cheap here; exact patching of every neuron of every layer
-# is not. Attribution patching replaces each patch by its first-order effect, the change in
+# costs far more (every layer's neurons, most of them followed by many layers to recompute).
+# Attribution patching replaces each patch by its first-order effect, the change in
 # a neuron's activation times the gradient of the logit difference with respect to it, so a
 # forward pass on each prompt and one backward pass give an estimate for every neuron in the
 # model. It is an approximation: where later layer norms, attention and GELUs bend the path
@@ -151,6 +158,75 @@ glue(**attribution_summary(results, estimates, top_k))
 # Pearson {glue:text}`r_last:.3f`, rank {glue:text}`rho_last:.3f`, top-{glue:text}`top_k`
 # overlap {glue:text}`overlap_last:.0%`. The estimate for {glue:text}`top_neuron` is
 # {glue:text}`estimate_top:.3f` against its exact {glue:text}`top_all:.3f`.
+#
+# ## Every neuron of every layer, exactly
+#
+# One layer is a small sample of where the estimate is used: its point is to rank neurons
+# across the whole model. The same exact engine patches every layer's neurons in turn
+# (restored at every position), each layer recomputing only the layers after it, only from
+# the first position where the prompts differ, so exact patching can serve as the ground
+# truth for the estimate everywhere. Each point below is one neuron, coloured by its layer.
+
+# %% tags=["hide-input"]
+exact_model = model_neuron_patching(
+    page.model, page.contrast, "all", layers=exact_scope(exact_every_layer, chosen), reuse=[results["all"]], progress=page.progress
+)
+agreement_stats = model_agreement(exact_model, estimates["all"], top_k)
+show(model_attribution_vs_exact(exact_model, estimates["all"], "Attribution estimate against exact patching, every exactly patched neuron"))
+
+# %% tags=["remove-cell"]
+glue(**model_attribution_summary(exact_model, estimates["all"], agreement_stats, page.model.cfg, page.contrast))
+
+# %% [markdown]
+# In this run {glue:text}`exact_scope_phrase`. Over those {glue:text}`n_exact` neurons the
+# estimate and the exact values have Pearson correlation {glue:text}`r_model:.3f` and rank
+# correlation {glue:text}`rho_model:.3f`, and {glue:text}`overlap_model:.0%` of the exact top
+# {glue:text}`top_k` are in the estimate's top {glue:text}`top_k`.
+#
+# Layer by layer (below), the estimate tracks the exact values best in layer
+# {glue:text}`best_agreement_layer` (Pearson {glue:text}`best_agreement_r:.3f`) and worst in
+# layer {glue:text}`worst_agreement_layer` ({glue:text}`worst_agreement_r:.3f`).
+
+# %% tags=["hide-input"]
+show(layer_agreement_figure(agreement_stats, "Agreement of attribution with exact patching, layer by layer"))
+
+# %% [markdown]
+# ### Where the estimate fails, and why
+#
+# {cite}`kramar2024atp` name two ways attribution patching goes wrong. In *attention
+# saturation* the patch moves a later attention softmax, whose gradient is small where it is
+# saturated, so the first-order estimate misses what the patch does through the attention
+# pattern. In *cancellation* the estimate is a sum of contributions along different paths
+# (straight to the logits, or through each later layer) that are large and of opposite
+# sign, so the small sum that remains is unreliable. Two tests separate them for the
+# neurons where the estimate is furthest from the exact value:
+#
+# - **Freeze the attention.** Patch the neuron exactly, and estimate it, with every later
+#   attention pattern held at the corrupted run's. What freezing removes from the gap went
+#   through the attention patterns; if it removes at least half, the verdict is attention
+#   saturation.
+# - **Drop one layer's gradient (GradDrop).** Recompute the estimate with no gradient through
+#   one later layer at a time; the change is what the paths through that layer carry. If the
+#   largest positive and negative parts (with the direct path) are each larger than the
+#   estimate and at least half the gap, the verdict is cancellation.
+#
+# When neither test explains the gap, what remains is the curvature of the later MLPs'
+# activation functions and of the layer norms. In the table, the *frozen* columns hold every
+# later attention pattern at the corrupted run's, *gap closed* is the share of the gap that
+# freezing removes, and *opposing* is the smaller of the largest positive and the largest
+# negative part of the estimate.
+
+# %% tags=["remove-input"]
+diagnosis = failure_modes(page.model, page.contrast, exact_model, estimates["all"], worst_k)
+show_table(failure_table(diagnosis), caption=f"The {worst_k} neurons where attribution is furthest from exact patching, restored at every position", precision=3)
+
+# %% tags=["remove-cell"]
+glue(**failure_mode_summary(diagnosis))
+
+# %% [markdown]
+# {glue:text}`failure_sentence`. The furthest is {glue:text}`worst_gap_neuron`: exact
+# {glue:text}`worst_gap_exact:.3f`, estimated {glue:text}`worst_gap_estimate:.3f`
+# ({glue:text}`worst_gap_verdict`).
 #
 # ## The whole model at once
 #

@@ -84,3 +84,31 @@ def test_paper_values_apply_to_gpt2_large_by_name_or_local_copy():
     assert is_paper_model("gpt2-large") and is_paper_model("openai-community/gpt2-large")
     assert is_paper_model("/models/gpt2-large")  # a downloaded copy, loaded offline
     assert not is_paper_model("toy") and not is_paper_model("gpt2-medium") and not is_paper_model("/models/gpt2")
+
+
+def test_a_cached_load_has_the_processed_weight_attributes(tmp_path):
+    """The bundled model has trained biases, so a stale attribute (mlp.b_in pointing at the
+    unprocessed bias) differs from the processed one; the fast neuron-patching engine reads the
+    attributes and must then reproduce the model, not fall back to the slow one."""
+    import warnings
+
+    from helpers.core.models import load_model
+    from helpers.core.prompts import make_contrast
+    from helpers.methods.neuron_patching import neuron_patching
+
+    fresh = load_model("toy", cache=None)
+    load_model("toy", cache=tmp_path)
+    cached = load_model("toy", cache=tmp_path)
+    names = ["W_in", "b_in", "W_out", "b_out"]
+    attention = ["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"]
+    for layer in range(fresh.cfg.n_layers):
+        for name in names:
+            assert torch.equal(getattr(fresh.blocks[layer].mlp, name), getattr(cached.blocks[layer].mlp, name)), (layer, name)
+        for name in attention:
+            assert torch.equal(getattr(fresh.blocks[layer].attn, name), getattr(cached.blocks[layer].attn, name)), (layer, name)
+    # the attribute is the bias the forward pass adds
+    mlp = cached.blocks[2].mlp
+    assert torch.equal(mlp.b_in, getattr(mlp, "in")._original_component.bias)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback warns
+        assert neuron_patching(cached, make_contrast(cached), 3, "all").engine == "suffix"

@@ -119,6 +119,9 @@ def install_processed_weights(bridge: TransformerBridge, path: Path) -> Transfor
     bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
     ProcessWeights.distribute_weights_to_components(state_dict=state, component_mapping=bridge.real_components)
     bridge.adapter.postprocess_weights(bridge)
+    # the weight attributes (``mlp.b_in``, ``mlp.b_out``, ...) are aliases made at boot: point
+    # them at the installed tensors, or they keep returning the unprocessed ones
+    bridge._register_all_aliases_recursive()
     bridge._weights_processed = True
     bridge.eval()
     return bridge

@@ -32,9 +32,16 @@ architecture it does not know) it falls back to a generic engine that runs the m
 forward on a batch with one neuron restored per row. Every patched value is measured from
 the engine's own unpatched value, so rounding differences between the two implementations
 cancel instead of showing up as tiny effects of neurons that did not change.
+
+:func:`model_neuron_patching` patches every neuron of every layer this way (the ground truth
+for attribution patching), sharing the cached runs and the blocks' weights between layers;
+:func:`exact_patching_flops` counts what it multiplies. The runner's switches ``frozen``
+(later attention patterns held at the base run's) and ``dropping`` (no gradient through some
+later layers) serve the diagnostics of :mod:`helpers.methods.attribution`.
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Callable, Sequence
@@ -45,7 +52,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.checks import check_choice, check_direction, check_layer, check_neurons, check_positions
+from helpers.core.checks import check_choice, check_direction, check_layer, check_layers, check_neurons, check_positions
 from helpers.core.prompts import Contrast, final_resid_name, read_out, run_logit_diff, wide
 from helpers.methods.patching import PatchResult, baselines, logit_diff_direction, recovery, runs
 
@@ -120,19 +127,7 @@ def neuron_patching(
     mask = position_mask(base_act.shape[0], positions).to(base_act)
     delta = (donor_cache[post_hook(layer)][0] - base_act) * mask[:, None]  # [pos, d_mlp]
 
-    if engine == "auto":
-        engine = "suffix" if SuffixRunner.supports(model) else "full"
-    if engine == "suffix":
-        try:
-            runner = SuffixRunner(model, base_cache, layer, delta, contrast)
-            faithful = runner.reproduces(base_cache, base_diff)
-        except (AttributeError, RuntimeError, KeyError, ValueError):  # blocks it cannot express
-            faithful = False
-        if not faithful:
-            warnings.warn(f"the fast neuron-patching engine does not reproduce {model.cfg.model_name}; using the model's own forward pass")
-            engine = "full"
-    if engine == "full":
-        runner = FullRunner(model, base_tokens, layer, base_act, delta, contrast)
+    runner, engine = layer_runner(model, base_cache, base_diff, base_tokens, layer, base_act, delta, contrast, engine)
 
     indices = check_neurons(neurons, delta.shape[1])
     chunk = max(1, max_rows // runner.rows_per_neuron)
@@ -154,10 +149,226 @@ def neuron_patching(
     )
 
 
+@torch.no_grad()
+def model_neuron_patching(
+    model: TransformerBridge,
+    contrast: Contrast,
+    positions: str = "last",
+    direction: str = "sufficiency",
+    layers: Sequence[int] | None = None,
+    neurons: Sequence[int] | None = None,
+    reuse: Sequence[PatchResult] = (),
+    max_rows: int = 8192,
+    engine: str = "auto",
+    progress: bool = False,
+) -> PatchResult:
+    """Exact neuron patching of every neuron of every MLP layer (or of ``layers``), one at a time.
+
+    The ground truth for :func:`helpers.methods.attribution.attribution_patching`: values
+    ``[layer, d_mlp]`` on the same normalised scale, NaN for the layers (and neurons) not
+    patched. ``positions``, ``direction``, ``max_rows`` and ``engine`` are
+    :func:`neuron_patching`'s; ``neurons`` restricts every layer to those indices. ``reuse``:
+    results of :func:`neuron_patching` on the same prompts, positions and direction whose
+    layers are copied instead of patched again.
+
+    Each layer is patched as :func:`neuron_patching` does it, with what the layers share done
+    once: one cached run of each prompt for every layer's activations, residuals, keys and
+    values, and one copy of each block's fused weights. The cost of a layer is about
+    proportional to the number of layers after it (:func:`exact_patching_flops`).
+    """
+    from tqdm.auto import tqdm
+
+    check_positions(positions)
+    check_direction(direction)
+    check_choice(engine, ENGINES, "engine")
+    n_layers, d_mlp = model.cfg.n_layers, model.cfg.d_mlp
+    chosen = check_layers(layers, n_layers)
+    indices = check_neurons(neurons, d_mlp)
+    base_tokens, donor_tokens = runs(contrast, direction)
+    final = final_resid_name(model)
+    posts = {post_hook(l) for l in range(n_layers)}
+    names = posts | {f"blocks.{l}.hook_resid_post" for l in range(n_layers)}
+    names |= {f"blocks.{l}.attn.hook_{kv}" for l in range(min(chosen) + 1, n_layers) for kv in "kv"}
+    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda n: n in names)
+    _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda n: n in posts | {final})
+    base_diff = read_out(model, base_cache[final][:, -1], contrast.target, contrast.other).item()
+    donor_diff = read_out(model, donor_cache[final][:, -1], contrast.target, contrast.other).item()
+    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+
+    values = torch.full((n_layers, d_mlp), float("nan"))
+    reused = reused_layers(reuse, positions, direction, clean_diff, corrupted_diff, indices)
+    for layer, result in reused.items():
+        if layer in chosen:
+            values[layer, indices] = result
+    # last layer first: each layer needs one more block's weights than the one after it, and a
+    # model the suffix engine does not reproduce is found out (and left to the model's own
+    # forward) after one block has been prepared, not all of them
+    todo = sorted((layer for layer in chosen if layer not in reused), reverse=True)
+    engines = {"reused"} if reused.keys() & set(chosen) else set()
+    suffix = engine != "full" and SuffixRunner.supports(model)
+    blocks: dict[int, dict[str, Tensor]] = {}
+    mask = position_mask(base_tokens.shape[1], positions).to(base_cache[post_hook(0)])
+    with tqdm(total=sum(n_layers - layer for layer in todo), unit="block", desc="exact patching", disable=not progress) as bar:
+        for layer in todo:
+            base_act = base_cache[post_hook(layer)][0]
+            delta = (donor_cache[post_hook(layer)][0] - base_act) * mask[:, None]  # [pos, d_mlp]
+            later = None
+            if suffix:
+                blocks.update({l: SuffixRunner.block_weights(model, l) for l in range(layer + 1, n_layers) if l not in blocks})
+                later = [blocks[l] for l in range(layer + 1, n_layers)]
+            runner, used = layer_runner(
+                model, base_cache, base_diff, base_tokens, layer, base_act, delta, contrast, engine if suffix else "full", later
+            )
+            if used == "full":
+                suffix, blocks = False, {}
+            engines.add(used)
+            chunk = max(1, max_rows // runner.rows_per_neuron)
+            patched = torch.cat([runner.patch_neurons(indices[i : i + chunk]) for i in range(0, len(indices), chunk)])
+            values[layer, indices] = recovery(patched, clean_diff, corrupted_diff, direction).float().cpu()
+            bar.update(n_layers - layer)
+    return PatchResult(
+        values=values,
+        index_axis_names=("layer", "neuron"),
+        activation_name="mlp_post",
+        method="activation",
+        direction=direction,
+        positions=positions,
+        clean_diff=clean_diff,
+        corrupted_diff=corrupted_diff,
+        engine="+".join(sorted(engines)),
+    )
+
+
+def reused_layers(
+    results: Sequence[PatchResult], positions: str, direction: str, clean_diff: float, corrupted_diff: float, indices: Int[Tensor, "n"]
+) -> dict[int, Float[Tensor, "n"]]:
+    """The values of ``indices`` in each one-layer result that can stand in for patching its
+    layer again, by layer; a one-line error for a result that cannot."""
+    found = {}
+    for result in results:
+        if result.index_axis_names != ("neuron",) or result.method != "activation":
+            raise ValueError(f"reuse takes results of neuron_patching (one layer, exact), got a {result.method} result indexed by {result.index_axis_names}")
+        if (result.positions, result.direction) != (positions, direction):
+            raise ValueError(
+                f"the result of layer {result.layer} was patched at positions {result.positions!r} ({result.direction}), not "
+                f"{positions!r} ({direction}); reuse only results of the same positions and direction"
+            )
+        scale = max(1.0, abs(clean_diff), abs(corrupted_diff))
+        if abs(result.clean_diff - clean_diff) > 1e-4 * scale or abs(result.corrupted_diff - corrupted_diff) > 1e-4 * scale:
+            raise ValueError(f"the result of layer {result.layer} has other baselines (clean {result.clean_diff:.4f}, corrupted {result.corrupted_diff:.4f}): it was patched on other prompts; reuse only results of these prompts")
+        where = {int(n): k for k, n in enumerate(result.indices.tolist())}
+        missing = [int(n) for n in indices.tolist() if int(n) not in where]
+        if missing:
+            raise ValueError(f"the result of layer {result.layer} lacks neuron {missing[0]}; reuse only results that patched every neuron asked for")
+        found[result.layer] = result.values[[where[int(n)] for n in indices.tolist()]].float().cpu()
+    return found
+
+
+def exact_patching_flops(cfg, suffix: int, n_pos: int, layers: Sequence[int] | None = None, neurons: int | None = None) -> float:
+    """Floating-point operations of :func:`model_neuron_patching` (suffix engine) for
+    ``neurons`` neurons (all ``d_mlp`` by default) of each of ``layers`` (all by default),
+    each patch recomputing ``suffix`` of the ``n_pos`` positions (``"last"``: 1; ``"all"``:
+    from the first position where the prompts differ on).
+
+    Per patched neuron and per later block, with r = ``suffix`` rows, d = d_model, H =
+    n_heads * d_head, m = d_mlp and P = ``n_pos`` (a multiply-add is 2 operations):
+    ``2 r (3 d H + H d + 2 d m)`` for the query/key/value, output, MLP-in and MLP-out
+    products, plus ``4 r P H`` for the attention scores and their mix over at most P keys.
+    The last block computes queries, keys and values for r rows but everything after them for
+    the last row only. Layer norms, the activation function, the softmax and the read-out are
+    elementwise or per row and left out (a few per cent).
+    """
+    d, m = cfg.d_model, cfg.d_mlp
+    heads = cfg.n_heads * cfg.d_head
+    qkv, rest = 2 * 3 * d * heads, 2 * (heads * d + 2 * d * m)
+    attention = 4 * n_pos * heads
+    full_block = suffix * (qkv + rest + attention)
+    last_block = suffix * qkv + rest + attention
+    per_layer = [(cfg.n_layers - 1 - layer) for layer in check_layers(layers, cfg.n_layers)]
+    later = sum(max(0, n - 1) * full_block + (last_block if n > 0 else 0) for n in per_layer)
+    return float(later * (neurons if neurons is not None else m))
+
+
+class SuffixUnavailable(ValueError):
+    """The suffix engine cannot stand in for this model's forward pass."""
+
+
+@torch.no_grad()
+def suffix_runner(
+    model: TransformerBridge, contrast: Contrast, layer: int, positions: str = "last", direction: str = "sufficiency"
+) -> tuple["SuffixRunner", float, float]:
+    """The suffix engine of MLP ``layer`` (for the diagnostics that switch its attention and
+    gradients), checked against the model's forward pass, and the logit differences of the
+    run that gets patched and of the run the activations come from (base, source); a one-line
+    error for a model whose blocks it does not reproduce."""
+    check_mlp_layer(model, layer)
+    check_positions(positions)
+    base_tokens, donor_tokens = runs(contrast, direction)
+    final = final_resid_name(model)
+    names = {post_hook(layer), f"blocks.{layer}.hook_resid_post", final}
+    names |= {f"blocks.{l}.attn.hook_{kv}" for l in range(layer + 1, model.cfg.n_layers) for kv in "kv"}
+    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda n: n in names)
+    _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda n: n in {post_hook(layer), final})
+    base_diff = read_out(model, base_cache[final][:, -1], contrast.target, contrast.other).item()
+    donor_diff = read_out(model, donor_cache[final][:, -1], contrast.target, contrast.other).item()
+    base_act = base_cache[post_hook(layer)][0]
+    delta = (donor_cache[post_hook(layer)][0] - base_act) * position_mask(base_act.shape[0], positions).to(base_act)[:, None]
+    faithful = False
+    if SuffixRunner.supports(model):
+        try:
+            runner = SuffixRunner(model, base_cache, layer, delta, contrast)
+            faithful = runner.reproduces(base_cache, base_diff)
+        except (AttributeError, RuntimeError, KeyError, ValueError):
+            faithful = False
+    if not faithful:
+        raise SuffixUnavailable(
+            f"the suffix engine does not reproduce {model.cfg.model_name}'s forward pass; use an engine that runs the model's "
+            "own forward (engine='full' for patching, engine='hooks' for the diagnostics)"
+        )
+    return runner, base_diff, donor_diff
+
+
+def layer_runner(
+    model: TransformerBridge,
+    base_cache,
+    base_diff: float,
+    base_tokens: Int[Tensor, "1 pos"],
+    layer: int,
+    base_act: Float[Tensor, "pos d_mlp"],
+    delta: Float[Tensor, "pos d_mlp"],
+    contrast: Contrast,
+    engine: str,
+    blocks: list[dict[str, Tensor]] | None = None,
+) -> tuple["SuffixRunner | FullRunner", str]:
+    """The engine that patches ``layer``'s neurons, and its name: the suffix engine when asked
+    for (or for ``"auto"`` on GPT-2 blocks) and it reproduces the model's forward pass, else
+    the model's own forward. ``blocks``: the later blocks' weights, when already prepared."""
+    if engine == "auto":
+        engine = "suffix" if SuffixRunner.supports(model) else "full"
+    if engine == "suffix":
+        try:
+            runner = SuffixRunner(model, base_cache, layer, delta, contrast, blocks=blocks)
+            faithful = runner.reproduces(base_cache, base_diff)
+        except (AttributeError, RuntimeError, KeyError, ValueError):  # blocks it cannot express
+            faithful = False
+        if not faithful:
+            warnings.warn(f"the fast neuron-patching engine does not reproduce {model.cfg.model_name}; using the model's own forward pass")
+            engine = "full"
+    if engine == "full":
+        runner = FullRunner(model, base_tokens, layer, base_act, delta, contrast)
+    return runner, engine
+
+
 def layer_norm(x: Float[Tensor, "... d_model"], eps: float) -> Float[Tensor, "... d_model"]:
-    """Centre and scale (the weights of every norm are folded into the next matrix)."""
-    x = x - x.mean(-1, keepdim=True)
-    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    """Centre and scale (the weights of every norm are folded into the next matrix): ``(x -
+    mean) / sqrt(mean((x - mean)^2) + eps)``, torch's fused kernel without weight or bias."""
+    return F.layer_norm(x, x.shape[-1:], eps=eps)
+
+
+def affine(x: Float[Tensor, "... d_in"], weight: Float[Tensor, "d_in d_out"], bias: Float[Tensor, "d_out"]) -> Float[Tensor, "... d_out"]:
+    """``x @ weight + bias`` as one matrix product over all leading axes, the bias added by it."""
+    flat = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
+    return flat.reshape(*x.shape[:-1], weight.shape[1])
 
 
 class SuffixRunner:
@@ -175,7 +386,10 @@ class SuffixRunner:
     TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6}
     HALF_TOLERANCE = 3e-2
 
-    def __init__(self, model: TransformerBridge, cache, layer: int, delta: Float[Tensor, "pos d_mlp"], contrast: Contrast):
+    def __init__(
+        self, model: TransformerBridge, cache, layer: int, delta: Float[Tensor, "pos d_mlp"], contrast: Contrast,
+        blocks: list[dict[str, Tensor]] | None = None,
+    ):
         cfg = model.cfg
         self.model, self.layer, self.eps, self.n_heads = model, layer, cfg.eps, cfg.n_heads
         self.act = ACTIVATIONS[cfg.act_fn]
@@ -187,7 +401,11 @@ class SuffixRunner:
         self.W_out = wide(model.blocks[layer].mlp.W_out)  # per block: the stacked model.W_out copies every layer
         scale = cfg.attn_scale if cfg.attn_scale > 0 else math.sqrt(cfg.d_head)
         self.attn_scale = scale if cfg.use_attn_scale else 1.0
-        self.blocks = [self.block_weights(model, l) for l in range(layer + 1, cfg.n_layers)]
+        # ``blocks``: the weights of layers layer + 1 .. n_layers - 1, prepared once by a caller
+        # that patches several layers; built here otherwise
+        self.blocks = blocks if blocks is not None else [self.block_weights(model, l) for l in range(layer + 1, cfg.n_layers)]
+        if len(self.blocks) != cfg.n_layers - 1 - layer:
+            raise ValueError(f"the runner of layer {layer} needs the weights of the {cfg.n_layers - 1 - layer} later blocks, got {len(self.blocks)}")
         self.prefix_kv = [
             (wide(cache[f"blocks.{l}.attn.hook_k"][0, : self.start].transpose(0, 1)), wide(cache[f"blocks.{l}.attn.hook_v"][0, : self.start].transpose(0, 1)))
             for l in range(layer + 1, cfg.n_layers)
@@ -196,6 +414,10 @@ class SuffixRunner:
         self.direction, self.bias = wide(direction), bias
         self.tolerance = self.TOLERANCE.get(cfg.dtype, self.HALF_TOLERANCE)
         self.offset = 0.0
+        # switches for the attribution diagnostics (:meth:`frozen`, :meth:`dropping`); off here
+        self.patterns: list[Tensor] | None = None  # per later block, [head, suffix, prefix + suffix]
+        self.dropped: frozenset[int] = frozenset()  # later layers whose outputs pass no gradient back
+        self.recorded: list[Tensor] | None = None
 
     @staticmethod
     def block_weights(model: TransformerBridge, layer: int) -> dict[str, Tensor]:
@@ -244,11 +466,44 @@ class SuffixRunner:
         """Logit difference with neuron ``indices[b]`` restored in row ``b``."""
         # each row adds one neuron's change times its output weights: [batch, suffix, d_model]
         added = self.delta[:, indices].T[:, :, None] * self.W_out[indices][:, None, :]
-        return self.logit_diff(self.resid[None] + added) + self.offset
+        # batch-major memory, so that every later ``x @ W`` folds into one matrix product (laid
+        # out suffix-major, as the broadcast above leaves it, it becomes a batched product
+        # against a broadcast weight, several times slower)
+        return self.logit_diff((self.resid[None] + added).contiguous()) + self.offset
 
     def patch_layer(self) -> Float[Tensor, "1"]:
         """Logit difference with every neuron of the layer restored at once."""
         return self.logit_diff((self.resid + self.delta @ self.W_out)[None]) + self.offset
+
+    def frozen(self) -> "SuffixRunner":
+        """This runner with every later attention pattern fixed at the base run's (each row
+        attends where the unpatched run attends); patches then act only through values,
+        MLPs and layer norms."""
+        self.recorded = []
+        try:
+            self.run(self.resid[None], last_only=False)
+            patterns = self.recorded
+        finally:
+            self.recorded = None
+        runner = copy.copy(self)
+        runner.patterns = patterns
+        return runner
+
+    def dropping(self, layers) -> "SuffixRunner":
+        """This runner with no gradient through the attention and MLP outputs of ``layers``
+        (later layers; GradDrop's switch): the forward values are unchanged."""
+        runner = copy.copy(self)
+        runner.dropped = frozenset(int(l) for l in layers)
+        return runner
+
+    def first_order(self, indices: Int[Tensor, "batch"]) -> Float[Tensor, "batch"]:
+        """Attribution estimate of the change in logit difference when neuron ``indices[b]`` is
+        restored: ``sum over pos of delta[pos, i] * (W_out[i] . d metric / d resid[pos])`` at
+        the base run, through this runner's switches (frozen patterns, dropped layers)."""
+        resid = self.resid[None].clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self.logit_diff(resid).sum(), resid)
+        return ((grad[0] @ self.W_out[indices].T) * self.delta[:, indices]).sum(0)
 
     def logit_diff(self, resid: Float[Tensor, "batch suffix d_model"]) -> Float[Tensor, "batch"]:
         """Last-position logit difference from the residual after ``layer``."""
@@ -259,33 +514,40 @@ class SuffixRunner:
         """The residual after the last layer (at the last position only if ``last_only``)."""
         for i, (weights, (k_prefix, v_prefix)) in enumerate(zip(self.blocks, self.prefix_kv)):
             queries_from = resid.shape[1] - 1 if last_only and i == len(self.blocks) - 1 else 0
-            attn_out = self.attention(layer_norm(resid, self.eps), weights, k_prefix, v_prefix, queries_from)
-            resid = resid[:, queries_from:] + attn_out
-            hidden = self.act(layer_norm(resid, self.eps) @ weights["W_in"] + weights["b_in"])
-            resid = resid + hidden @ weights["W_out"] + weights["b_out"]
+            pattern = None if self.patterns is None else self.patterns[i][:, queries_from:]
+            attn_out = self.attention(layer_norm(resid, self.eps), weights, k_prefix, v_prefix, queries_from, pattern)
+            dropped = self.layer + 1 + i in self.dropped
+            resid = resid[:, queries_from:] + (attn_out.detach() if dropped else attn_out)
+            hidden = self.act(affine(layer_norm(resid, self.eps), weights["W_in"], weights["b_in"]))
+            mlp_out = affine(hidden, weights["W_out"], weights["b_out"])
+            resid = resid + (mlp_out.detach() if dropped else mlp_out)
         return resid
 
     def attention(
-        self, x: Float[Tensor, "batch suffix d_model"], w: dict, k_prefix: Tensor, v_prefix: Tensor, queries_from: int
+        self, x: Float[Tensor, "batch suffix d_model"], w: dict, k_prefix: Tensor, v_prefix: Tensor, queries_from: int,
+        frozen: Float[Tensor, "head query key"] | None = None,
     ) -> Float[Tensor, "batch query d_model"]:
         """Causal attention of suffix queries ``queries_from``.. over the cached prefix and the suffix.
 
         The prefix keys and values are shared by every row, so they are contracted per head
-        without being copied into the batch.
+        without being copied into the batch. ``frozen``: a pattern to use instead of the
+        softmax of the scores (the same for every row).
         """
         batch, suffix, _ = x.shape
         heads = lambda t: t.reshape(batch, t.shape[1], self.n_heads, -1).transpose(1, 2)  # [batch, head, pos, d_head]
-        q, k, v = (heads(t) for t in (x @ w["W_QKV"] + w["b_QKV"]).chunk(3, dim=-1))
+        q, k, v = (heads(t) for t in affine(x, w["W_QKV"], w["b_QKV"]).chunk(3, dim=-1))
         q = q[:, :, queries_from:]
         prefix = k_prefix.shape[1]
         scores = torch.cat(
             [torch.einsum("bhqe,hpe->bhqp", q, k_prefix), q @ k.transpose(-1, -2)], dim=-1
         ) / self.attn_scale  # [batch, head, query, prefix + suffix]
         allowed = torch.ones(suffix, prefix + suffix, dtype=torch.bool, device=x.device).tril(prefix)[queries_from:]
-        pattern = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        pattern = scores.masked_fill(~allowed, float("-inf")).softmax(-1) if frozen is None else frozen[None].to(scores)
+        if self.recorded is not None:
+            self.recorded.append(pattern[0].detach())
         z = torch.einsum("bhqp,hpe->bhqe", pattern[..., :prefix], v_prefix) + pattern[..., prefix:] @ v
         z = z.transpose(1, 2).reshape(batch, suffix - queries_from, -1)  # [batch, query, head * d_head]
-        return z @ w["W_O"] + w["b_O"]
+        return affine(z, w["W_O"], w["b_O"])
 
 
 class FullRunner:

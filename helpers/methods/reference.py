@@ -100,3 +100,44 @@ def naive_whole_layer(model: TransformerBridge, contrast: Contrast, layer: int, 
         corrupted = logit_diff(model(contrast.corrupted), contrast.target, contrast.other).item()
     clean = logit_diff(clean_logits, contrast.target, contrast.other).item()
     return normalized_recovery(logit_diff(patched, contrast.target, contrast.other), clean, corrupted).item()
+
+
+@torch.no_grad()
+def naive_frozen_attention_patching(
+    model: TransformerBridge,
+    contrast: Contrast,
+    layer: int,
+    neurons: Sequence[int],
+    positions: str = "last",
+    direction: str = "sufficiency",
+    fraction: float = 1.0,
+) -> Float[Tensor, "n"]:
+    """Reference for frozen-attention patching: one hooked forward pass per neuron, the neuron
+    moved ``fraction`` of the way to its source-run value and every attention pattern after
+    ``layer`` overwritten with the base run's (normalised as neuron patching)."""
+    check_layer(layer, model.cfg.n_layers, "MLP layers")
+    base_tokens, donor_tokens = runs(contrast, direction)
+    patterns = [f"blocks.{l}.attn.hook_pattern" for l in range(layer + 1, model.cfg.n_layers)]
+    base_logits, base_cache = model.run_with_cache(base_tokens, names_filter=lambda name: name in patterns)
+    base_diff = logit_diff(base_logits, contrast.target, contrast.other).item()
+    donor_logits, donor_cache = model.run_with_cache(donor_tokens, names_filter=post_hook(layer))
+    donor_diff = logit_diff(donor_logits, contrast.target, contrast.other).item()
+    donor_act = donor_cache[post_hook(layer)]
+    where = slice(-1, None) if check_positions(positions) == "last" else slice(None)
+
+    def freeze(pattern, hook):
+        return base_cache[hook.name]
+
+    results = []
+    for neuron in neurons:
+        def restore(act, hook, neuron=neuron):
+            act[:, where, neuron] += fraction * (donor_act[:, where, neuron] - act[:, where, neuron])
+            return act
+
+        logits = model.run_with_hooks(base_tokens, fwd_hooks=[(post_hook(layer), restore)] + [(name, freeze) for name in patterns])
+        results.append(logit_diff(logits, contrast.target, contrast.other).item())
+    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    # in the model's precision (float64 stays float64, so finite differences of it stay tight)
+    values = torch.tensor(results, dtype=torch.float64).to(torch.float64 if model.cfg.dtype == torch.float64 else torch.float32)
+    return recovery(values, clean_diff, corrupted_diff, direction)
+

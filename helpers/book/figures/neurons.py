@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE
+from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, thinned
 from helpers.core.names import Neuron
+from helpers.methods.attribution import FailureModes
 from helpers.methods.patching import PatchResult
 
 MODE_SYMBOLS = {"last": "circle", "all": "diamond"}
@@ -138,3 +139,72 @@ def neuron_table(results: dict, k: int, largest: bool = True) -> pd.DataFrame:
         position = {int(i): p for p, i in enumerate(result.indices.tolist())}
         table[f"recovery, {MODE_TITLES.get(mode, mode)}"] = [float(result.recovery[position[n.index]]) for n, _ in ranked]
     return table
+
+
+def model_attribution_vs_exact(exact: PatchResult, estimate: PatchResult, title: str) -> go.Figure:
+    """Attribution estimate against exact patching for every exactly patched neuron of the
+    model (``[layer, neuron]`` results; NaN = not patched), coloured by layer, with y = x.
+    Beyond a few thousand neurons it draws the extremes (by the larger of the exact value's
+    and the gap's magnitude) and a sample, and says so in the title."""
+    values, estimates = exact.values.float().cpu().numpy(), estimate.values.float().cpu().numpy()
+    layers, indices = np.nonzero(~np.isnan(values))
+    x, y = values[layers, indices], estimates[layers, indices]
+    keep, note = thinned(np.maximum(np.abs(x), np.abs(y - x)))
+    if note:
+        note += " (by the larger of |exact| and |estimate - exact|)"
+    layers, indices, x, y = layers[keep], indices[keep], x[keep], y[keep]
+    limit = _limit(x, y)
+    fig = go.Figure()
+    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
+                    name="estimate = exact", hoverinfo="skip")
+    fig.add_scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        name="neurons",
+        marker=dict(size=5, color=layers, colorscale="Viridis", cmin=0, cmax=max(1, values.shape[0] - 1), opacity=0.8,
+                    colorbar=dict(title="layer", dtick=max(1, values.shape[0] // 6)), line=dict(width=0.3, color="#333333")),
+        text=[str(Neuron(int(l), int(i))) for l, i in zip(layers, indices)],
+        hovertemplate="%{text}: exact %{x:.4f}, estimate %{y:.4f}<extra></extra>",
+        showlegend=False,
+    )
+    full_title = title if not note else f"{title}<br><sup>{note}</sup>"
+    fig.update_layout(title=full_title, xaxis_title="exact recovery (neuron patching)", yaxis_title="attribution estimate", height=540,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+AGREEMENT_NAMES = {"pearson": "Pearson r", "spearman": "rank correlation", "top_k_overlap": "top-k overlap"}
+
+
+def layer_agreement_figure(stats: dict, title: str) -> go.Figure:
+    """Agreement of attribution with exact patching per layer (``stats``:
+    ``helpers.methods.attribution.model_agreement``): Pearson, rank correlation and the
+    share of the exact top k in the estimate's top k, one line each."""
+    fig = go.Figure()
+    k = stats["pooled"]["k"]
+    for key, name in AGREEMENT_NAMES.items():
+        label = name.replace("top-k", f"top-{k}")
+        fig.add_scatter(x=stats["layers"], y=[s[key] for s in stats["per_layer"]], mode="lines+markers", name=label,
+                        hovertemplate="layer %{x}: %{y:.3f}<extra>" + label + "</extra>")
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="agreement", height=380, legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(range=[min(-0.05, min(min(s[key] for s in stats["per_layer"]) for key in AGREEMENT_NAMES) - 0.05), 1.05])
+    fig.update_xaxes(dtick=max(1, len(stats["layers"]) // 12))
+    return fig
+
+
+def failure_table(diagnosis: FailureModes) -> pd.DataFrame:
+    """One row per worst-estimated neuron: the exact value, the estimate, the same two with the
+    later attention patterns frozen, the share of the gap freezing closes, the smaller of the
+    largest positive and negative parts of the estimate, and the verdict (short headers, so
+    that the table fits the page)."""
+    return pd.DataFrame({
+        "neuron": [str(n) for n in diagnosis.neurons],
+        "exact": diagnosis.exact.numpy(),
+        "estimate": diagnosis.estimate.numpy(),
+        "exact, frozen": diagnosis.frozen_exact.numpy(),
+        "estimate, frozen": diagnosis.frozen_estimate.numpy(),
+        "gap closed": diagnosis.closed_by_freezing.numpy(),
+        "opposing": diagnosis.opposing.numpy(),
+        "failure mode": diagnosis.verdicts,
+    })

@@ -4,8 +4,9 @@ from __future__ import annotations
 from helpers.book.page import NeuronChoice
 from helpers.core.names import Neuron, show_token
 from helpers.core.prompts import Contrast
-from helpers.methods.attribution import agreement
+from helpers.methods.attribution import ACCURATE_GAP, VERDICTS, FailureModes, agreement
 from helpers.methods.layer_patching import standouts
+from helpers.methods.neuron_patching import exact_patching_flops
 from helpers.methods.patching import PatchResult
 from helpers.paper import Study
 
@@ -138,3 +139,93 @@ def attribution_summary(exact: dict[str, PatchResult], estimates: dict[str, Patc
         overall_value=overall_value,
         overall_same="the same neuron exact patching put first" if overall == top_exact else f"not {top_exact}, the neuron exact patching put first in layer {layer}",
     )
+
+
+def exact_scope(exact_every_layer: bool, chosen: int) -> list[int] | None:
+    """The layers page 04 patches exactly for the model-wide check: every layer (None), or
+    only the chosen one."""
+    return None if exact_every_layer else [chosen]
+
+
+def model_attribution_summary(exact: PatchResult, estimate: PatchResult, stats: dict, model_cfg, contrast: Contrast) -> dict:
+    """What page 04 says about attribution against exact patching over the exactly patched
+    layers (``stats``: :func:`helpers.methods.attribution.model_agreement`), and why the
+    check covers what it covers."""
+    n_layers, d_mlp = model_cfg.n_layers, model_cfg.d_mlp
+    pearson = [s["pearson"] for s in stats["per_layer"]]
+    worst = min(range(len(pearson)), key=pearson.__getitem__)
+    best = max(range(len(pearson)), key=pearson.__getitem__)
+    first_diff = contrast.diff_positions[0] if exact.positions == "all" else contrast.clean.shape[1] - 1
+    flops = exact_patching_flops(model_cfg, contrast.clean.shape[1] - first_diff, contrast.clean.shape[1])
+    return dict(
+        n_exact=f"{stats['n_neurons']:,}",
+        n_exact_layers=len(stats["layers"]),
+        r_model=stats["pooled"]["pearson"],
+        rho_model=stats["pooled"]["spearman"],
+        overlap_model=stats["pooled"]["top_k_overlap"],
+        worst_agreement_layer=stats["layers"][worst],
+        worst_agreement_r=pearson[worst],
+        best_agreement_layer=stats["layers"][best],
+        best_agreement_r=pearson[best],
+        exact_scope_phrase=exact_scope_phrase(stats["layers"], n_layers, d_mlp, flops),
+    )
+
+
+def exact_scope_phrase(layers: list[int], n_layers: int, d_mlp: int, flops: float) -> str:
+    """Which neurons the exact check covers, and, when it covers only some layers, why."""
+    total = n_layers * d_mlp
+    if len(layers) == n_layers:
+        return f"every one of the model's {total:,} neurons ({n_layers} layers of {d_mlp:,}) was patched exactly"
+    named = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
+    return (
+        f"only {named} ({len(layers) * d_mlp:,} neurons) was patched exactly: this run sets `exact_every_layer=False`, because "
+        f"patching all {total:,} neurons exactly takes about {flops:.1e} floating-point operations, "
+        f"{duration(flops / 1e11)} even at 100 GFLOP/s (a good rate for a CPU); the GPU profile turns it on"
+    )
+
+
+def duration(seconds: float) -> str:
+    """A time span in the unit a reader takes in at once: seconds, minutes or hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def failure_mode_summary(diagnosis: FailureModes) -> dict:
+    """The sentence page 04 says about the neurons where attribution is furthest from exact,
+    and the worst one's numbers."""
+    verdicts = diagnosis.verdicts
+    gaps = diagnosis.gap.abs()
+    worst = diagnosis.neurons[0]
+    return dict(
+        n_worst=len(verdicts),
+        worst_gap_neuron=str(worst),
+        worst_gap_exact=float(diagnosis.exact[0]),
+        worst_gap_estimate=float(diagnosis.estimate[0]),
+        worst_gap_verdict=verdicts[0],
+        failure_sentence=failure_sentence(verdicts, float(gaps.min()), float(gaps.max())),
+    )
+
+
+def failure_sentence(verdicts: list[str], smallest_gap: float, largest_gap: float) -> str:
+    """How many of the worst-estimated neurons each failure mode explains, in one sentence."""
+    n = len(verdicts)
+    if all(v == VERDICTS[0] for v in verdicts):
+        return (
+            f"Even the largest gap is {largest_gap:.4f}, below {ACCURATE_GAP} of the clean-corrupted difference: on these prompts "
+            f"attribution is accurate for every neuron, and there is no failure to explain"
+        )
+    counts = {v: verdicts.count(v) for v in VERDICTS}
+    phrases = {
+        VERDICTS[1]: "freezing the later attention patterns closes at least half of the gap (attention saturation)",
+        VERDICTS[2]: "large contributions through different later layers cancel in the estimate (cancellation)",
+        VERDICTS[3]: "both tests point at once (attention saturation and cancellation)",
+        VERDICTS[4]: "neither test explains the gap (what remains is the curvature of the later MLPs and layer norms)",
+        VERDICTS[5]: "the gap is the rounding of the estimate in the model's dtype (precision)",
+        VERDICTS[0]: f"the gap is below {ACCURATE_GAP} (accurate)",
+    }
+    parts = [f"for {counts[v]} {phrases[v]}" for v in (*VERDICTS[1:], VERDICTS[0]) if counts[v]]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Of the {n} neurons where the estimate is furthest from the exact value (gaps {smallest_gap:.3f} to {largest_gap:.3f}), {listed}"

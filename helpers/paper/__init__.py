@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.core.names import Neuron
+from helpers.core.names import Head, Neuron
 
 FIGURES = Path(__file__).parent / "paper_figures.json"
 PAPER_MODELS = {"gpt2-large", "openai-community/gpt2-large"}
@@ -193,3 +193,23 @@ def study(path: Path = FIGURES) -> Study:
         glitch_tokens=_gaps(raw["footnote_top_congruence_per_token_top15"]),
         mutual_pairs=[Pair(parse_token(t), parse_neuron(n), s) for t, n, s in raw["top30_mutual_exclusive_congruence"]],
     )
+
+
+@dataclass(frozen=True)
+class Leads:
+    """What the follow-up exploration of the same neuron named but did not measure (GPT-2 Large):
+    the head that brings the noun, candidate "vowel" neurons upstream, the layer from which the
+    neuron's input builds, and four more prompts to try."""
+
+    head: Head
+    vowel_neurons: tuple[Neuron, ...]
+    input_from_layer: int
+    prompts: tuple[str, ...]
+
+
+LEADS = Leads(
+    head=Head(26, 1),
+    vowel_neurons=tuple(Neuron.parse(n) for n in ("L0N1595", "L7N2183", "L15N4007", "L15N2003", "L16N4543", "L23N4377")),
+    input_from_layer=16,
+    prompts=("Ross Perot, who ran as", "An eye for", "Every action has", "I'll be there in under half"),
+)

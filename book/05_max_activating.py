@@ -50,6 +50,7 @@ random_tokens = 64
 # %% tags=["remove-cell"]
 from helpers.book.display import glue, note, show, show_table, show_tokens
 from helpers.book.figures.scan import activation_distribution, examples_table, show_examples, token_strings
+from helpers.book.neuroscope import show_neuron_link
 from helpers.book.page import setup_page
 from helpers.book.summaries.scan import distribution_summary, examples_summary, scan_summary, unselected_text_headings
 from helpers.core.models import single_token
@@ -63,6 +64,7 @@ page = setup_page(
 # the same parameters as the correlation page, so both read one scan
 result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
 glue(**scan_summary(result, page.choice, page.paper, page.on_paper_model))
+show_neuron_link(page.neuron)
 
 # %% [markdown]
 # The neuron on this page is {glue:text}`neuron`, {glue:text}`neuron_source`. The scan read

@@ -142,3 +142,59 @@ def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = N
             reports.append(report)
         browser.close()
     return reports
+
+
+CHECK_NEURON_BROWSER = """() => {
+  const root = document.querySelector('.neuroscope');
+  const alpha = (element) => {
+    const parts = getComputedStyle(element).backgroundColor.match(/\\(([^)]*)\\)/)[1].split(',');
+    return parts.length === 4 ? parseFloat(parts[3]) : 1;
+  };
+  const tokens = Array.from(root.querySelectorAll('.ns-token'));
+  const bars = Array.from(root.querySelectorAll('.ns-hist rect'));
+  return {
+    title: (root.querySelector('.ns-title') || {}).textContent || '',
+    message: (root.querySelector('.ns-message') || {}).textContent || '',
+    examples: root.querySelectorAll('.ns-example').length,
+    tokens: tokens.length,
+    coloured: tokens.filter(t => alpha(t) > 0).length,
+    focus_alpha: tokens.filter(t => t.classList.contains('ns-focus')).map(alpha),
+    bars: bars.length,
+    bar_tokens: bars.map(b => parseInt(b.textContent.split(': ')[1].replace(/,/g, ''), 10)).reduce((a, b) => a + b, 0),
+    logit_rows: root.querySelectorAll('.ns-logits tr').length - 1,
+  };
+}"""
+
+
+def check_neuron_browser(page_url: str, neuron: str, other: str, screenshot: Path | None = None) -> dict:
+    """Open the neuron browser at ``page_url#neuron``, read what it shows, then type ``other``
+    into it (another data file loads on demand) and read that too.
+
+    Returns ``{"first": ..., "typed": ..., "problems": [...]}``; a problem is a script error,
+    a request that leaves the book (``file://`` from disk, the server otherwise) or a failed one.
+    """
+    from playwright.sync_api import sync_playwright
+
+    scheme = "file://" if page_url.startswith("file://") else page_url.split("/", 3)[:3]
+    home = scheme if isinstance(scheme, str) else "/".join(scheme)
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda exc: None if str(exc) == KNOWN_THEBE_ERROR else problems.append(f"script error: {exc}"))
+        page.on("request", lambda request: None if request.url.startswith((home, "data:", "blob:", "about:")) else problems.append(f"outside request: {request.url}"))
+        page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
+        page.on("response", lambda response: problems.append(f"{response.status} {response.url}") if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+        page.goto(f"{page_url}#{neuron}", wait_until="load", timeout=120_000)
+        page.wait_for_selector(".neuroscope .ns-example", timeout=30_000)
+        first = page.evaluate(CHECK_NEURON_BROWSER)
+        if screenshot is not None:
+            page.locator(".neuroscope").scroll_into_view_if_needed()
+            page.screenshot(path=str(screenshot))
+        page.fill(".neuroscope input", other)
+        page.press(".neuroscope input", "Enter")
+        page.wait_for_function(f"() => (document.querySelector('.ns-title') || {{}}).textContent === {other!r}", timeout=30_000)
+        typed = page.evaluate(CHECK_NEURON_BROWSER)
+        typed["hash"] = page.evaluate("window.location.hash")
+        browser.close()
+    return {"first": first, "typed": typed, "problems": problems}

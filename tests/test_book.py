@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from browser import check_pages, serve
+from browser import check_neuron_browser, check_pages, serve
 from helpers.book.build import ROOT, toc_pages
+from helpers.book.neuroscope import BROWSER_PAGE
 
 pytestmark = pytest.mark.book
 
@@ -58,3 +59,23 @@ def test_the_references_page_lists_the_works_the_pages_cite(html_root):
         assert author in html, f"{author} missing from the references page"
     for page in toc_pages(ROOT):
         assert 'href="references.html#id' in (html_root / "book" / f"{page.stem}.html").read_text(), f"{page.stem} shows no citation"
+
+
+def test_the_neuron_browser_shows_neurons_from_disk_and_served(html_root):
+    """The browser page opens a neuron named in the address, shows its examples, histogram and
+    logit table, and loads another on demand, from disk and from a server; other pages link to it."""
+    import json
+
+    index_js = (html_root / "_static" / "neuroscope" / "index.js").read_text()
+    index = json.loads(index_js[len("neuroscopeIndex("):-3])
+    first, other = f"L{index['layers'][-1]}N{index['d_mlp'] // 2}", f"L{index['layers'][0]}N1"
+    page = html_root / "book" / f"{BROWSER_PAGE}.html"
+    assert page.stat().st_size < 200_000, "the browser page must stay light: neuron data is loaded on demand"
+    with serve(html_root) as url:
+        reports = {"from disk": check_neuron_browser(page.as_uri(), first, other), "served": check_neuron_browser(f"{url}/book/{page.name}", first, other)}
+    for how, report in reports.items():
+        assert report["problems"] == [], (how, report["problems"])
+        assert report["first"]["title"] == first and report["first"]["examples"] > 0 and report["first"]["bars"] > 0, (how, report["first"])
+        assert report["first"]["bar_tokens"] == index["n_tokens"] and report["first"]["logit_rows"] > 0, (how, report["first"])
+        assert report["typed"]["title"] == other and report["typed"]["examples"] > 0, (how, report["typed"])
+    assert f'href="{BROWSER_PAGE}.html#L' in (html_root / "book" / "05_max_activating.html").read_text()

@@ -131,3 +131,23 @@ def note(text: str) -> None:
     """A line of Markdown produced by a helper (a phrase that depends on the run); nothing if empty."""
     if text:
         display(Markdown(text))
+
+
+def show_attention(tokens: Sequence[str], pattern, head_names: Sequence[str], label: str = "attention") -> None:
+    """Attention patterns ``[head, query, key]`` over ``tokens`` (circuitsvis ``AttentionHeads``),
+    rendered offline like :func:`show_tokens`."""
+    import circuitsvis.attention
+    from circuitsvis.utils.convert_props import convert_props
+
+    values = [[[float(v) for v in row] for row in head] for head in pattern.tolist()] if hasattr(pattern, "tolist") else pattern
+    props = {"tokens": list(tokens), "attention": values, "attentionHeadNames": list(head_names), "maskUpperTri": True}
+    if not in_book():
+        display(HTML(circuitsvis.attention.attention_heads(values, list(tokens), list(head_names), mask_upper_tri=True).local_src))
+        return
+    element_id = f"circuits-vis-{uuid.uuid4().hex[:12]}"
+    display(
+        HTML(
+            f'<div id="{element_id}" class="circuitsvis-view" data-label="{html.escape(label)}" style="margin: 15px 0;"></div>'
+            f"<script>CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.AttentionHeads, {convert_props(props)});</script>"
+        )
+    )

@@ -1,0 +1,100 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Every neuron: a browser of what each one fires on
+#
+# The book follows one neuron, but its pages name others: the runners-up of neuron patching,
+# the neurons most congruent with a token, the hubs. What does any of them do? Neuroscope
+# answered that for GPT-2's neurons with the texts where each fires hardest. This page does
+# the same for the model that produced the book: one pass over the corpus records every
+# neuron of the chosen layers, and the browser below shows any of them on request, with its
+# top texts, the distribution of its activation, and the tokens it writes.
+#
+# The study {cite}`miller2023an` read L31N892's top texts in Neuroscope {cite}`nanda2022neuroscope`;
+# here they come from the run's own corpus, for every neuron at once.
+
+# %% tags=["parameters"]
+model_name = "toy"
+device = "cpu"
+dtype = "float32"
+seed = 0
+dataset = "toy"
+n_docs = 400
+batch_size = 8
+clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
+corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
+target = " an"
+other = " a"
+layer = "auto"
+neuron = "auto"
+layers = "auto"
+n_examples = 20
+context_before = 12
+context_after = 4
+
+# %% tags=["remove-cell"]
+from helpers.book.display import glue
+from helpers.book.neuroscope import browser_layers, neuroscope_summary, publish_neuroscope, show_featured, show_neuron_browser
+from helpers.book.page import setup_page
+from helpers.scan.neuroscope import neuroscope
+
+# %% tags=["remove-input"]
+page = setup_page(
+    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, layers=layers)
+result = neuroscope(page.model, dataset, browser_layers(page.model, layers, page.neuron), k=n_examples, context=(context_before, context_after),
+                    batch_size=batch_size, n_docs=n_docs, seed=seed, progress=page.progress)
+published = publish_neuroscope(result, page.model, target, own=page.neuron)
+glue(**neuroscope_summary(result, published, page.neuron))
+
+# %% [markdown]
+# One pass read {glue:text}`ns_docs` documents ({glue:text}`ns_tokens` tokens) and recorded
+# all {glue:text}`ns_neurons` neurons of {glue:text}`ns_layers`. Type a neuron's name
+# (or follow a link from another page); the address keeps it after `#`, so a neuron can be
+# linked to directly. The book's neuron, {glue:text}`ns_neuron`, opens first.
+
+# %% tags=["remove-input"]
+show_neuron_browser(published, page.neuron)
+show_featured(published)
+
+# %% [markdown]
+# ## How to read a neuron
+#
+# **Top examples.** The {glue:text}`ns_k` tokens where the neuron fires hardest, with **at
+# most one per document**: a text that keeps the neuron on for a paragraph takes one line,
+# not twenty neighbouring ones. Each line shows the {glue:text}`ns_before` tokens before the
+# example and the {glue:text}`ns_after` after it (faded), cut where the model's prompt began
+# or ended. Colour is one hue from 0 (no colour, as for a token where the neuron is off) to
+# the neuron's largest activation, so only what the neuron responds to stands out.
+#
+# **Histogram.** The neuron's activation over every token of the corpus, on fixed bins
+# {glue:text}`ns_width` wide from {glue:text}`ns_low` to {glue:text}`ns_high` (the first and
+# last of the {glue:text}`ns_buckets` buckets hold everything beyond), with counts on a log
+# scale: the top examples are the far right tail. The line above it gives how often the
+# neuron fires (activation above 0; {glue:text}`ns_rate:.1%` of tokens for the average neuron
+# here) and its mean.
+#
+# **Direct logit effect.** The tokens whose logits one unit of the neuron's activation raises
+# and lowers most directly, `W_out[n] @ W_U`, ignoring the final layer norm and every later
+# layer; its entry for the target is the neuron's congruence with it, ranked among all the
+# model's neurons, as on the congruence pages.
+#
+# ```{note}
+# The study showed Neuroscope's top texts for L31N892 and gave no counts, so there is no number
+# to put beside this run's. A plain top list (as on the page of the neuron's texts) may hold
+# several neighbouring tokens of one text; this browser keeps one example per document. The
+# browser's data,
+# {glue:text}`ns_files` small files ({glue:text}`ns_megabytes:.1f` MB in all), is part of the
+# book and loaded one group of neurons at a time, so the page stays light whether it is opened
+# from disk or served.
+# ```

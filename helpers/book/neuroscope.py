@@ -1,0 +1,269 @@
+"""The neuron browser: every recorded neuron of a neuroscope pass as static files of the book.
+
+:func:`publish_neuroscope` writes, into the book's static folder (``_vendor/neuroscope``,
+served as ``_static/neuroscope``, beside plotly and MathJax):
+
+- ``neuroscope.js``: the browser, plain JavaScript. It draws each example as tokens on a
+  single-hue scale from 0 (activation 0 and below: no colour, the neuron's largest
+  activation: full colour), the histogram as an SVG, and the logit tables;
+- ``index.js``: the run, the layers, and a few neurons worth starting from;
+- ``L<layer>/<first neuron>.js``: ``chunk`` neurons each: their examples (token ids and
+  activations of the window, the tokens' strings), histogram, firing rate, mean, direct
+  logit effect (the most positive and most negative entries of ``W_out[n] @ W_U``) and
+  congruence with the target token (the entry of that product at the target, and its rank
+  among every neuron of the model).
+
+Each data file calls a registering function (``neuroscopeIndex(...)``,
+``neuroscopeChunk(...)``) and is loaded on demand by inserting a ``<script>`` tag: that works
+when the book is opened from disk (where browsers refuse ``fetch`` of local files) and when it
+is served, and nothing is requested from outside the book. The page itself carries only the
+browser's mount point; a neuron's data arrives when a reader asks for it.
+
+The folder is replaced as a whole (written beside it, then renamed), and its index names the
+run it holds; a page whose run differs says so instead of showing another run's neurons.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from IPython.display import HTML, Markdown, display
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from helpers.book.display import in_book
+from helpers.core.models import single_token
+from helpers.core.names import Neuron
+from helpers.methods.congruence import output_weights, readout, token_congruence
+from helpers.scan.neuroscope import Neuroscope
+
+# the page that holds the browser, and where its data is served from, relative to a page
+BROWSER_PAGE = "14_neuroscope"
+STATIC = "neuroscope"
+APP = Path(__file__).resolve().parent / "assets" / "neuroscope.js"
+CHUNK = 32
+N_LOGIT = 10
+# neurons in a model whose every layer the browser covers when ``layers="auto"``
+AUTO_ALL_UP_TO = 20_000
+NEURON_BLOCK = 1024  # neurons per block of the [neurons, vocab] logit-effect product
+
+
+def browser_layers(model, layers: str | Sequence[int] | int, neuron: Neuron) -> list[int] | None:
+    """The page's ``layers`` parameter as layers for the pass: ``"all"`` -> None (every
+    layer); ``"auto"`` -> every layer of a model of at most 20,000 neurons, else the layer of
+    the book's neuron; a list (or one layer) as given."""
+    cfg = model.cfg
+    if layers == "all":
+        return None
+    if layers == "auto":
+        return None if cfg.n_layers * cfg.d_mlp <= AUTO_ALL_UP_TO else [neuron.layer]
+    if isinstance(layers, str):
+        raise ValueError(f"layers={layers!r}: use 'auto', 'all', or a list of layer numbers such as [30, 31]")
+    return layers
+
+
+def book_static_folder() -> Path:
+    """``<book>/_vendor/neuroscope``: a page runs in ``<book>/book``, the build serves
+    ``<book>/_vendor`` as ``_static``."""
+    return Path.cwd().parent / "_vendor" / STATIC
+
+
+@torch.no_grad()
+def logit_effects(model, layer: int, k: int = N_LOGIT) -> tuple[Float[Tensor, "neuron k"], Int[Tensor, "neuron k"], Float[Tensor, "neuron k"], Int[Tensor, "neuron k"]]:
+    """Per neuron of ``layer``, the ``k`` largest and ``k`` smallest entries of
+    ``W_out[n] @ W_U`` (values and token ids), a block of neurons at a time."""
+    W_out, W_U = output_weights(model)[layer].float(), readout(model, "W_U").float()
+    parts = []
+    for start in range(0, len(W_out), NEURON_BLOCK):
+        effect = W_out[start:start + NEURON_BLOCK] @ W_U
+        up, down = effect.topk(k, dim=1), effect.topk(k, dim=1, largest=False)
+        parts.append((up.values, up.indices, down.values, down.indices))
+    return tuple(torch.cat(p).cpu() for p in zip(*parts))
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where the browser's files went and what they hold."""
+
+    folder: Path
+    run_id: str
+    model: str
+    layers: list[int]
+    d_mlp: int
+    n_files: int
+    n_bytes: int
+    featured: list[tuple[str, str]]  # (neuron, why)
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.layers) * self.d_mlp
+
+
+def _rounded(values: Tensor, digits: int = 3) -> list:
+    """Numbers for JSON: rounded, NaN as null."""
+    return [None if v != v else round(v, digits) for v in values.tolist()]
+
+
+def _script(function: str, data: dict) -> str:
+    return f"{function}({json.dumps(data, separators=(',', ':'), ensure_ascii=False)});\n"
+
+
+def featured_neurons(result: Neuroscope, congruence: Float[Tensor, "layer neuron"], own: Neuron | None, n: int = 5) -> list[tuple[str, str]]:
+    """Neurons to start from: the book's neuron, the most congruent with the target, the
+    ones with the largest activations, and the ones that fire most often."""
+    d_mlp = result.d_mlp
+    recorded = congruence[result.layers]
+
+    def named(flat: Tensor) -> list[str]:
+        return [str(Neuron(result.layers[int(i) // d_mlp], int(i) % d_mlp)) for i in flat]
+
+    picks = [(str(own), "the book's neuron")] if own is not None and own.layer in result.layers else []
+    picks += [(name, "most congruent with the target") for name in named(recorded.flatten().topk(n).indices)]
+    picks += [(name, "largest activation") for name in named(result.tensors["values"][:, :, 0].flatten().topk(n).indices)]
+    picks += [(name, "fires most often") for name in named(result.firing_rates().flatten().topk(n).indices)]
+    seen, unique = set(), []
+    for name, why in picks:
+        if name not in seen:
+            seen.add(name)
+            unique.append((name, why))
+    return unique
+
+
+def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | None = None, folder: Path | None = None, chunk: int = CHUNK) -> Published:
+    """Write the browser and every recorded neuron's data into ``folder`` (default: the
+    book's static folder), replacing what was there."""
+    folder = Path(folder) if folder is not None else book_static_folder()
+    target_id = single_token(model, target)
+    congruence = token_congruence(model, target_id)  # [layers, d_mlp], dot with W_U[:, target]
+    order = congruence.flatten().argsort(descending=True, stable=True)
+    target_rank = torch.empty_like(order)
+    target_rank[order] = torch.arange(1, len(order) + 1)
+    target_rank = target_rank.view_as(congruence)
+    vocab = model.tokenizer.batch_decode([[i] for i in range(model.cfg.d_vocab)])
+    featured = featured_neurons(result, congruence, own)
+    index = {
+        "run": result.run_id, "model": result.params["model"], "layers": result.layers,
+        "d_mlp": result.d_mlp, "n_neurons_model": congruence.numel(), "chunk": chunk, "k": result.k, "edges": [round(e, 6) for e in result.edges],
+        "n_tokens": result.n_tokens, "n_docs": result.n_docs, "context": result.params["context"], "target": target,
+        "featured": [{"name": name, "why": why} for name, why in featured],
+    }
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(APP, tmp / "neuroscope.js")
+    (tmp / "index.js").write_text(_script("neuroscopeIndex", index), encoding="utf-8")
+    rates, means = result.firing_rates(), result.means()
+    t = result.tensors
+    for i, layer in enumerate(result.layers):
+        up, up_ids, down, down_ids = logit_effects(model, layer)
+        (tmp / f"L{layer}").mkdir()
+        for start in range(0, result.d_mlp, chunk):
+            neurons, used = [], set()
+            for n in range(start, min(start + chunk, result.d_mlp)):
+                kept = torch.isfinite(t["values"][i, n])
+                examples = []
+                for value, doc, pos, tokens, acts in zip(t["values"][i, n, kept].tolist(), t["doc"][i, n, kept].tolist(), t["pos"][i, n, kept].tolist(),
+                                                         t["window_tokens"][i, n, kept], t["window_acts"][i, n, kept]):
+                    inside = tokens >= 0
+                    focus = int(inside[:result.params["context"][0]].sum())
+                    ids = tokens[inside].tolist()
+                    used.update(ids)
+                    examples.append([round(value, 4), doc, pos, focus, ids, _rounded(acts[inside])])
+                counts = t["histogram"][i, n]
+                nonzero = torch.nonzero(counts).flatten()
+                low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
+                used.update(up_ids[n].tolist() + down_ids[n].tolist())
+                neurons.append({
+                    "n": n, "rate": round(float(rates[i, n]), 6), "mean": round(float(means[i, n]), 5), "hist": [low, counts[low:high].tolist()],
+                    "ex": examples, "up": list(zip(up_ids[n].tolist(), _rounded(up[n]))), "down": list(zip(down_ids[n].tolist(), _rounded(down[n]))),
+                    "target": round(float(congruence[layer, n]), 4), "target_rank": int(target_rank[layer, n]),
+                })
+            data = {"run": index["run"], "layer": layer, "start": start, "tokens": {token: vocab[token] for token in sorted(used)}, "neurons": neurons}
+            (tmp / f"L{layer}" / f"{start:05d}.js").write_text(_script("neuroscopeChunk", data), encoding="utf-8")
+    sizes = [p.stat().st_size for p in tmp.rglob("*") if p.is_file()]
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return Published(folder, index["run"], result.params["model"], result.layers, result.d_mlp, len(sizes), sum(sizes), featured)
+
+
+def neuron_link(neuron: Neuron | str, text: str | None = None) -> str:
+    """An HTML link that opens ``neuron`` in the book's neuron browser (pages sit side by side)."""
+    name = str(Neuron.of(neuron))
+    return f'<a class="neuron-link" href="{BROWSER_PAGE}.html#{name}"><code>{html.escape(text or name)}</code></a>'
+
+
+def show_neuron_link(neuron: Neuron | str) -> None:
+    """A line on a page: the neuron, linked to its entry in the neuron browser."""
+    display(HTML(f"<p>Every neuron's top examples, histogram and logit effect: {neuron_link(neuron)} in the neuron browser.</p>"))
+
+
+def browser_html(published: Published, neuron: Neuron | str | None = None, base: str = f"../_static/{STATIC}/") -> str:
+    """The browser's mount point and the script tag that starts it: all a page carries.
+    ``base`` is where the data files are, relative to the page."""
+    element = f"neuroscope-{uuid.uuid4().hex[:12]}"
+    start = str(Neuron.of(neuron)) if neuron is not None else ""
+    return (
+        f'<div id="{element}" class="neuroscope" data-base="{html.escape(base)}" data-run="{html.escape(published.run_id)}" data-start="{start}">'
+        f'<p class="ns-message">Loading the neuron browser...</p></div>'
+        f"<script src=\"{html.escape(base)}neuroscope.js\" onload=\"Neuroscope.mount('{element}')\" "
+        f"onerror=\"document.getElementById('{element}').textContent = 'The neuron browser script ({html.escape(base)}neuroscope.js) is missing: execute this page again.'\"></script>"
+    )
+
+
+def show_neuron_browser(published: Published, neuron: Neuron | str | None = None) -> None:
+    """The browser on a page, opened at ``neuron`` (or the one named after ``#`` in the
+    address). Outside the book (a notebook) it says where the browser is."""
+    if not in_book():
+        display(Markdown(
+            f"*The neuron browser runs in the built book (`make book`, then open `_build/html/book/{BROWSER_PAGE}.html`); "
+            f"its {published.n_files:,} data files are in `{published.folder}`.*"
+        ))
+        return
+    display(HTML(browser_html(published, neuron)))
+
+
+def neuroscope_summary(result: Neuroscope, published: Published, neuron: Neuron) -> dict:
+    """Numbers and phrases for the browser page's prose."""
+    layers, (low, high, n_bins) = result.layers, result.params["bins"]
+    covered = f"every layer ({layers[0]}-{layers[-1]})" if len(layers) == result.params["model_shape"][0] else (
+        f"layer {layers[0]}" if len(layers) == 1 else "layers " + ", ".join(map(str, layers)))
+    return dict(
+        ns_neurons=f"{result.n_neurons:,}",
+        ns_layers=covered,
+        ns_tokens=f"{result.n_tokens:,}",
+        ns_docs=f"{result.n_docs:,}",
+        ns_k=result.k,
+        ns_before=result.params["context"][0],
+        ns_after=result.params["context"][1],
+        ns_files=f"{published.n_files:,}",
+        ns_megabytes=published.n_bytes / 1e6,
+        ns_neuron=str(neuron),
+        ns_rate=float(result.firing_rates().mean()),
+        ns_buckets=n_bins + 2,
+        ns_low=round(low, 6),
+        ns_high=round(high, 6),
+        ns_width=round((high - low) / n_bins, 6),
+    )
+
+
+def featured_table(published: Published) -> str:
+    """The featured neurons as one line of links, grouped by why they are featured."""
+    groups: dict[str, list[str]] = {}
+    for name, why in published.featured:
+        groups.setdefault(why, []).append(neuron_link(name))
+    return "; ".join(f"{why}: {', '.join(links)}" for why, links in groups.items())
+
+
+def show_featured(published: Published) -> None:
+    """A line of links to the neurons worth starting from."""
+    display(HTML(f"<p>Neurons to start from (each link opens it in the browser above): {featured_table(published)}.</p>"))

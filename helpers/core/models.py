@@ -30,7 +30,7 @@ from transformer_lens.tools.model_registry.registry_io import resolve_model_alia
 ASSETS = Path(__file__).resolve().parent.parent / "toy" / "assets"
 BUNDLED_MODELS = {"toy": ASSETS / "toy-an"}
 HUB_HOST = "huggingface.co"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROCESSED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "processed"
 PROCESSING = dict(fold_ln=True, center_writing_weights=True, center_unembed=True, refactor_factored_attn_matrices=True)
 HASH_CHUNK = 1 << 24
@@ -67,9 +67,16 @@ def load_model(name: str, device: str = "cpu", dtype: str = "float32", cache: Pa
     return bridge
 
 
+def processing_for(cfg) -> dict:
+    """The study's processing, less what an architecture rules out: the QK circuit of a rotary
+    model depends on the positions, so its factored attention matrices are not refactored."""
+    rotary = getattr(cfg, "positional_embedding_type", "standard") == "rotary"
+    return {**PROCESSING, "refactor_factored_attn_matrices": PROCESSING["refactor_factored_attn_matrices"] and not rotary}
+
+
 def process_weights(bridge: TransformerBridge) -> TransformerBridge:
-    """Apply the study's weight processing in place and switch to eval mode."""
-    bridge.enable_compatibility_mode(**PROCESSING, disable_warnings=True)
+    """Apply the study's weight processing (``processing_for``) in place and switch to eval mode."""
+    bridge.enable_compatibility_mode(**processing_for(bridge.cfg), disable_warnings=True)
     bridge.eval()
     return bridge
 
@@ -213,6 +220,9 @@ def require_hub(hub_name: str) -> None:
         )
 
 
+ARCHITECTURES = ("gpt2", "neox", "llama")
+
+
 def random_model(
     n_layers: int = 2,
     d_model: int = 64,
@@ -222,34 +232,78 @@ def random_model(
     n_ctx: int = 128,
     seed: int = 0,
     dtype: str = "float32",
+    architecture: str = "gpt2",
+    random_biases: bool = False,
+    unembed_bias: bool = False,
+    weight_scale: float = 1.0,
 ) -> TransformerBridge:
-    """A randomly initialised GPT-2 with the bundled tokenizer, processed like ``load_model``.
+    """A randomly initialised model with the bundled tokenizer, processed like ``load_model``.
 
-    ``d_vocab`` defaults to the tokenizer's size; a larger one leaves the extra rows unused.
-    ``d_mlp`` defaults to ``4 * d_model`` as in GPT-2.
+    ``architecture``: ``"gpt2"`` (learned positions, LayerNorm, GELU MLP), ``"neox"`` (Pythia:
+    rotary on a quarter of each head, parallel attention and MLP, LayerNorm) or ``"llama"``
+    (rotary, RMSNorm, gated SiLU MLP, grouped-query attention). ``d_vocab`` defaults to the
+    tokenizer's size; ``d_mlp`` to ``4 * d_model``. ``random_biases`` draws every bias and norm
+    weight at random (a fresh model has zero biases and unit norms, under which some bias
+    terms cannot show); ``unembed_bias`` gives the unembedding a random bias (GPT-2 only);
+    ``weight_scale`` multiplies every weight and bias but the norms' before processing (a fresh
+    model's small weights make patching effects small).
     """
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoTokenizer
 
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if unembed_bias and architecture != "gpt2":
+        raise ValueError("unembed_bias is built for the gpt2 architecture only")
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODELS["toy"])
-    config = GPT2Config(
-        vocab_size=d_vocab or len(tokenizer),
-        n_positions=n_ctx,
-        n_embd=d_model,
-        n_inner=d_mlp or 4 * d_model,
-        n_layer=n_layers,
-        n_head=n_heads,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        torch_dtype=dtype,
-    )
-    with torch.random.fork_rng(devices=[]):
+    config = _random_config(architecture, d_vocab or len(tokenizer), n_layers, d_model, d_mlp or 4 * d_model, n_heads, n_ctx,
+                            tokenizer.bos_token_id, tie=not unembed_bias)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        hf_model = GPT2LMHeadModel(config).to(DTYPES[dtype]).eval()
+        hf_model = _model_class(architecture)(config).to(DTYPES[dtype]).eval()
+        if unembed_bias:
+            head = torch.nn.Linear(d_model, config.vocab_size, bias=True, dtype=DTYPES[dtype])
+            head.weight.copy_(hf_model.lm_head.weight)
+            head.bias.normal_(0.0, 1.0)
+            hf_model.lm_head = head
+        if random_biases:
+            for name, parameter in hf_model.named_parameters():
+                if name.endswith("bias") and name != "lm_head.bias":
+                    parameter.normal_(0.0, 0.1)
+                elif _is_norm(name):
+                    parameter.normal_(1.0, 0.2)
+        for name, parameter in hf_model.named_parameters():
+            if not _is_norm(name):
+                parameter.mul_(weight_scale)
     with tempfile.TemporaryDirectory() as folder:
         config.save_pretrained(folder)
         bridge = TransformerBridge.boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer, device="cpu", dtype=DTYPES[dtype])
-    bridge.cfg.model_name = f"random GPT-2 ({n_layers} layers, d_model {d_model}, seed {seed})"
+    bridge.cfg.model_name = f"random {architecture} ({n_layers} layers, d_model {d_model}, seed {seed})"
     return process_weights(bridge)
+
+
+def _is_norm(name: str) -> bool:
+    return "norm" in name or "ln_" in name or "layernorm" in name
+
+
+def _random_config(architecture: str, vocab: int, n_layers: int, d_model: int, d_mlp: int, n_heads: int, n_ctx: int, bos: int, tie: bool):
+    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig
+
+    if architecture == "gpt2":
+        return GPT2Config(vocab_size=vocab, n_positions=n_ctx, n_embd=d_model, n_inner=d_mlp, n_layer=n_layers,
+                          n_head=n_heads, bos_token_id=bos, eos_token_id=bos, tie_word_embeddings=tie)
+    if architecture == "neox":
+        return GPTNeoXConfig(vocab_size=vocab, max_position_embeddings=n_ctx, hidden_size=d_model, intermediate_size=d_mlp,
+                             num_hidden_layers=n_layers, num_attention_heads=n_heads, rotary_pct=0.25,
+                             use_parallel_residual=True, bos_token_id=bos, eos_token_id=bos)
+    return LlamaConfig(vocab_size=vocab, max_position_embeddings=n_ctx, hidden_size=d_model, intermediate_size=d_mlp,
+                       num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=max(1, n_heads // 2),
+                       bos_token_id=bos, eos_token_id=bos, pad_token_id=None)
+
+
+def _model_class(architecture: str):
+    from transformers import GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM
+
+    return {"gpt2": GPT2LMHeadModel, "neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM}[architecture]
 
 
 GPT2_LARGE_SHAPE = dict(n_layers=36, d_model=1280, n_heads=20, d_vocab=50257, n_ctx=1024)

@@ -187,6 +187,29 @@ def read_out(model: TransformerBridge, final_resid: Float[Tensor, "batch d_model
     return normalized @ direction.to(normalized.dtype) + (wide(model.b_U[target]) - wide(model.b_U[other])).to(normalized.dtype)
 
 
+NORMS = {"LN": True, "LNPre": True, "RMS": False, "RMSPre": False}  # normalization type -> centres first
+
+
+def check_norm(model: TransformerBridge, what: str) -> None:
+    """A one-line error unless the model's norms are LayerNorm or RMSNorm (what ``what`` freezes)."""
+    if model.cfg.normalization_type not in NORMS:
+        raise ValueError(
+            f"{what} freezes the final norm's scale, but this model's normalization is {model.cfg.normalization_type!r}; "
+            f"it needs one of {', '.join(NORMS)}"
+        )
+
+
+def frozen_norm(model: TransformerBridge, x: Float[Tensor, "... d_model"], scale: Float[Tensor, "... 1"]) -> Float[Tensor, "... d_model"]:
+    """The final norm with its scale frozen at ``scale``: linear in ``x``. A LayerNorm centres
+    and divides, an RMSNorm only divides (after the study's processing the norm's weight and
+    bias are folded into the unembedding)."""
+    check_norm(model, "a frozen read-out")
+    x = wide(x)
+    if NORMS[model.cfg.normalization_type]:
+        x = x - x.mean(-1, keepdim=True)
+    return x / wide(scale)
+
+
 def final_resid_name(model: TransformerBridge) -> str:
     """Hook of the residual stream after the last block."""
     return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"

@@ -6,8 +6,9 @@ two ways:
 
 * **directly**: the change at the last position, ``delta[-1] * W_out[n]``, reaches the final
   layer norm and the unembedding. With the norm's scale frozen at the run's own value, the
-  norm is linear (centre, divide by the scale; its weight is folded into ``W_U`` by the
-  study's processing), so the direct effect is ``centre(delta[-1] W_out[n]) / scale . d``,
+  norm is linear (a LayerNorm centres and divides by the scale, an RMSNorm only divides; its
+  weight is folded into ``W_U`` by the study's processing), so the direct effect is
+  ``centre(delta[-1] W_out[n]) / scale . d`` (no centring for RMSNorm),
   with ``d = W_U[:, target] - W_U[:, other]``;
 * **indirectly**: every later attention layer and MLP reads the changed residual stream (at
   the last position, and attention also at the earlier ones) and writes something else.
@@ -38,17 +39,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_direction
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, final_resid_name, last_logits, read_out, wide
+from helpers.core.prompts import Contrast, check_norm, final_resid_name, frozen_norm, last_logits, read_out, wide
 from helpers.methods.patching import logit_diff_direction
-
-
-def check_layer_norm(model: TransformerBridge) -> None:
-    """A one-line error unless the final norm is a LayerNorm (centre and scale)."""
-    if model.cfg.normalization_type not in ("LN", "LNPre"):
-        raise ValueError(
-            f"the direct effect freezes a LayerNorm's scale, but this model uses {model.cfg.normalization_type}; "
-            "load a model with LayerNorm (GPT-2, GPT-NeoX) for direct and indirect effects"
-        )
 
 
 def direct_logit_attribution(model: TransformerBridge, neuron: Neuron | str) -> Float[Tensor, "vocab"]:
@@ -62,8 +54,7 @@ def frozen_readout(model: TransformerBridge, write: Float[Tensor, "batch d_model
     """Change of the logit difference from adding ``write`` to the final residual, the final
     norm's scale frozen at ``scale``."""
     direction, _ = logit_diff_direction(model, target, other)
-    write = wide(write)
-    return ((write - write.mean(-1, keepdim=True)) / wide(scale)[:, None]) @ wide(direction)
+    return frozen_norm(model, write, scale[:, None]) @ wide(direction)
 
 
 def later_components(model: TransformerBridge, layer: int) -> list[tuple[str, int]]:
@@ -122,7 +113,7 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
     with the neuron changed (total), and one run of ``pairs x later components`` rows in which
     row ``(c, i)`` adds the neuron's change to component ``c``'s input only (paths).
     """
-    check_layer_norm(model)
+    check_norm(model, "the direct effect")
     check_direction(direction)
     neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
     layer, index = neuron.layer, neuron.index

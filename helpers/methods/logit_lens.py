@@ -33,7 +33,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.prompts import Contrast, check_single_pair, read_out
+from helpers.core.prompts import Contrast, check_single_pair, final_resid_name, frozen_norm, read_out, wide
 
 LN_SCALES = ("final", "own")
 UNEMBED_BIAS = "unembed_bias"
@@ -72,47 +72,60 @@ class LogitLens:
         return pd.DataFrame({"component": self.components, "attribution": self.attribution.tolist()})
 
 
-def _lens_hooks(n_layers: int) -> set[str]:
-    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", f"blocks.{n_layers - 1}.hook_resid_post"}
-    for layer in range(n_layers):
-        names |= {f"blocks.{layer}.{h}" for h in ("hook_resid_pre", "hook_resid_mid", "hook_attn_out", "hook_mlp_out")}
+def _lens_hooks(model: TransformerBridge) -> set[str]:
+    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", final_resid_name(model)}
+    for layer in range(model.cfg.n_layers):
+        names |= {f"blocks.{layer}.{h}" for h in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")}
     return names
-
-
-def _centre(x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-    return x - x.mean(-1, keepdim=True)
 
 
 @torch.no_grad()
 def logit_lens_of_tokens(
     model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: int, other: int, ln_scale: str = "final"
 ) -> LogitLens:
-    """Logit lens and direct attribution of ``logit(target) - logit(other)`` after ``tokens``."""
+    """Logit lens and direct attribution of ``logit(target) - logit(other)`` after ``tokens``.
+
+    The points and parts are read from each block's input and each sublayer's output, so
+    blocks whose attention and MLP both read the block's input (GPT-NeoX, GPT-J) work too: there
+    ``L_mid`` is the block's input plus its attention output, a partial sum no sublayer reads.
+    A model without position embeddings (rotary) has no ``pos_embed`` part.
+    """
     if ln_scale not in LN_SCALES:
         raise ValueError(f"unknown ln_scale {ln_scale!r}: use 'final' (the study's cached final scale) or 'own' (each point's own scale)")
     if tokens.ndim != 2 or tokens.shape[0] != 1:
         raise ValueError(f"expected one prompt of token ids shaped [1, pos], got shape {tuple(tokens.shape)}")
-    names = _lens_hooks(model.cfg.n_layers)
+    names = _lens_hooks(model)
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    direction = model.W_U[:, target] - model.W_U[:, other]
+    last = lambda name: wide(cache[name][0, -1])  # noqa: E731
+    direction = wide(model.W_U[:, target]) - wide(model.W_U[:, other])
     bias = float(model.b_U[target] - model.b_U[other])
     final_scale = cache["ln_final.hook_scale"][0, -1]
 
-    stack, labels = cache.accumulated_resid(incl_mid=True, pos_slice=-1, return_labels=True)
-    stack = stack[:, 0]
+    components = ["embed"] + (["pos_embed"] if "hook_pos_embed" in cache else [])
+    parts = [last(f"hook_{name}") for name in components]
+    points, labels = [], []
+    for layer in range(model.cfg.n_layers):
+        pre = last(f"blocks.{layer}.hook_resid_pre")
+        attn, mlp = last(f"blocks.{layer}.hook_attn_out"), last(f"blocks.{layer}.hook_mlp_out")
+        points += [pre, pre + attn]
+        labels += [f"{layer}_pre", f"{layer}_mid"]
+        parts += [attn, mlp]
+        components += [f"{layer}_attn_out", f"{layer}_mlp_out"]
+    points.append(last(final_resid_name(model)))
+    labels.append("final_post")
+    stack, parts = torch.stack(points), torch.stack(parts)
     if ln_scale == "final":
-        read = _centre(stack) / final_scale
+        read = frozen_norm(model, stack, final_scale)
     else:
-        read = model.ln_final(stack[:, None, :])[:, 0]
-    parts, components = cache.decompose_resid(pos_slice=-1, return_labels=True)
-    attribution = (_centre(parts[:, 0]) / final_scale) @ direction
+        read = wide(model.ln_final(stack[:, None, :].to(model.cfg.dtype))[:, 0])
+    attribution = frozen_norm(model, parts, final_scale) @ direction
     return LogitLens(
-        labels=list(labels),
+        labels=labels,
         lens=(read @ direction).float().cpu(),
         components=[*components, UNEMBED_BIAS],
         attribution=torch.cat([attribution.float().cpu(), torch.tensor([bias])]),
         unembed_bias=bias,
-        logit_diff=read_out(model, cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][:, -1], target, other).item(),
+        logit_diff=read_out(model, cache[final_resid_name(model)][:, -1], target, other).item(),
         ln_scale=ln_scale,
     )
 

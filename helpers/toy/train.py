@@ -1,8 +1,12 @@
 """Train the bundled toy model: a byte-level BPE tokenizer and a small GPT-2, on CPU.
 
     python -m helpers.toy.train [--out DIR] [--steps N] [--seed S] [--docs N] [--threads N]
+                                [--layers L] [--width D] [--heads H] [--data-seed S]
 
 The corpus is ``helpers.toy.corpus.documents`` (see there for why it looks the way it does).
+``--seed`` fixes the initial weights and the batch order, ``--data-seed`` the corpus (and so
+the tokenizer), so models of other seeds share the toy's corpus and token ids by default; the
+size options make the family's other configurations with the same command.
 Training is plain next-token prediction with AdamW from a fixed seed on CPU, so that the
 same command rebuilds the same weights. The thread count is part of what fixes the weights
 (float sums split over threads round differently); the default is two threads. The output
@@ -46,6 +50,7 @@ class TrainConfig:
     """Everything that decides the weights; written into the model card."""
 
     seed: int = 0
+    data_seed: int = 0
     docs: int = 10000
     tokenizer_docs: int = 3000
     vocab_size: int = 2048
@@ -123,7 +128,7 @@ def train(cfg: TrainConfig, log=print):
     import torch
 
     start, cpu_start = time.time(), time.process_time()
-    texts = documents(cfg.docs, seed=cfg.seed, split="train")
+    texts = documents(cfg.docs, seed=cfg.data_seed, split="train")
     tokenizer = train_tokenizer(texts[: cfg.tokenizer_docs], cfg.vocab_size)
     data = pack(tokenizer, texts, cfg.n_ctx)
     model = build_model(cfg, len(tokenizer))
@@ -238,9 +243,11 @@ def model_card(cfg: TrainConfig, history: dict, results: dict, out_name: str) ->
         f"| `' {r['noun']}'`{' (held out)' if r['heldout_noun'] else ''} | `{r['expected']!r}` | `{r['top1']!r}` | {r['p_an']:.3f} | {r['p_a']:.3f} |"
         for r in results["study_top1"]
     )
-    return f"""# toy-an: a small GPT-2 that learned " a" versus " an"
+    return f"""# {Path(out_name).name}: a small GPT-2 that learned " a" versus " an"
 
-The book's offline model. It was trained on a generated corpus (`helpers/toy/corpus.py`) in which
+One of the book's offline models (the family is `helpers.core.models.BUNDLED_MODELS`: the
+pages use `toy`, the sweep page compares it with other seeds and sizes trained by the same
+command). It was trained on a generated corpus (`helpers/toy/corpus.py`) in which
 the article before a noun phrase depends on the first sound of the next word, and in which
 that word is often named earlier in the same sentence, as in the study's prompt
 "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked".
@@ -259,7 +266,7 @@ pages find in it (one neuron or many) is reported as found.
 
 ## Corpus
 
-`helpers.toy.corpus.documents({cfg.docs}, seed={cfg.seed}, split="train")`: {c['documents']:,} documents,
+`helpers.toy.corpus.documents({cfg.docs}, seed={cfg.data_seed}, split="train")`: {c['documents']:,} documents,
 {c['characters']:,} characters, {c['tokens']:,} tokens in {c['sequences']:,} sequences of {cfg.n_ctx}
 (documents joined by `<|endoftext|>`). `' an'` occurs {c['count_an']:,} times and `' a'` {c['count_a']:,} times.
 Training uses {c['frames_train']} frames. Held out (never in training): the frames
@@ -305,7 +312,7 @@ Study prompts ("I climbed up the pear tree and picked a pear. I climbed up the X
 
 ## Retraining
 
-    python -m helpers.toy.train --out {out_name} --steps {cfg.steps} --seed {cfg.seed} --docs {cfg.docs} --threads {cfg.threads}
+    python -m helpers.toy.train --out {out_name} --steps {cfg.steps} --seed {cfg.seed} --docs {cfg.docs} --threads {cfg.threads} --layers {cfg.n_layer} --width {cfg.n_embd} --heads {cfg.n_head} --data-seed {cfg.data_seed}
 
 {history.get('reproducibility', '')}
 """
@@ -373,10 +380,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--docs", type=int, default=defaults.docs, help="training documents")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (part of what fixes the weights)")
+    parser.add_argument("--layers", type=int, default=defaults.n_layer)
+    parser.add_argument("--width", type=int, default=defaults.n_embd, help="d_model (d_mlp is four times it)")
+    parser.add_argument("--heads", type=int, default=defaults.n_head)
+    parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="seed of the corpus (and so of the tokenizer)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.docs < 1:
-        parser.error("--steps and --docs must be positive")
-    cfg = TrainConfig(seed=args.seed, steps=args.steps, docs=args.docs, threads=args.threads,
+    if min(args.steps, args.docs, args.layers, args.width, args.heads) < 1:
+        parser.error("--steps, --docs, --layers, --width and --heads must be positive")
+    if args.width % args.heads:
+        parser.error(f"--width {args.width} is not a multiple of --heads {args.heads}; each head needs width/heads dimensions")
+    cfg = TrainConfig(seed=args.seed, data_seed=args.data_seed, steps=args.steps, docs=args.docs, threads=args.threads,
+                      n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                       tokenizer_docs=min(defaults.tokenizer_docs, args.docs),
                       warmup=min(defaults.warmup, max(1, args.steps // 10)))
     previous_threads = torch.get_num_threads()

@@ -1,0 +1,165 @@
+"""The sweep over models: each number against a slow reference, planted concentration, and
+models that cannot be measured marked in the table while the others run."""
+import pytest
+import torch
+
+from helpers.core.models import ModelUnavailable, random_model
+from helpers.core.prompts import logit_diff, make_contrast
+from helpers.methods.effects import neuron_effects
+from helpers.methods.neuron_patching import post_hook
+from helpers.methods.reference import naive_neuron_patching
+from helpers.methods.prompt_sets import study_like_pairs
+from helpers.methods.sweep import joint_recovery, logit_effect_similarity, neurons_to_half, sweep, sweep_model
+from test_planted_neuron import CLEAN, CORRUPTED, PLANTED, mlp_parameters, plant
+
+N_PAIRS = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=2, weight_scale=8.0)
+
+
+@pytest.fixture(scope="module")
+def row(model, tmp_path_factory):
+    return sweep_model(model, n_pairs=N_PAIRS, max_neurons=None, choice_cache=tmp_path_factory.mktemp("choices"))
+
+
+def naive_joint(model, pairs, layer, neurons) -> torch.Tensor:
+    """One hooked pass per pair with ``neurons`` restored from the clean run at every position."""
+    out = []
+    for i in range(pairs.n_pairs):
+        clean, corrupted = pairs.clean[i : i + 1], pairs.corrupted[i : i + 1]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(clean, names_filter=post_hook(layer))
+
+            def restore(act, hook):
+                act = act.clone()
+                act[..., neurons] = cache[post_hook(layer)][..., neurons]
+                return act
+
+            c, k = (logit_diff(model(t), pairs.target, pairs.other) for t in (clean, corrupted))
+            patched = logit_diff(model.run_with_hooks(corrupted, fwd_hooks=[(post_hook(layer), restore)]), pairs.target, pairs.other)
+        out.append(((patched - k) / (c - k)).item())
+    return torch.tensor(out)
+
+
+def test_joint_recovery_equals_one_hooked_pass_per_set_and_pair(model):
+    pairs = study_like_pairs(model, N_PAIRS)
+    sets = [[0], [3, 17, 40], list(range(48)), []]
+    masks = torch.zeros(len(sets), 48)
+    for r, neurons in enumerate(sets):
+        masks[r, neurons] = 1
+    got = joint_recovery(model, pairs, 1, masks, max_rows=5)  # several passes
+    for r, neurons in enumerate(sets):
+        torch.testing.assert_close(got[r], naive_joint(model, pairs, 1, neurons), atol=2e-4, rtol=0)
+    torch.testing.assert_close(got[3], torch.zeros(N_PAIRS), atol=1e-5, rtol=0)  # nothing restored, nothing recovered
+
+
+def test_neurons_to_half_is_the_first_k_of_the_slow_curve(model):
+    pairs = study_like_pairs(model, N_PAIRS)
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(0))
+    k, whole, curve = neurons_to_half(model, pairs, 2, order, max_neurons=None, chunk=5)
+    slow = torch.stack([naive_joint(model, pairs, 2, order[:n].tolist()).mean() for n in range(1, 49)])
+    whole_slow = naive_joint(model, pairs, 2, list(range(48))).mean()
+    assert whole == pytest.approx(whole_slow.item(), abs=2e-4)
+    reached = torch.nonzero(slow >= whole_slow / 2).flatten()
+    assert k == int(reached[0]) + 1
+    torch.testing.assert_close(curve, slow[:k].float(), atol=2e-4, rtol=0)
+    assert neurons_to_half(model, pairs, 2, order, max_neurons=k - 1)[0] is None if k > 1 else True
+
+
+@pytest.mark.parametrize("sharing, expected", [(1, 1), (3, 2)])
+def test_planted_neurons_set_the_concentration(sharing, expected):
+    """One planted neuron carries the layer (k = 1); three neurons sharing its write equally
+    need two of them to reach half (one third is short of it, two thirds is past it). The
+    write is made small beside the residual stream, so that the final norm keeps it linear."""
+    model = random_model(n_layers=4, d_model=32, d_mlp=64, n_heads=4, seed=3)
+    contrast = make_contrast(model, CLEAN, CORRUPTED)
+    shares = [PLANTED.index + i for i in range(sharing)]
+    for index in shares:
+        plant(model, contrast, type(PLANTED)(PLANTED.layer, index))
+    with torch.no_grad():
+        W_out = mlp_parameters(model, PLANTED.layer)[2]
+        W_out[shares] /= 20 * sharing
+    order = torch.tensor(shares + [i for i in range(64) if i not in shares])
+    k, whole, _ = neurons_to_half(model, contrast, PLANTED.layer, order)
+    assert whole > 0.5 and k == expected
+
+
+def test_a_row_agrees_with_the_slow_references(model, row):
+    r = row.row
+    pairs = study_like_pairs(model, N_PAIRS)
+    assert r["status"] == "measured" and r["n_pairs"] == N_PAIRS
+    neuron = int(r["neuron"].split("N")[1])
+    single = torch.stack([naive_neuron_patching(model, pairs.pair(i), r["layer"], [neuron], "all")[0] for i in range(N_PAIRS)])
+    assert r["recovery"] == pytest.approx(single.mean().item(), abs=2e-4)
+    assert r["recovery_low"] <= r["recovery"] <= r["recovery_high"]
+    assert r["rank_in_layer"] == int((row.single > row.single[neuron]).sum()) + 1
+    with torch.no_grad():
+        study = make_contrast(model)
+        p = model(study.clean)[0, -1].softmax(-1)[study.target].item()
+        signs = [logit_diff(model(pairs.clean[i : i + 1]), pairs.target, pairs.other) > 0 for i in range(N_PAIRS)]
+        signs += [logit_diff(model(pairs.corrupted[i : i + 1]), pairs.target, pairs.other) < 0 for i in range(N_PAIRS)]
+    assert r["p_target"] == pytest.approx(p, abs=1e-5)
+    assert r["accuracy"] == pytest.approx(sum(bool(s) for s in signs) / (2 * N_PAIRS))
+    W = torch.stack([model.blocks[l].mlp.W_out for l in range(3)]).detach()
+    dots = (W @ model.W_U[:, study.target].detach()).flatten()
+    value = dots[r["layer"] * 48 + neuron]
+    assert r["congruence"] == pytest.approx(value.item(), abs=1e-5)
+    assert r["congruence_rank"] == int((dots > value).sum()) + 1
+    effects = neuron_effects(model, pairs, r["neuron"])
+    assert r["direct_share"] == pytest.approx(effects.direct.mean().item() / effects.total.mean().item(), rel=1e-4)
+    torch.testing.assert_close(row.logit_effect, (model.blocks[r["layer"]].mlp.W_out[neuron] @ model.W_U).detach())
+
+
+def loader(models: dict):
+    def load(name, device="cpu", dtype="float32"):
+        if name not in models:
+            raise ModelUnavailable(f"unknown model {name!r}: use one of {', '.join(models)}")
+        return models[name]
+    return load
+
+
+def test_the_sweep_marks_what_it_cannot_measure_and_runs_the_rest(model, tmp_path):
+    odd = random_model(n_layers=1, d_model=16, n_heads=2, seed=9)
+    odd.cfg.normalization_type = "Weird"
+    models = {"a": model, "odd": odd, "b": random_model(n_layers=2, d_model=16, n_heads=2, seed=5, weight_scale=8.0)}
+    seen = []
+    result = sweep(["a", "missing", "odd", "b"], n_pairs=3, load=loader(models), cache=tmp_path / "sweep",
+                   choice_cache=tmp_path / "choices", on_model=lambda name, seconds: seen.append(name))
+    table = result.table.set_index("model")
+    assert list(table.index) == ["a", "missing", "odd", "b"] == seen
+    assert table.status.to_dict() == {"a": "measured", "missing": "unavailable", "odd": "unsupported", "b": "measured"}
+    assert "unknown model 'missing'" in table.note["missing"]
+    assert "a LayerNorm or RMSNorm (it has 'Weird')" in table.note["odd"] and "\n" not in table.note["odd"]
+    assert set(result.models) == {"a", "b"}
+    similarity = logit_effect_similarity(result)
+    assert similarity.loc["a", "a"] == pytest.approx(1.0) and similarity.loc["a", "b"] == similarity.loc["b", "a"]
+    skipped = sweep(["a"], n_pairs=3, target=" elephants", load=loader(models), cache=None, choice_cache=None).table.iloc[0]
+    assert skipped.status == "skipped" and "' elephants' is not a single token" in skipped.note
+
+
+def test_the_sweep_reuses_each_models_row_and_recomputes_for_other_weights(model, tmp_path, monkeypatch):
+    models = {"a": model}
+    first = sweep(["a"], n_pairs=3, load=loader(models), cache=tmp_path, choice_cache=tmp_path).table
+    import helpers.methods.sweep as module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(module, "sweep_model", refuse)
+    again = sweep(["a"], n_pairs=3, load=loader(models), cache=tmp_path, choice_cache=tmp_path).table
+    assert again.equals(first)
+    other = random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=2, weight_scale=8.0)
+    with torch.no_grad():
+        next(p for n, p in other.named_parameters() if "mlp" in n).mul_(1.5)  # same name and shape, other weights
+    assert sweep(["a"], n_pairs=3, load=loader({"a": other}), cache=tmp_path, choice_cache=tmp_path).table.status[0] == "failed"
+    assert sweep(["a"], n_pairs=4, load=loader(models), cache=tmp_path, choice_cache=tmp_path).table.status[0] == "failed"
+
+
+@pytest.mark.parametrize("architecture", ["neox", "llama"])
+def test_the_sweep_measures_rotary_models(architecture, tmp_path):
+    other = random_model(n_layers=2, d_model=32, d_mlp=40, n_heads=4, seed=3, architecture=architecture, weight_scale=8.0)
+    r = sweep_model(other, n_pairs=3, max_neurons=8, choice_cache=None).row
+    assert r["status"] == "measured" and 0 <= r["p_target"] <= 1 and r["d_mlp"] == 40

@@ -3,7 +3,7 @@ cached by a hash of every weight, and the one result type of the patching family
 import pytest
 import torch
 
-import helpers.book.page as page_module
+import helpers.methods.choice as choice_module
 from helpers.book.page import choose_neuron
 from helpers.core.models import random_model, weights_fingerprint
 from helpers.core.names import Neuron
@@ -52,8 +52,8 @@ def test_the_choice_is_computed_once_and_reused(planted, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a cached choice must not patch again")
 
-    monkeypatch.setattr(page_module, "neuron_patching", refuse)
-    monkeypatch.setattr(page_module, "layer_patching", refuse)
+    monkeypatch.setattr(choice_module, "neuron_patching", refuse)
+    monkeypatch.setattr(choice_module, "layer_patching", refuse)
     assert choose_neuron(model, contrast, cache=tmp_path) == first
     # other prompts are another question: not answered from the cache
     other = make_contrast(model, CLEAN.replace("pear tree", "plum tree"), CORRUPTED.replace("pear tree", "plum tree"))

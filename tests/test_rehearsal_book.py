@@ -13,7 +13,7 @@ from helpers.book.build import ROOT, toc_pages
 from helpers.core.rehearsal import write_rehearsal_model
 
 pytestmark = pytest.mark.book
-PAGES_WITH_A_STUDY_TABLE = {"01_prompt", "02_logit_lens", "03_layer_patching", "04_neuron_patching", "06_correlation", "08_top_neuron_per_token", "09_mutual_exclusive"}
+PAGES_WITH_A_STUDY_TABLE = {"01_prompt", "02_logit_lens", "03_layer_patching", "04_neuron_patching", "06_correlation", "08_top_neuron_per_token", "09_mutual_exclusive", "15_sweep"}
 
 
 @pytest.fixture(scope="module")

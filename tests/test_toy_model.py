@@ -62,6 +62,38 @@ def test_study_prompt_top1_is_the_right_article(toy, vowel, consonant):
 
 
 def test_model_card_reports_what_the_tests_measure(measured, card_numbers):
+    check_card(TOY, measured, card_numbers)
+
+
+FAMILY = [name for name in BUNDLED_MODELS if name != "toy"]
+
+
+def test_the_family_is_complete_and_small():
+    """Every bundled model is trained (one corpus, so one tokenizer) and all of them fit in 30 MB."""
+    folders = list(BUNDLED_MODELS.values())
+    assert all((f / "model.safetensors").is_file() for f in folders), [f.name for f in folders if not (f / "model.safetensors").is_file()]
+    assert sum(p.stat().st_size for f in folders for p in f.iterdir()) <= 30 * 2**20
+    tokenizers = {(f / "tokenizer.json").read_bytes() for f in folders}
+    assert len(tokenizers) == 1
+    configs = [json.loads((f / "eval.json").read_text())["config"] for f in folders]
+    assert len({c["seed"] for c in configs if (c["n_layer"], c["n_embd"]) == (4, 128)}) >= 3, "three seeds of the toy's shape"
+    assert len({(c["n_layer"], c["n_embd"]) for c in configs}) >= 3, "at least two other shapes"
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_each_family_card_reports_what_the_tests_measure(name):
+    folder = BUNDLED_MODELS[name]
+    model = load_model(name)
+    measured = evaluate(model)
+    card_numbers = json.loads((folder / "eval.json").read_text())
+    check_card(folder, measured, card_numbers)
+    config = card_numbers["config"]
+    assert (model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads) == (config["n_layer"], config["n_embd"], config["n_head"])
+    card = (folder / "README.md").read_text()
+    assert f"--seed {config['seed']}" in card and f"--layers {config['n_layer']}" in card and f"--width {config['n_embd']}" in card
+
+
+def check_card(folder: Path, measured: dict, card_numbers: dict) -> None:
     for key in ["heldout_accuracy", "train_prompts_accuracy", "novel_accuracy", "study_top1_correct", "heldout_n"]:
         assert card_numbers[key] == pytest.approx(measured[key], abs=1e-6), key
     assert set(card_numbers["heldout_by_kind"]) == set(measured["heldout_by_kind"])
@@ -71,7 +103,7 @@ def test_model_card_reports_what_the_tests_measure(measured, card_numbers):
     for ours, theirs in zip(measured["study_top1"], card_numbers["study_top1"]):
         assert ours["top1"] == theirs["top1"]
         assert ours["p_an"] == pytest.approx(theirs["p_an"], abs=1e-5)
-    card = (TOY / "README.md").read_text()
+    card = (folder / "README.md").read_text()
     assert f"**{measured['heldout_accuracy']:.3f}**" in card
     assert f"{measured['novel_accuracy']:.3f}" in card
     assert f"{card_numbers['final_loss']:.4f}" in card

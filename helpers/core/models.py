@@ -28,7 +28,15 @@ from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
 from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
 
 ASSETS = Path(__file__).resolve().parent.parent / "toy" / "assets"
-BUNDLED_MODELS = {"toy": ASSETS / "toy-an"}
+# The bundled family, trained by one command (``helpers.toy.train``) on one corpus: the toy the
+# pages use, two more seeds of its shape, a smaller and a deeper shape (see each model card).
+BUNDLED_MODELS = {
+    "toy": ASSETS / "toy-an",
+    "toy-seed1": ASSETS / "toy-an-seed1",
+    "toy-seed2": ASSETS / "toy-an-seed2",
+    "toy-small": ASSETS / "toy-an-small",
+    "toy-deep": ASSETS / "toy-an-deep",
+}
 HUB_HOST = "huggingface.co"
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROCESSED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "processed"

@@ -106,6 +106,10 @@ def neuron_patching(
     ``"auto"`` (suffix if it reproduces the model's forward pass, else full). ``neurons``
     restricts the work to some neuron indices (all of them by default). Returns values
     ``[neuron]``, ``indices`` naming each, and ``whole_layer``.
+
+    A neuron is a hidden unit of the MLP, the input of ``W_out`` (``mlp.hook_post``): in a
+    gated MLP (Llama, Gemma) the product ``act(gate) * up`` of that unit. GPT-NeoX, Llama and
+    other non-GPT-2 blocks run on the ``"full"`` engine (``engine`` on the result says which ran).
     """
     check_mlp_layer(model, layer)
     check_positions(positions)

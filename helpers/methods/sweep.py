@@ -9,7 +9,8 @@ study-like pairs (:func:`helpers.methods.prompt_sets.study_like_pairs`):
   neuron that neuron patching ranks first (:func:`helpers.methods.choice.choose_neuron`, the
   choice every page makes, read from its cache when a page made it already);
 * ``recovery``: that neuron's recovery over the set (its clean activation restored at every
-  position of the corrupted prompt), mean and 95% interval over pairs;
+  position of the corrupted prompt), mean and 95% interval over pairs (``recovery_study_pair``:
+  on the study's pair, the set's first);
 * ``whole_layer`` and ``neurons_to_half``: the recovery of the whole layer restored, and how
   many of the layer's neurons, restored together in the order of their own mean recovery, it
   takes to reach half of it (1 = one neuron carries half the layer; a large number = a spread
@@ -17,7 +18,9 @@ study-like pairs (:func:`helpers.methods.prompt_sets.study_like_pairs`):
 * ``congruence`` and ``congruence_rank``: ``W_out[n] . W_U[:, ' an']`` and its rank among
   every neuron of the model (1 = most congruent);
 * ``direct_share``: mean direct effect over mean total effect of the neuron on the set
-  (:func:`helpers.methods.effects.neuron_effects`).
+  (:func:`helpers.methods.effects.neuron_effects`);
+* ``engine``: which neuron-patching engine ran (``"suffix"`` for GPT-2 blocks, ``"full"``,
+  the model's own forward pass, for the others).
 
 A "neuron" is a hidden unit of the MLP, the input of ``W_out`` (``mlp.hook_post``): in a
 gated MLP (Llama) the product ``act(gate) * up`` for that unit. :func:`sweep` runs the list,
@@ -54,6 +57,7 @@ from helpers.methods.prompt_sets import study_like_pairs
 
 SWEEP_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "sweep"
 MAX_NEURONS = 256
+ROW_VERSION = 1  # part of the cache key: raise it when a row gains or changes a field
 STATUSES = ("measured", "unavailable", "skipped", "unsupported", "failed")
 
 
@@ -173,7 +177,8 @@ def sweep_model(
         p_target = float(last_logits(model, contrast.clean).softmax(-1)[0, contrast.target])
     choice = choose_neuron(model, contrast, cache=choice_cache)
     layer, neuron = choice.layer, choice.neuron
-    single = over_pairs(neuron_patching, model, pairs, layer=layer, positions="all").values  # [pair, d_mlp]
+    patched = over_pairs(neuron_patching, model, pairs, layer=layer, positions="all")
+    single = patched.values  # [pair, d_mlp]
     mean_single = single.mean(0)
     order = torch.argsort(mean_single, descending=True, stable=True)
     k, whole, curve = neurons_to_half(model, pairs, layer, order, max_neurons)
@@ -197,6 +202,8 @@ def sweep_model(
         "recovery": float(interval[0]),
         "recovery_low": float(interval[1]),
         "recovery_high": float(interval[2]),
+        "recovery_study_pair": float(single[0, neuron.index]),
+        "engine": patched.results[0].engine,
         "rank_in_layer": int((mean_single > mean_single[neuron.index]).sum()) + 1,
         "whole_layer": whole,
         "neurons_to_half": k,
@@ -276,7 +283,7 @@ def _cached(model: TransformerBridge, cache: Path | None, options: dict, compute
     """``compute()``, or the row kept from an earlier run on the same weights and options."""
     if cache is None:
         return compute()
-    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([ROW_VERSION, options], sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache) / f"sweep-{weights_fingerprint(model)}-{key}.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)

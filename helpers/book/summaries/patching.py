@@ -81,7 +81,17 @@ def neuron_patching_summary(choice: NeuronChoice, last: PatchResult, every: Patc
         corrupted_diff=every.corrupted_diff,
         page_neuron=str(choice.neuron),
         page_neuron_phrase=page_neuron_phrase(choice, first_name),
+        engine_phrase=engine_phrase(every.engine),
     )
+
+
+def engine_phrase(engine: str) -> str:
+    """How the exact values were computed: the fast engine, or the fallback for other blocks."""
+    if engine == "suffix":
+        return ("they are computed by running only the layers after the patched one, only at the positions "
+                "that change, with many neurons side by side in one batch")
+    return ("this model's blocks are not GPT-2 blocks, the only ones the fast engine recomputes, so every neuron "
+            "was patched through the model's own forward pass, many neurons side by side in one batch (exact, slower)")
 
 
 def page_neuron_phrase(choice: NeuronChoice, top: Neuron) -> str:

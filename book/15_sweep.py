@@ -1,0 +1,126 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Is there an " an" neuron in every model?
+#
+# The study found one neuron in one model. A reader's first question is whether that is a
+# fact about GPT-2 Large or about language models: does another model, or the same model
+# trained again from another seed, also hand the choice between `' an'` and `' a'` to one
+# neuron, and does that neuron look the same? This page runs the study's chain of evidence
+# on a list of models, the same code for each, and puts one row per model side by side.
+#
+# For each model: how well it predicts the article (P(`' an'`) on the study's prompt, and
+# the share of a prompt set's prompts on the right side); the MLP layer that layer patching
+# ranks first and the neuron of it that neuron patching ranks first (the choice every page
+# of this book makes); that neuron's recovery over the prompt set; how many neurons of its
+# layer, restored together from the most to the least useful, reach half of what the whole
+# layer recovers (one: the layer's work sits in one neuron; many: it is spread); the neuron's
+# rank among all of the model's neurons by congruence of its output weights with `' an'`
+# (page 7); and the share of its effect that is direct (page 12). The study is
+# {cite}`miller2023an`; "can the capability be found in other models?" was the first thing
+# its readers asked.
+
+# %% tags=["parameters"]
+model_name = "toy"
+device = "cpu"
+dtype = "float32"
+seed = 0
+target = " an"
+other = " a"
+models = "auto"
+n_pairs = 16
+max_neurons = 256
+
+# %% tags=["remove-cell"]
+from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
+from helpers.book.page import quietly, setup_page
+from helpers.book.summaries.sweep import sweep_names, sweep_paper_rows, sweep_summary, sweep_table
+from helpers.methods.sweep import sweep
+
+# %% tags=["remove-input"]
+names = sweep_names(models, model_name)
+page = setup_page(model_name, device, dtype, seed, target=target, other=other, models=", ".join(names), n_pairs=n_pairs, max_neurons=max_neurons)
+result = quietly(sweep, names, n_pairs, seed, target, other, max_neurons, device, dtype)
+glue(**sweep_summary(result))
+
+# %% [markdown]
+# ## One row per model
+#
+# {glue:text}`n_measured` of {glue:text}`n_models` models were measured.
+# {glue:text}`missing_phrase` Every causal number is a mean over
+# the prompt set's pairs (the study's own pair first), recovery with its 95% interval;
+# "neurons to half" stops at the parameter `max_neurons`. "engine" says how neuron patching ran:
+# `suffix` recomputes only the blocks after the layer (GPT-2 blocks), `full` runs the model's
+# own forward pass for other architectures (exact, slower).
+
+# %% tags=["remove-input"]
+show_table(sweep_table(result), caption="The study's measurements, one model a row")
+
+# %% [markdown]
+# ## Does every model find a neuron of its own?
+#
+# The top neuron's recovery (the share of the clean-corrupted gap in the logit difference it
+# restores alone, at every position), beside the whole layer's: the closer the two, the more
+# of the layer's work is that one neuron's.
+
+# %% tags=["remove-input"]
+show(recovery_figure(result, "Top neuron and whole layer: recovery over the prompt set"))
+
+# %% [markdown]
+# {glue:text}`own_phrase` Across the models the top neuron carries between
+# {glue:text}`share_min:.2f` and {glue:text}`share_max:.2f` of its layer's recovery.
+#
+# ## Models of one shape, trained from other seeds
+#
+# Models of one configuration differ only in their initial weights and the order of their
+# batches. If the " an" mechanism were a property of the data and the architecture, each
+# seed would build the same neuron; the neurons' logit effects (`W_out[n] @ W_U`, centred
+# over the vocabulary) can be compared directly where the models share one tokenizer.
+
+# %% tags=["remove-input"]
+show(similarity_figure(result, "How alike the top neurons' logit effects are (cosine)"))
+
+# %% [markdown]
+# {glue:text}`alike_phrase`
+#
+# ## Does the mechanism concentrate as the model grows?
+#
+# The curve of each model: its layer's neurons restored together, from the one that recovers
+# most on its own down, as a share of the whole layer's recovery. A curve that crosses the
+# dashed line at one neuron is a one-neuron mechanism, as the study found in GPT-2 Large.
+
+# %% tags=["remove-input"]
+show(concentration_figure(result, "How many neurons it takes to reach half of the layer"))
+
+# %% [markdown]
+# {glue:text}`growth_phrase`
+
+# %% tags=["remove-input"]
+paper_beside(page, sweep_paper_rows(result, page.paper, model_name))
+
+# %% [markdown]
+# ## Reading the table with care
+#
+# Each row is one model measured one way: the neuron is the top of one layer, chosen by
+# patching on the study's pair; another layer can hold a neuron with a larger effect, and a
+# spread mechanism can still have one neuron on top. The bundled models are small GPT-2s
+# trained on a generated corpus (their model cards give how they were trained and their
+# held-out accuracy), so they show how the methods behave across seeds and sizes, not what
+# GPT-2 Large does. The same page runs on the GPT-2 family and Pythia models with the `sweep`
+# profile (`make book PROFILE=sweep PAGES=15_sweep`), which needs the HuggingFace hub or
+# a local copy of the weights. Rotary models (Pythia, Llama) skip the study's refactoring of
+# the attention weights, which rotary embeddings rule out; every other step is the same, and
+# for a gated MLP (Llama) the "neuron" is the hidden unit that `W_out` reads,
+# `act(gate) * up`.

@@ -1,0 +1,149 @@
+"""Glued numbers, phrases and the table of the sweep page (15)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from helpers.core.models import BUNDLED_MODELS
+from helpers.methods.sweep import Sweep, logit_effect_similarity
+from helpers.paper import Study
+
+AUTO = "auto"
+
+
+def sweep_names(models, model_name: str) -> list[str]:
+    """The page's list of models: ``"auto"`` is every bundled model when the page's model is
+    bundled, else the page's model alone; a comma-separated string or a list is taken as given."""
+    if models == AUTO:
+        return list(BUNDLED_MODELS) if model_name in BUNDLED_MODELS else [model_name]
+    names = [n.strip() for n in models.split(",")] if isinstance(models, str) else list(models)
+    if not names or not all(names):
+        raise ValueError(f"models={models!r} names no model; give 'auto', a list, or names separated by commas")
+    return names
+
+
+def shape_of(row) -> str:
+    return f"{int(row.n_layers)} x {int(row.d_model)}"
+
+
+def sweep_table(result: Sweep) -> pd.DataFrame:
+    """One line per model as the page shows it; a model that was not measured says why."""
+    lines = []
+    for _, r in result.table.iterrows():
+        if r.status != "measured":
+            lines.append({"model": r.model, "layers x d_model": shape_of(r) if pd.notna(r.get("n_layers")) else "",
+                          "neuron": f"{r.status}: {r.note}"})
+            continue
+        lines.append({
+            "model": r.model, "layers x d_model": shape_of(r), "accuracy": r.accuracy, "P(target)": r.p_target,
+            "neuron": r.neuron, "recovery": f"{r.recovery:.3f} [{r.recovery_low:.3f}, {r.recovery_high:.3f}]",
+            "whole layer": r.whole_layer, "neurons to half": _count(r.neurons_to_half, r.max_neurons),
+            "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct share": r.direct_share,
+            "engine": r.engine,
+        })
+    return pd.DataFrame(lines).fillna("")
+
+
+def _count(k, limit) -> str:
+    if k is None or pd.isna(k):
+        return f"more than {int(limit)}" if limit is not None and not pd.isna(limit) else "not reached"
+    return str(int(k))
+
+
+def _names(frame: pd.DataFrame) -> str:
+    names = [f"`{n}`" for n in frame.model]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _list(values) -> str:
+    values = list(values)
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def sweep_summary(result: Sweep) -> dict:
+    """Counts and the three answers: a neuron of its own per model, how alike models of one
+    shape are, and whether the mechanism concentrates as the models grow."""
+    table, measured = result.table, result.measured
+    missing = table[table.status != "measured"]
+    out = dict(
+        n_models=len(table), n_measured=len(measured),
+        missing_phrase=("Every model was measured." if missing.empty else
+                        "Not measured: " + "; ".join(f"`{r.model}` ({r.status}: {r.note})" for _, r in missing.iterrows()) + "."),
+    )
+    if measured.empty:
+        return {**out, "own_phrase": "No model was measured, so there is nothing to compare.", "alike_phrase": "", "growth_phrase": ""}
+    share = measured.recovery / measured.whole_layer
+    own = [f"`{r.model}` {r.neuron} ({r.recovery:.3f} of the gap, {s:.2f} of its layer's {r.whole_layer:.3f})"
+           for (_, r), s in zip(measured.iterrows(), share)]
+    out["own_phrase"] = "Top neurons: " + "; ".join(own) + "."
+    out["share_min"], out["share_max"] = float(share.min()), float(share.max())
+    out["alike_phrase"] = alike_phrase(result)
+    out["growth_phrase"] = growth_phrase(measured)
+    return out
+
+
+def alike_phrase(result: Sweep) -> str:
+    """For each shape trained more than once: the seeds' neurons, congruence ranks, recoveries
+    and how alike their logit effects are."""
+    measured = result.measured
+    similarity = logit_effect_similarity(result)
+    parts = []
+    for shape, group in measured.groupby(measured.apply(shape_of, axis=1), sort=False):
+        if len(group) < 2:
+            continue
+        names = list(group.model)
+        cosines = [similarity.loc[a, b] for i, a in enumerate(names) for b in names[i + 1:] if pd.notna(similarity.loc[a, b])]
+        layers = sorted({int(l) for l in group.layer})
+        layer_text = f"all in layer {layers[0]}" if len(layers) == 1 else "in layers " + _list([str(l) for l in layers])
+        text = (f"The {len(group)} models of shape {shape} ({_names(group)}) found {_list(list(group.neuron))}, {layer_text}; "
+                f"they recover {_list([f'{v:.3f}' for v in group.recovery])} of the gap, rank "
+                f"{_list([str(int(v)) for v in group.congruence_rank])} by congruence with the target, and carry "
+                f"{_list([f'{v:.2f}' for v in group.direct_share])} of their effect directly.")
+        if cosines:
+            spread = f"a cosine of {cosines[0]:.2f}" if len(cosines) == 1 else f"cosines between {min(cosines):.2f} and {max(cosines):.2f}"
+            kind = "alike" if min(cosines) > 0.5 else "partly alike" if max(cosines) > 0.5 else "different"
+            text += f" Their logit effects (`W_out[n] @ W_U`, centred) have {spread}: {kind} neurons for one job."
+        parts.append(text)
+    return " ".join(parts) or "No shape was measured more than once, so seeds cannot be compared here."
+
+
+def growth_phrase(measured: pd.DataFrame) -> str:
+    """Neurons to half and the top neuron's share of its layer, from the smallest model to the
+    largest (one seed per shape), and what the trend says."""
+    firsts = measured.drop_duplicates(subset=["n_layers", "d_model"])
+    size = firsts.n_layers * firsts.d_model**2
+    ordered = firsts.assign(size=size).sort_values("size", kind="stable")
+    if len(ordered) < 2:
+        return "Only one size was measured, so growth cannot be judged here."
+    counts = [None if pd.isna(k) else int(k) for k in ordered.neurons_to_half]
+    shares = list(ordered.recovery / ordered.whole_layer)
+    text = (f"From the smallest model to the largest ({_names(ordered)}), half of the chosen layer's recovery takes "
+            f"{_list([_count(k, m) for k, m in zip(counts, ordered.max_neurons)])} neurons, and the top neuron carries "
+            f"{_list([f'{s:.2f}' for s in shares])} of its layer.")
+    if None in counts:
+        return text + " Some layer did not reach half within the neurons tried, so the trend is not measured."
+    fewer = all(b <= a for a, b in zip(counts, counts[1:]))
+    more = all(b >= a for a, b in zip(counts, counts[1:]))
+    if counts[0] == counts[-1] and fewer and more:
+        verdict = "The count does not change with size: in this family, growing the model neither concentrates nor spreads the mechanism."
+    elif fewer:
+        verdict = "The count falls (or holds) at every step: the mechanism concentrates as the model grows."
+    elif more:
+        verdict = "The count rises (or holds) at every step: the mechanism spreads over more neurons as the model grows."
+    else:
+        verdict = "The count goes up and down with size: no monotone trend in this family."
+    return f"{text} {verdict}"
+
+
+def sweep_paper_rows(result: Sweep, paper: Study, paper_model: str) -> list[tuple[str, object, object]]:
+    """The study's values beside the sweep's row for its model (empty if it was not measured)."""
+    rows = result.measured[result.measured.model == paper_model]
+    if rows.empty:
+        return []
+    r = rows.iloc[0]
+    return [
+        ("layer ranked first", paper.neuron.layer, int(r.layer)),
+        ("neuron ranked first", str(paper.neuron), r.neuron),
+        ("P(' an') on the study prompt", paper.p_target_clean, round(float(r.p_target), 4)),
+        ("top neuron restored at every position, share recovered (study prompt)", paper.top_neurons[0][1],
+         round(float(r.recovery_study_pair), 4)),
+    ]

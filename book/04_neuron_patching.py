@@ -87,9 +87,8 @@ glue(**neuron_patching_summary(page.choice, results["last"], results["all"]))
 # into the corrupted run, either at the last position only or at every position (what the
 # study's notebook did). The dashed lines patch all the layer's neurons at once, which is the
 # same as restoring the layer's MLP output. The values are exact, equal up to float rounding
-# to running one full forward pass per neuron (the book's tests check this); they are computed
-# by running only the layers after the patched one, only at the positions that change, with
-# many neurons side by side in one batch.
+# to running one full forward pass per neuron (the book's tests check this):
+# {glue:text}`engine_phrase`.
 
 # %% tags=["hide-input"]
 show(neuron_recovery_scatter(results, f"Patching each neuron of MLP layer {chosen} alone (hover for its name)"))

@@ -43,30 +43,39 @@ n_pairs = 16
 max_neurons = 256
 
 # %% tags=["remove-cell"]
-from helpers.book.display import glue, paper_beside, show, show_table
+from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
 from helpers.book.page import quietly, setup_page
-from helpers.book.summaries.sweep import sweep_names, sweep_paper_rows, sweep_summary, sweep_table
+from helpers.book.summaries.sweep import neuron_table, sweep_names, sweep_paper_rows, sweep_summary, sweep_table
 from helpers.methods.sweep import sweep
 
 # %% tags=["remove-input"]
 names = sweep_names(models, model_name)
 page = setup_page(model_name, device, dtype, seed, target=target, other=other, models=", ".join(names), n_pairs=n_pairs, max_neurons=max_neurons)
 result = quietly(sweep, names, n_pairs, seed, target, other, max_neurons, device, dtype)
-glue(**sweep_summary(result))
+summary = sweep_summary(result)
+glue(n_models=summary["n_models"], n_measured=summary["n_measured"], share_min=summary["share_min"], share_max=summary["share_max"])
 
 # %% [markdown]
 # ## One row per model
 #
-# {glue:text}`n_measured` of {glue:text}`n_models` models were measured.
-# {glue:text}`missing_phrase` Every causal number is a mean over
-# the prompt set's pairs (the study's own pair first), recovery with its 95% interval;
-# "neurons to half" stops at the parameter `max_neurons`. "engine" says how neuron patching ran:
-# `suffix` recomputes only the blocks after the layer (GPT-2 blocks), `full` runs the model's
-# own forward pass for other architectures (exact, slower).
+# {glue:text}`n_measured` of {glue:text}`n_models` models were measured. Accuracy is the
+# share of the prompt set's prompts, clean and corrupted, whose logit difference has the right
+# sign; the layer and neuron are the ones patching ranks first. "engine" says how neuron
+# patching ran: `suffix` recomputes only the blocks after the layer (GPT-2 blocks), `full` runs
+# the model's own forward pass for other architectures (exact, slower).
 
 # %% tags=["remove-input"]
-show_table(sweep_table(result), caption="The study's measurements, one model a row")
+note(summary["missing_phrase"])
+show_table(sweep_table(result), caption="How each model does the task")
+
+# %% [markdown]
+# Every causal number below is a mean over the prompt set's pairs (the study's own pair
+# first), recovery with its 95% interval; "neurons to half" stops at the parameter
+# `max_neurons`.
+
+# %% tags=["remove-input"]
+show_table(neuron_table(result), caption="Each model's top neuron")
 
 # %% [markdown]
 # ## Does every model find a neuron of its own?
@@ -78,9 +87,12 @@ show_table(sweep_table(result), caption="The study's measurements, one model a r
 # %% tags=["remove-input"]
 show(recovery_figure(result, "Top neuron and whole layer: recovery over the prompt set"))
 
+# %% tags=["remove-input"]
+note(summary["own_phrase"])
+
 # %% [markdown]
-# {glue:text}`own_phrase` Across the models the top neuron carries between
-# {glue:text}`share_min:.2f` and {glue:text}`share_max:.2f` of its layer's recovery.
+# Across the models the top neuron carries between {glue:text}`share_min:.2f` and
+# {glue:text}`share_max:.2f` of its layer's recovery.
 #
 # ## Models of one shape, trained from other seeds
 #
@@ -92,9 +104,10 @@ show(recovery_figure(result, "Top neuron and whole layer: recovery over the prom
 # %% tags=["remove-input"]
 show(similarity_figure(result, "How alike the top neurons' logit effects are (cosine)"))
 
+# %% tags=["remove-input"]
+note(summary["alike_phrase"])
+
 # %% [markdown]
-# {glue:text}`alike_phrase`
-#
 # ## Does the mechanism concentrate as the model grows?
 #
 # The curve of each model: its layer's neurons restored together, from the one that recovers
@@ -104,10 +117,8 @@ show(similarity_figure(result, "How alike the top neurons' logit effects are (co
 # %% tags=["remove-input"]
 show(concentration_figure(result, "How many neurons it takes to reach half of the layer"))
 
-# %% [markdown]
-# {glue:text}`growth_phrase`
-
 # %% tags=["remove-input"]
+note(summary["growth_phrase"])
 paper_beside(page, sweep_paper_rows(result, page.paper, model_name))
 
 # %% [markdown]

@@ -142,7 +142,7 @@ def test_the_sweep_marks_what_it_cannot_measure_and_runs_the_rest(model, tmp_pat
     assert (summary["n_models"], summary["n_measured"]) == (4, 2)
     assert "`missing` (unavailable: unknown model 'missing'" in summary["missing_phrase"] and "`odd` (unsupported:" in summary["missing_phrase"]
     shown = sweep_table(result).set_index("model")
-    assert shown.neuron["odd"].startswith("unsupported: ") and shown.neuron["a"] == table.neuron["a"]
+    assert shown.accuracy["odd"] == "unsupported (see above)" and shown.neuron["a"] == table.neuron["a"]
     skipped = sweep(["a"], n_pairs=3, target=" elephants", load=loader(models), cache=None, choice_cache=None).table.iloc[0]
     assert skipped.status == "skipped" and "' elephants' is not a single token" in skipped.note
 
@@ -184,19 +184,24 @@ def frame(rows):
 
 
 @pytest.mark.parametrize("counts, verdict", [
-    ([4, 2, 1], "concentrates as the model grows"),
-    ([1, 2, 4], "spreads over more neurons"),
-    ([2, 2, 2], "neither concentrates nor spreads"),
-    ([2, 1, 3], "no monotone trend"),
-    ([2, None, 1], "trend is not measured"),
+    ([[4], [2], [1]], "concentrates as the model grows"),
+    ([[1], [2], [4]], "spreads as the model grows"),
+    ([[2], [2], [2]], "neither concentrates nor spreads"),
+    ([[2], [1], [3]], "no monotone trend"),
+    ([[2], [None], [1]], "trend is not measured"),
+    ([[3], [2, 3, 1], [1]], "no effect of size beyond what the seed decides"),
+    ([[6, 5], [3, 4], [1]], "concentrates as the model grows"),
 ])
 def test_the_growth_verdict_follows_the_counts(counts, verdict):
     from helpers.book.summaries.sweep import growth_phrase
 
     shapes = [(2, 64), (4, 128), (6, 128)]
-    table = frame([dict(model=f"m{i}", n_layers=l, d_model=d, neurons_to_half=k) for i, ((l, d), k) in enumerate(zip(shapes, counts))])
-    text = growth_phrase(table.iloc[::-1])  # the order of the rows does not matter: sizes do
-    assert verdict in text and "`m0`, `m1` and `m2`" in text
+    rows = [dict(model=f"m{i}-{j}", n_layers=l, d_model=d, neurons_to_half=k)
+            for i, ((l, d), ks) in enumerate(zip(shapes, counts)) for j, k in enumerate(ks)]
+    text = growth_phrase(frame(rows).iloc[::-1])  # the order of the rows does not matter: sizes do
+    assert verdict in text
+    assert text.index("2 x 64") < text.index("4 x 128") < text.index("6 x 128")
+    assert all(f"`{r['model']}`" in text for r in rows)
 
 
 def test_model_lists():

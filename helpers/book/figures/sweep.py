@@ -9,7 +9,7 @@ from helpers.methods.sweep import Sweep, logit_effect_similarity
 
 def concentration_figure(result: Sweep, title: str) -> go.Figure:
     """Mean recovery of the top k neurons restored together, as a share of the whole layer's,
-    against k (log scale), one line per measured model; the dashed line is half."""
+    against k, one line per measured model; the dashed line is half."""
     fig = go.Figure()
     for name, model in result.models.items():
         whole = model.row["whole_layer"]
@@ -17,7 +17,9 @@ def concentration_figure(result: Sweep, title: str) -> go.Figure:
         fig.add_scatter(x=list(range(1, len(share) + 1)), y=share, mode="lines+markers", name=f"{name} ({model.row['neuron']})",
                         hovertemplate="top %{x} neurons: %{y:.3f} of the layer<extra>" + name + "</extra>")
     fig.add_hline(y=0.5, line_dash="dash", line_color="#555555", annotation_text="half of the whole layer")
-    fig.update_xaxes(type="log", title="neurons of the chosen layer restored together (ranked by their own recovery)")
+    longest = max((len(m.curve) for m in result.models.values()), default=1)
+    fig.update_xaxes(type="log" if longest > 20 else "linear", dtick=None if longest > 20 else 1,
+                     title="neurons of the chosen layer restored together (ranked by their own recovery)")
     fig.update_yaxes(title="share of the whole layer's recovery")
     fig.update_layout(title=title, height=420)
     return fig

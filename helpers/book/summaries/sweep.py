@@ -26,21 +26,27 @@ def shape_of(row) -> str:
 
 
 def sweep_table(result: Sweep) -> pd.DataFrame:
-    """One line per model as the page shows it; a model that was not measured says why."""
+    """How each model does the task, one line per model; a model that was not measured is marked
+    (``missing_phrase`` of :func:`sweep_summary` says why)."""
     lines = []
     for _, r in result.table.iterrows():
+        shape = shape_of(r) if pd.notna(r.get("n_layers")) else ""
         if r.status != "measured":
-            lines.append({"model": r.model, "layers x d_model": shape_of(r) if pd.notna(r.get("n_layers")) else "",
-                          "neuron": f"{r.status}: {r.note}"})
+            lines.append({"model": r.model, "layers x d_model": shape, "accuracy": f"{r.status} (see above)"})
             continue
-        lines.append({
-            "model": r.model, "layers x d_model": shape_of(r), "accuracy": r.accuracy, "P(target)": r.p_target,
-            "neuron": r.neuron, "recovery": f"{r.recovery:.3f} [{r.recovery_low:.3f}, {r.recovery_high:.3f}]",
-            "whole layer": r.whole_layer, "neurons to half": _count(r.neurons_to_half, r.max_neurons),
-            "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct share": r.direct_share,
-            "engine": r.engine,
-        })
+        lines.append({"model": r.model, "layers x d_model": shape, "accuracy": f"{r.accuracy:.3f}",
+                      "P(target)": f"{r.p_target:.3f}", "layer": str(int(r.layer)), "neuron": r.neuron, "engine": r.engine})
     return pd.DataFrame(lines).fillna("")
+
+
+def neuron_table(result: Sweep) -> pd.DataFrame:
+    """The top neuron of each measured model: recovery with its interval, its layer's, how many
+    neurons reach half of it, congruence rank and direct share."""
+    return pd.DataFrame([{
+        "model": r.model, "neuron": r.neuron, "recovery": f"{r.recovery:.3f} [{r.recovery_low:.3f}, {r.recovery_high:.3f}]",
+        "whole layer": f"{r.whole_layer:.3f}", "neurons to half": _count(r.neurons_to_half, r.max_neurons),
+        "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct share": f"{r.direct_share:.2f}",
+    } for _, r in result.measured.iterrows()])
 
 
 def _count(k, limit) -> str:
@@ -50,7 +56,7 @@ def _count(k, limit) -> str:
 
 
 def _names(frame: pd.DataFrame) -> str:
-    names = [f"`{n}`" for n in frame.model]
+    names = [f"`{n}`" for n in frame.model]  # shown through note(): Markdown
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -70,7 +76,8 @@ def sweep_summary(result: Sweep) -> dict:
                         "Not measured: " + "; ".join(f"`{r.model}` ({r.status}: {r.note})" for _, r in missing.iterrows()) + "."),
     )
     if measured.empty:
-        return {**out, "own_phrase": "No model was measured, so there is nothing to compare.", "alike_phrase": "", "growth_phrase": ""}
+        return {**out, "own_phrase": "No model was measured, so there is nothing to compare.", "alike_phrase": "", "growth_phrase": "",
+                "share_min": float("nan"), "share_max": float("nan")}
     share = measured.recovery / measured.whole_layer
     own = [f"`{r.model}` {r.neuron} ({r.recovery:.3f} of the gap, {s:.2f} of its layer's {r.whole_layer:.3f})"
            for (_, r), s in zip(measured.iterrows(), share)]
@@ -107,30 +114,35 @@ def alike_phrase(result: Sweep) -> str:
 
 
 def growth_phrase(measured: pd.DataFrame) -> str:
-    """Neurons to half and the top neuron's share of its layer, from the smallest model to the
-    largest (one seed per shape), and what the trend says."""
-    firsts = measured.drop_duplicates(subset=["n_layers", "d_model"])
-    size = firsts.n_layers * firsts.d_model**2
-    ordered = firsts.assign(size=size).sort_values("size", kind="stable")
-    if len(ordered) < 2:
+    """Neurons to half for each shape, from the smallest to the largest (every seed of a shape),
+    and what the trend says beside the spread between seeds."""
+    by_shape = []
+    for (layers, width), group in measured.groupby(["n_layers", "d_model"], sort=False):
+        by_shape.append((int(layers) * int(width) ** 2, f"{int(layers)} x {int(width)}", group))
+    by_shape.sort(key=lambda item: item[0])
+    if len(by_shape) < 2:
         return "Only one size was measured, so growth cannot be judged here."
-    counts = [None if pd.isna(k) else int(k) for k in ordered.neurons_to_half]
-    shares = list(ordered.recovery / ordered.whole_layer)
-    text = (f"From the smallest model to the largest ({_names(ordered)}), half of the chosen layer's recovery takes "
-            f"{_list([_count(k, m) for k, m in zip(counts, ordered.max_neurons)])} neurons, and the top neuron carries "
-            f"{_list([f'{s:.2f}' for s in shares])} of its layer.")
-    if None in counts:
+    parts, counts = [], []
+    for _, shape, group in by_shape:
+        ks = [None if pd.isna(k) else int(k) for k in group.neurons_to_half]
+        counts.append(ks)
+        parts.append(f"{shape} ({_names(group)}): {_list([_count(k, m) for k, m in zip(ks, group.max_neurons)])}")
+    text = "Neurons it takes to reach half of the chosen layer's recovery, from the smallest shape to the largest: " + "; ".join(parts) + "."
+    if any(k is None for ks in counts for k in ks):
         return text + " Some layer did not reach half within the neurons tried, so the trend is not measured."
-    fewer = all(b <= a for a, b in zip(counts, counts[1:]))
-    more = all(b >= a for a, b in zip(counts, counts[1:]))
-    if counts[0] == counts[-1] and fewer and more:
-        verdict = "The count does not change with size: in this family, growing the model neither concentrates nor spreads the mechanism."
-    elif fewer:
-        verdict = "The count falls (or holds) at every step: the mechanism concentrates as the model grows."
-    elif more:
-        verdict = "The count rises (or holds) at every step: the mechanism spreads over more neurons as the model grows."
+    seeds = any(len(ks) > 1 for ks in counts)
+    pairs = list(zip(counts, counts[1:]))
+    if all(len(set(ks)) == 1 for ks in counts) and len({ks[0] for ks in counts}) == 1:
+        verdict = "The count is the same for every model: growing the model neither concentrates nor spreads the mechanism here."
+    elif all(max(b) < min(a) for a, b in pairs):
+        verdict = "Every larger shape needs fewer neurons than every model of the shape before it: the mechanism concentrates as the model grows."
+    elif all(min(b) > max(a) for a, b in pairs):
+        verdict = "Every larger shape needs more neurons than every model of the shape before it: the mechanism spreads as the model grows."
+    elif seeds:
+        verdict = ("The seeds of one shape differ from each other as much as the shapes do, so this family shows no "
+                   "effect of size beyond what the seed decides.")
     else:
-        verdict = "The count goes up and down with size: no monotone trend in this family."
+        verdict = "The count goes up and down with size: no monotone trend here."
     return f"{text} {verdict}"
 
 

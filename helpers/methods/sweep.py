@@ -58,7 +58,6 @@ from helpers.methods.prompt_sets import study_like_pairs
 SWEEP_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "sweep"
 MAX_NEURONS = 256
 ROW_VERSION = 1  # part of the cache key: raise it when a row gains or changes a field
-STATUSES = ("measured", "unavailable", "skipped", "unsupported", "failed")
 
 
 def check_architecture(model: TransformerBridge) -> None:

@@ -218,26 +218,19 @@ def final_resid_name(model: TransformerBridge) -> str:
 def run_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], target: int, other: int, fwd_hooks=()) -> Float[Tensor, "batch"]:
     """The model's forward pass on ``tokens`` (with ``fwd_hooks`` attached for this call) and
     its last-position logit difference, read out in float32 (:func:`read_out`)."""
-    kept = {}
-
-    def keep(resid, hook):
-        kept["resid"] = resid[:, -1]
-        return resid
-
-    model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (final_resid_name(model), keep)])
-    return read_out(model, kept["resid"], target, other)
+    return read_out(model, last_resid(model, tokens, fwd_hooks), target, other)
 
 
 class _ReachedUnembedding(Exception):
-    """Raised at the unembedding's input: only the last position's logits are computed, outside."""
+    """Raised at the unembedding's input: only the last position is read out, outside."""
 
 
-def last_logits(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_hooks=()) -> Float[Tensor, "batch vocab"]:
-    """The last position's logits of each row in float32, with ``fwd_hooks`` attached for this call.
+def last_resid(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_hooks=()) -> Float[Tensor, "batch d_model"]:
+    """The residual stream after the last block at the last position of each row, with
+    ``fwd_hooks`` attached for this call.
 
     The forward pass stops at the unembedding's input, so no ``[batch, pos, vocab]`` tensor is
-    made (at GPT-2's vocabulary, 4 MB per row of 20 tokens); the final norm and the
-    unembedding are applied to the last position's residual in float32, as :func:`read_out` does.
+    made (at GPT-2's vocabulary, 4 MB per row of 20 tokens).
     """
     kept = {}
 
@@ -252,7 +245,13 @@ def last_logits(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_
         model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (final_resid_name(model), keep), ("unembed.hook_in", stop)])
     except _ReachedUnembedding:
         pass
-    normalized = wide(model.ln_final(wide(kept["resid"])[:, None, :])[:, 0])
+    return kept["resid"]
+
+
+def last_logits(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_hooks=()) -> Float[Tensor, "batch vocab"]:
+    """The last position's logits of each row in float32, with ``fwd_hooks`` attached for this
+    call: :func:`last_resid` through the final norm and the unembedding, as :func:`read_out` does."""
+    normalized = wide(model.ln_final(wide(last_resid(model, tokens, fwd_hooks))[:, None, :])[:, 0])
     return normalized @ wide(model.W_U).to(normalized.dtype) + wide(model.b_U).to(normalized.dtype)
 
 

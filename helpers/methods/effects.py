@@ -39,7 +39,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_direction
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, check_norm, final_resid_name, frozen_norm, last_logits, read_out, wide
+from helpers.core.prompts import Contrast, check_norm, final_resid_name, frozen_norm, last_resid, read_out, run_logit_diff, wide
 from helpers.methods.patching import logit_diff_direction
 
 
@@ -134,7 +134,7 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
         act[..., index] = source_cache[post][..., index]
         return act
 
-    total = _run_diff(model, base, pairs, [(post, set_neuron)]) - base_diff
+    total = run_logit_diff(model, base, pairs.target, pairs.other, [(post, set_neuron)]) - base_diff
     direct = frozen_readout(model, write[:, -1], scale, pairs.target, pairs.other)
     paths = _path_effects(model, base, base_cache, write, scale, components, pairs)
     clean_diff, corrupted_diff = (source_diff, base_diff) if direction == "sufficiency" else (base_diff, source_diff)
@@ -142,11 +142,6 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
         neuron=neuron, direction=direction, total=total, direct=direct, paths=paths,
         components=tuple(component_name(kind, l) for kind, l in components), clean_diff=clean_diff, corrupted_diff=corrupted_diff,
     )
-
-
-def _run_diff(model: TransformerBridge, tokens, pairs: Contrast, hooks) -> Float[Tensor, "pair"]:
-    logits = last_logits(model, tokens, hooks)
-    return logits[:, pairs.target] - logits[:, pairs.other]
 
 
 def _path_effects(model, base, base_cache, write, scale, components, pairs) -> Float[Tensor, "component pair"]:
@@ -175,6 +170,6 @@ def _path_effects(model, base, base_cache, write, scale, components, pairs) -> F
     for c, (kind, l) in enumerate(components):
         input_hook, output_hook = COMPONENT_HOOKS[kind]
         hooks += [(f"blocks.{l}.{input_hook}", add_to_block(c)), (f"blocks.{l}.{output_hook}", keep(c, f"blocks.{l}.{output_hook}"))]
-    last_logits(model, rows, hooks)  # the outputs are kept by the hooks; no full logits are made
+    last_resid(model, rows, hooks)  # the outputs are kept by the hooks; no logits are made
     changes = [outputs[name] - base_cache[name][:, -1] for name in (f"blocks.{l}.{COMPONENT_HOOKS[kind][1]}" for kind, l in components)]
     return torch.stack([frozen_readout(model, change, scale, pairs.target, pairs.other) for change in changes])

@@ -46,7 +46,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from helpers.core.checks import check_positive_int
 from helpers.core.files import atomic_write
 from helpers.core.models import ModelUnavailable, describe, load_model, weights_fingerprint
-from helpers.core.prompts import NORMS, STUDY_CLEAN, STUDY_CORRUPTED, Contrast, last_logits, make_contrast, single_token
+from helpers.core.prompts import NORMS, STUDY_CLEAN, STUDY_CORRUPTED, Contrast, last_logits, make_contrast, run_logit_diff, single_token
 from helpers.core.stats import mean_interval
 from helpers.methods.choice import CHOICE_CACHE, choose_neuron
 from helpers.methods.congruence import token_congruence
@@ -86,10 +86,7 @@ def check_tokens(model: TransformerBridge, target: str, other: str) -> None:
 def article_accuracy(model: TransformerBridge, pairs: Contrast) -> float:
     """Share of the set's 2 x pairs prompts whose logit difference has the right sign
     (clean prompts should prefer ``target``, corrupted ones ``other``)."""
-    right = []
-    for tokens, sign in ((pairs.clean, 1.0), (pairs.corrupted, -1.0)):
-        logits = last_logits(model, tokens)
-        right.append(sign * (logits[:, pairs.target] - logits[:, pairs.other]) > 0)
+    right = [sign * run_logit_diff(model, tokens, pairs.target, pairs.other) > 0 for tokens, sign in ((pairs.clean, 1.0), (pairs.corrupted, -1.0))]
     return float(torch.cat(right).float().mean())
 
 
@@ -103,10 +100,8 @@ def joint_recovery(model: TransformerBridge, pairs: Contrast, layer: int, masks:
     name = post_hook(layer)
     _, clean_cache = model.run_with_cache(pairs.clean, names_filter=name)
     clean_act = clean_cache[name]  # [pair, pos, d_mlp]
-    base = last_logits(model, pairs.corrupted)
-    source = last_logits(model, pairs.clean)
-    corrupted_diff = base[:, pairs.target] - base[:, pairs.other]
-    clean_diff = source[:, pairs.target] - source[:, pairs.other]
+    corrupted_diff = run_logit_diff(model, pairs.corrupted, pairs.target, pairs.other)
+    clean_diff = run_logit_diff(model, pairs.clean, pairs.target, pairs.other)
     n_pairs = pairs.n_pairs
     per_pass = max(1, max_rows // n_pairs)
     out = []
@@ -119,8 +114,7 @@ def joint_recovery(model: TransformerBridge, pairs: Contrast, layer: int, masks:
         def restore(act, hook, row_masks=row_masks, donor=donor):
             return torch.where(row_masks, donor, act)
 
-        logits = last_logits(model, rows, [(name, restore)])
-        diff = (logits[:, pairs.target] - logits[:, pairs.other]).view(chunk.shape[0], n_pairs)
+        diff = run_logit_diff(model, rows, pairs.target, pairs.other, [(name, restore)]).view(chunk.shape[0], n_pairs)
         out.append((diff - corrupted_diff) / (clean_diff - corrupted_diff))  # recovery per pair
     return torch.cat(out)
 

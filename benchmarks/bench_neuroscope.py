@@ -38,7 +38,8 @@ import time
 from benchmarks.bench_dataset_pass import bare_forward, documents_of_length
 from benchmarks.common import PeakMemory, Row, release_freed_memory
 from helpers.core.models import GPT2_LARGE_SHAPE, random_model
-from helpers.scan.forward import _Stop
+from helpers.core.hooks import mlp_post, run_until
+from helpers.scan.batching import padded_batches, plan_prompts
 from helpers.scan.neuroscope import neuroscope
 
 N_LAYERS = 4
@@ -49,16 +50,10 @@ GPT2_LARGE_NEURONS = 36 * 5120
 def stopped_forward(model, batches_of, layer: int):
     """``model(tokens)`` over the same batches, stopped at ``blocks.{layer}.mlp.hook_post``."""
 
-    def stop(act, hook):
-        raise _Stop
-
     def forward():
-        with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", stop)]):
+        with torch.no_grad():
             for tokens in batches_of:
-                try:
-                    model(tokens)
-                except _Stop:
-                    pass
+                run_until(model, tokens, mlp_post(layer))
 
     return forward
 
@@ -74,10 +69,8 @@ def run() -> list[Row]:
     model = random_model(**{**GPT2_LARGE_SHAPE, "n_layers": N_LAYERS})
     docs = documents_of_length(model.tokenizer, N_DOCS, 255)  # + BOS = 256 tokens per prompt
     forward, n_tokens = bare_forward(model, docs, 2, 256)
-    from helpers.scan.store import _batches, _plan
-
-    plan = _plan(model.tokenizer, docs, 0, 255)
-    stopped = stopped_forward(model, [t for t, _, _ in _batches(plan, 2, model.tokenizer.bos_token_id)], N_LAYERS - 1)
+    plan = plan_prompts(model.tokenizer, docs, 0, 255)
+    stopped = stopped_forward(model, [t for t, _, _ in padded_batches(plan, 2, model.tokenizer.bos_token_id)], N_LAYERS - 1)
     kept = {}
 
     def every_neuron():

@@ -22,14 +22,7 @@
 # climbs an *apple* tree. The corrupted prompt swaps the apple for a lemon, which needs `' a'`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 top_k = 10
 
 # %% tags=["remove-cell"]
@@ -40,7 +33,7 @@ from helpers.book.summaries.prompt import prompt_paper_rows, prompt_summary
 from helpers.core.prompts import per_position_logit_diff, prompt_predictions
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
+page = setup_page(context, top_k=top_k)
 
 # %% [markdown]
 # ## What the model predicts

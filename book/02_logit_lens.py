@@ -26,14 +26,7 @@
 # default.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 top_k = 5
 
 # %% tags=["remove-cell"]
@@ -44,7 +37,7 @@ from helpers.book.summaries.prompt import attribution_summary, lens_paper_rows, 
 from helpers.methods.logit_lens import logit_lens
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
+page = setup_page(context, top_k=top_k)
 
 # %% [markdown]
 # ## The logit difference, point by point

@@ -40,14 +40,7 @@
 # {cite}`heimersheim2024patching`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 top_k = 8
 
 # %% tags=["remove-cell"]
@@ -58,7 +51,7 @@ from helpers.book.summaries.patching import contrast_summary, layer_patching_pap
 from helpers.methods.layer_patching import layer_patching, top_cells
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other)
+page = setup_page(context, top_k=top_k)
 diff_position = page.contrast.diff_positions[0]
 
 # %% tags=["remove-cell"]

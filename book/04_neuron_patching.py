@@ -31,16 +31,7 @@
 # {cite}`kramar2024atp`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 top_k = 10
 per_layer = 5
 exact_every_layer = True
@@ -61,7 +52,7 @@ from helpers.methods.attribution import attribution_patching, failure_modes, mod
 from helpers.methods.neuron_patching import model_neuron_patching, neuron_patching
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron)
+page = setup_page(context, "neuron", exact_every_layer=exact_every_layer)
 chosen = page.choice.layer
 
 # %% [markdown]

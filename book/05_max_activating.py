@@ -29,19 +29,7 @@
 # from the run's own corpus.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-batch_size = 8
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 n_examples = 20
 context_before = 24
 context_after = 4
@@ -59,10 +47,9 @@ from helpers.scan.statistics import random_document
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs)
+page = setup_page(context, "neuron", "corpus")
 # the same parameters as the correlation page, so both read one scan
-result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
+result = scan(page.model, page.dataset, [page.neuron], top_k=n_examples, pseudo=True, **page.corpus)
 glue(**scan_summary(result, page.choice, page.paper, page.on_paper_model))
 show_neuron_link(page.neuron)
 
@@ -82,7 +69,7 @@ show_neuron_link(page.neuron)
 
 # %% tags=["remove-input"]
 examples = result.top_examples(page.neuron, before=context_before, after=context_after)
-summary = examples_summary(examples, single_token(page.model, target), target, result.n_tokens)
+summary = examples_summary(examples, single_token(page.model, page.target), page.target, result.n_tokens)
 glue(**summary)
 note(summary["examples_heading"])
 show_table(examples_table(examples, page.model.tokenizer))
@@ -103,11 +90,11 @@ show_examples(examples, page.model.tokenizer, str(page.neuron))
 # and over the random tokens.
 
 # %% tags=["remove-input"]
-doc, doc_tokens, doc_acts = random_document(result, page.neuron, seed=seed, max_tokens=4 * context_before)
+doc, doc_tokens, doc_acts = random_document(result, page.neuron, seed=page.seeds.draws, max_tokens=4 * context_before)
 headings = unselected_text_headings(doc, len(doc_tokens), random_tokens)
 note(headings["document"])
 show_tokens(token_strings(page.model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{page.neuron} activation")
-noise_tokens, noise_acts = random_token_activations(page.model, page.neuron, random_tokens, seed=seed)
+noise_tokens, noise_acts = random_token_activations(page.model, page.neuron, random_tokens, seed=page.seeds.draws)
 note(headings["random_tokens"])
 show_tokens(token_strings(page.model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{page.neuron} activation")
 

@@ -28,19 +28,7 @@
 # The measurement and its pseudo-prediction are the study's {cite}`miller2023an`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-batch_size = 8
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 n_examples = 20
 bin_width = 0.2
 level = 0.9
@@ -55,10 +43,10 @@ from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, bin_width=bin_width)
+page = setup_page(context, "neuron", "corpus", bin_width=bin_width)
+target, dataset, n_docs = page.target, page.dataset, page.corpus["n_docs"]
 # the same parameters as the max-activating page, so both read one scan
-result = scan(page.model, dataset, [page.neuron], batch_size=batch_size, top_k=n_examples, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
+result = scan(page.model, dataset, [page.neuron], top_k=n_examples, pseudo=True, **page.corpus)
 target_id = single_token(page.model, target)
 real_curve, real_counts = correlation_table(result, page.neuron, target_id, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(result, page.neuron, target_id, bin_width, pseudo=True)

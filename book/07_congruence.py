@@ -32,16 +32,7 @@
 # $W_E$.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 chosen_tokens = [" an", " any", " had"]
 n_random = 5
 n_top = 15
@@ -55,12 +46,12 @@ from helpers.book.summaries.congruence import (
     chosen_summary, chosen_values, control_tokens, dropped_phrase, one_neuron_paper_rows, one_neuron_summary, top_tokens_side_by_side,
 )
 from helpers.core.models import single_token
-from helpers.methods.congruence import MATRICES, neuron_congruence, token_congruence, top_tokens
+from helpers.methods.congruence import MATRICES, neuron_congruence, token_congruence
+from helpers.methods.congruence_tables import top_tokens
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, chosen_tokens=chosen_tokens)
-model, main = page.model, page.neuron
+page = setup_page(context, "neuron", chosen_tokens=chosen_tokens)
+model, main, target = page.model, page.neuron, page.target
 target_id = single_token(model, target)
 vocab = token_strings(model.tokenizer, range(model.cfg.d_vocab))
 rows = {m: neuron_congruence(model, main, m).numpy() for m in MATRICES}
@@ -110,7 +101,7 @@ show_table(top_tokens_side_by_side({m: top_tokens(neuron_congruence(model, main,
 # standard deviation either side.
 
 # %% tags=["remove-input"]
-kept, dropped, random_ids = control_tokens(model, chosen_tokens, n_random, seed)
+kept, dropped, random_ids = control_tokens(model, chosen_tokens, n_random, page.seeds.draws)
 note(dropped_phrase(dropped))
 values = chosen_values(rows["W_U"], kept, random_ids, vocab)
 show(chosen_tokens_bars(values, str(main), "W_U", mean=summary["u_mean"], std=summary["u_std"]))

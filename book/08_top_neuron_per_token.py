@@ -32,13 +32,7 @@
 # the usual control for the growing norms of late layers {cite}`gurnee2024universal`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-batch_size = 8
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 matrix = "W_U"
 shared_token = " though"
 n_top = 20
@@ -54,16 +48,15 @@ from helpers.book.summaries.congruence import (
     curve_names, gaps_paper_rows, gaps_summary, gaps_table, hub_tables_of, hubs_summary, second_token, shared_choice_phrase, shared_curve_summary,
     shared_neuron_summary, though_curve_applies,
 )
-from helpers.methods.congruence import (
-    CACHE, hub_table, neuron_congruence, other_matrix, search, shared_neuron_example, single_tokens, tokens_topped_by,
-    top_neuron_per_token, top_tokens,
-)
+from helpers.methods.congruence import CACHE, neuron_congruence, other_matrix, search, single_tokens
+from helpers.methods.congruence_tables import hub_table, shared_neuron_example, tokens_topped_by, top_neuron_per_token, top_tokens
 from helpers.book.summaries.scan import count_rows, counts_comparable
 from helpers.scan.statistics import correlation_table
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, matrix=matrix, shared_token=shared_token, dataset=dataset, n_docs=n_docs)
+page = setup_page(context, "corpus", matrix=matrix, shared_token=shared_token)
+dataset, n_docs = page.dataset, page.corpus["n_docs"]
 model, second_matrix = page.model, other_matrix(matrix)
 passes = {
     (matrix, "dot"): search(model, matrix, "dot", cache=CACHE),
@@ -124,7 +117,7 @@ show_table(shared_top[["token_str", "value"]].rename(columns={"token_str": "toke
 # writes one.
 
 # %% tags=["remove-input"]
-scanned = scan(model, dataset, [shared_neuron], batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
+scanned = scan(model, dataset, [shared_neuron], top_k=20, pseudo=True, **page.corpus)
 curve, counts = correlation_table(scanned, shared_neuron, token_id, bin_width)
 curve_2, counts_2 = correlation_table(scanned, shared_neuron, runner_up, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(scanned, shared_neuron, token_id, bin_width, pseudo=True)

@@ -31,13 +31,7 @@
 # The score and the top pairs are the study's {cite}`miller2023an`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-batch_size = 8
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 matrix = "W_U"
 n_table = 30
 n_curves = 5
@@ -48,11 +42,12 @@ from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.congruence import mutual_scatter, pair_curves
 from helpers.book.page import setup_page
 from helpers.book.summaries.congruence import curves_summary, pair_correlations, pair_neurons, pairs_paper_rows, pairs_summary, pairs_table
-from helpers.methods.congruence import CACHE, mutual_exclusive, other_matrix, search
+from helpers.methods.congruence import CACHE, other_matrix, search
+from helpers.methods.congruence_tables import mutual_exclusive
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
-page = setup_page(model_name, device, dtype, seed, matrix=matrix, n_table=n_table, n_curves=n_curves, dataset=dataset, n_docs=n_docs)
+page = setup_page(context, "corpus", matrix=matrix, n_table=n_table, n_curves=n_curves)
 model, second_matrix = page.model, other_matrix(matrix)
 pairs = {m: mutual_exclusive(search(model, m, "dot", cache=CACHE), model) for m in (matrix, second_matrix)}
 main = pairs[matrix]
@@ -89,7 +84,7 @@ glue(**pairs_summary(pairs, matrix, second_matrix, n_table, model.cfg.d_vocab))
 # and nothing else should drive a clean curve up towards 1.
 
 # %% tags=["remove-input"]
-scanned = scan(model, dataset, pair_neurons(main, n_curves), batch_size=batch_size, top_k=20, pseudo=True, n_docs=n_docs, seed=seed, progress=page.progress)
+scanned = scan(model, page.dataset, pair_neurons(main, n_curves), top_k=20, pseudo=True, **page.corpus)
 curves, counts = pair_correlations(scanned, main, n_curves, bin_width)
 show(pair_curves(curves))
 glue(**curves_summary(curves, counts))

@@ -32,16 +32,7 @@
 # The census and its thresholds follow {cite}`gurnee2024universal`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 congruent_neuron = "auto"
 kurtosis_min = 10.0
 skew_min = 0.0
@@ -50,19 +41,17 @@ skew_min = 0.0
 from helpers.book.display import glue, show, show_table
 from helpers.book.figures.congruence import census_per_layer_bars, census_scatter
 from helpers.book.page import setup_page
-from helpers.book.summaries.congruence import census_place, census_summary, congruent_neuron_of
+from helpers.book.summaries.congruence import census_place, census_summary
 from helpers.core.names import show_token
-from helpers.methods.congruence import CACHE, census, census_per_layer, search
+from helpers.methods.congruence import CACHE, search
+from helpers.methods.congruence_tables import census, census_per_layer
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
-    congruent_neuron=congruent_neuron, kurtosis_min=kurtosis_min, skew_min=skew_min,
-)
+page = setup_page(context, "neuron", congruent_neuron=congruent_neuron, kurtosis_min=kurtosis_min, skew_min=skew_min)
+target, congruent = page.target, page.knobs["congruent_neuron"]
 model = page.model
 table = census(search(model, "W_U", "cosine", cache=CACHE), kurtosis_min, skew_min)
 per_layer = census_per_layer(table)
-congruent = congruent_neuron_of(model, target, congruent_neuron)
 
 # %% [markdown]
 # ## Per layer

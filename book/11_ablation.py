@@ -28,19 +28,7 @@
 # {cite}`zhang2023best` and {cite}`heimersheim2024patching`; the study is {cite}`miller2023an`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
-n_pairs = 48
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 n_random = 5
 reference_docs = 100
 window = 64
@@ -51,15 +39,12 @@ from helpers.book.figures.effects import ablation_figure, loss_figure, restorati
 from helpers.book.page import setup_page
 from helpers.book.summaries.effects import ablation_paper_rows, ablation_sets, ablation_summary, ablation_table, loss_summary, prompt_set_summary
 from helpers.methods.ablation import ablate, ablated_loss, reference_activations
-from helpers.methods.prompt_sets import study_like_pairs
 from helpers.scan.documents import document_windows
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
-    n_pairs=n_pairs, dataset=dataset, reference_docs=reference_docs)
-pairs = study_like_pairs(page.model, n_pairs, seed, target, other)
-windows = document_windows(page.model, dataset, reference_docs, seed + 1, window)
+page = setup_page(context, "neuron", "corpus", "prompt_set", n_random=n_random, reference_docs=reference_docs, window=window)
+pairs, target, other, dataset = page.pairs, page.target, page.other, page.dataset
+windows = document_windows(page.model, dataset, reference_docs, page.seeds.reference, window)
 reference = reference_activations(page.model, windows, page.neuron.layer)
 
 # %% [markdown]
@@ -67,9 +52,10 @@ reference = reference_activations(page.model, windows, page.neuron.layer)
 #
 # Every number below is a mean over a set of prompt pairs built like the study's: a first
 # sentence that names a noun with its article, then the same frame cut before the article,
-# after a noun that takes `' an'` (clean) or `' a'` (corrupted). Pair 0 is the study's own
-# pair; the others come from the frames and nouns of the bundled corpus generator, kept only
-# where each noun is one token for this model and the pair has as many tokens as the study's.
+# after a noun that takes `' an'` (clean) or `' a'` (corrupted). Pair 0 is the page's own
+# pair (the study's, unless the page is given other prompts); the others come from the frames
+# and nouns of the bundled corpus generator, kept only where each noun is one token for this
+# model and the pair has as many tokens as pair 0.
 # Intervals are 95% bootstrap intervals over pairs.
 #
 # The reference corpus for the mean and for resampling is {glue:text}`reference_positions`
@@ -77,7 +63,7 @@ reference = reference_activations(page.model, windows, page.neuron.layer)
 # them the prompts.
 
 # %% tags=["remove-input"]
-result = ablate(page.model, pairs, page.neuron.layer, ablation_sets(page.model, page.neuron, n_random, seed), reference, seed=seed)
+result = ablate(page.model, pairs, page.neuron.layer, ablation_sets(page.model, page.neuron, n_random, page.seeds.draws), reference, seed=page.seeds.draws)
 glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ablation_summary(result, page.neuron),
      reference_positions=reference.pool.shape[0], reference_docs=reference_docs, dataset=dataset)
 
@@ -85,7 +71,7 @@ glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ab
 # The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and
 # `' a'` on the corrupted one in {glue:text}`pairs_right` of them. The clean logit difference
 # exceeds the corrupted one by {glue:text}`gap_mean:.3f` on average
-# (95% interval {glue:text}`gap_low:.3f` to {glue:text}`gap_high:.3f`; on the study's pair,
+# (95% interval {glue:text}`gap_low:.3f` to {glue:text}`gap_high:.3f`; on pair 0,
 # {glue:text}`study_gap:.3f`). That gap is the unit below: an ablation that loses 1 of it
 # makes the clean prompt look like the corrupted one.
 #
@@ -130,7 +116,7 @@ show_table(ablation_table(result, page.neuron, "prob"), caption=f"P({target!r}) 
 # The other direction puts each set's clean activations into the corrupted run (at every
 # position, as the study's neuron patching did). Restoring {glue:text}`neuron` alone
 # recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_low:.3f` to
-# {glue:text}`restored_high:.3f`; on the study's pair {glue:text}`study_restored:.3f`), the
+# {glue:text}`restored_high:.3f`; on pair 0 {glue:text}`study_restored:.3f`), the
 # whole layer {glue:text}`restored_layer:.3f`. A neuron can be sufficient without being
 # necessary when other components carry the same information, and necessary without being
 # sufficient when it needs them to act.
@@ -163,7 +149,7 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 # ## Beside the original study
 #
 # The study ablated by negation on its one prompt and reported neuron patching's recovery;
-# it gave no mean or resample ablation to compare with. The study's pair is pair 0 here.
+# it gave no mean or resample ablation to compare with. Pair 0 is the page's own pair (the study's by default).
 
 # %% tags=["remove-input"]
 paper_beside(page, ablation_paper_rows(page.paper, page.neuron, result))

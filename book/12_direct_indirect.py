@@ -28,17 +28,7 @@
 # {cite}`mcgrath2023hydra`. The study is {cite}`miller2023an`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
-n_pairs = 48
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 direction = "sufficiency"
 top_k = 10
 n_compare = 4
@@ -52,13 +42,10 @@ from helpers.book.summaries.effects import (
     most_indirect_summary, other_layers_effects,
 )
 from helpers.methods.effects import direct_logit_attribution, neuron_effects
-from helpers.methods.prompt_sets import study_like_pairs
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
-    n_pairs=n_pairs, direction=direction)
-pairs = study_like_pairs(page.model, n_pairs, seed, target, other)
+page = setup_page(context, "neuron", "prompt_set", direction=direction, n_compare=n_compare)
+pairs = page.pairs
 
 # %% [markdown]
 # ## What the neuron writes: `W_out[n] @ W_U`
@@ -121,7 +108,7 @@ show(paths_figure(effects, f"{page.neuron}: direct path and paths through later 
 # ## Other neurons for comparison
 #
 # The same split for a few neurons of other layers: in each layer the neuron that
-# attribution patching ranks first (on the study's pair, at every position), for the
+# attribution patching ranks first (on the page's own pair, at every position), for the
 # `n_compare` layers where that estimate is largest. A neuron early in the model can act only
 # through the layers after it.
 
@@ -143,7 +130,7 @@ if indirect is not None:
 # ## Beside the original study
 #
 # The study measured only the total effect on its one prompt (neuron patching); it split
-# nothing into direct and indirect parts. Pair 0 is the study's prompt.
+# nothing into direct and indirect parts. Pair 0 is the page's own pair (the study's by default).
 
 # %% tags=["remove-input"]
 paper_beside(page, effects_paper_rows(page.paper, page.neuron, effects))

@@ -31,17 +31,7 @@
 # from nouns taking `' a'`. The study is {cite}`miller2023an`.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
-n_pairs = 48
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 patch_pairs = 48
 direction = "sufficiency"
 top_k = 10
@@ -61,15 +51,11 @@ from helpers.methods.inputs import (
     attention_pattern, decompose_inputs, head_paths, head_patching, read_pairs, read_prompts, top_head, top_heads,
 )
 from helpers.methods.probes import embedding_probe, ov_cosine, residual_probe
-from helpers.methods.prompt_sets import study_like_pairs
 from helpers.paper import LEADS
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron,
-    n_pairs=n_pairs, patch_pairs=patch_pairs, direction=direction)
-pairs = study_like_pairs(page.model, n_pairs, seed, target, other)
-patch_set = study_like_pairs(page.model, patch_pairs, seed, target, other)
+page = setup_page(context, "neuron", "prompt_set", patch_pairs=patch_pairs, direction=direction)
+pairs, patch_set, target = page.pairs, page.prompt_set(patch_pairs), page.target
 
 # %% [markdown]
 # ## The neuron's input, split exactly
@@ -144,7 +130,7 @@ show(head_grid_figure(patched, f"{page.neuron}: change of its activation when on
 show(head_grid_figure(paths, f"{page.neuron}: each head's direct path into the neuron's input"))
 
 # %% [markdown]
-# On the study's own pair, the `top_k` heads that matter most are patched at one position at a
+# On the page's own pair (pair 0 of the set), the `top_k` heads that matter most are patched at one position at a
 # time (a head's output at a position is what it wrote there, after reading from wherever it
 # attends):
 
@@ -153,7 +139,7 @@ by_position = head_patching(page.model, pairs.pair(0), page.neuron, "each", dire
 glue(**position_summary(by_position, head, page.contrast.str_tokens))
 
 # %% tags=["hide-input"]
-show(positions_figure(by_position, page.contrast.str_tokens, top_k, f"{page.neuron}: change of its activation, one head at one position (study pair)"))
+show(positions_figure(by_position, page.contrast.str_tokens, top_k, f"{page.neuron}: change of its activation, one head at one position (the page's pair)"))
 
 # %% [markdown]
 # Patched at one position at a time, {glue:text}`top_head` moves the neuron most at position
@@ -183,8 +169,8 @@ show_attention(page.contrast.str_tokens, pattern[None], [str(head)])
 # word is predicted by a probe that never saw it.
 
 # %% tags=["remove-cell"]
-embedding = embedding_probe(page.model, folds=probe_folds, seed=seed)
-residual = residual_probe(page.model, pairs, head.layer, folds=probe_folds, seed=seed)
+embedding = embedding_probe(page.model, folds=probe_folds, seed=page.seeds.folds)
+residual = residual_probe(page.model, pairs, head.layer, folds=probe_folds, seed=page.seeds.folds)
 glue(**probe_summary(embedding, residual, ov_cosine(page.model, head, embedding.direction, page.neuron),
                      ov_cosine(page.model, head, residual.direction, page.neuron), head, head.layer))
 

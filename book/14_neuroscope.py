@@ -25,19 +25,7 @@
 # here they come from the run's own corpus, for every neuron at once.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-dataset = "toy"
-n_docs = 400
-batch_size = 8
-clean_prompt = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
-corrupted_prompt = "I climbed up the pear tree and picked a pear. I climbed up the lemon tree and picked"
-target = " an"
-other = " a"
-layer = "auto"
-neuron = "auto"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 layers = "auto"
 n_examples = 20
 context_before = 12
@@ -45,16 +33,14 @@ context_after = 4
 
 # %% tags=["remove-cell"]
 from helpers.book.display import glue
-from helpers.book.neuroscope import browser_layers, neuroscope_summary, publish_neuroscope, show_featured, show_neuron_browser
+from helpers.book.neuroscope import neuroscope_summary, publish_neuroscope, show_featured, show_neuron_browser
 from helpers.book.page import setup_page
 from helpers.scan.neuroscope import neuroscope
 
 # %% tags=["remove-input"]
-page = setup_page(
-    model_name, device, dtype, seed, clean_prompt, corrupted_prompt, target, other, layer=layer, neuron=neuron, dataset=dataset, n_docs=n_docs, layers=layers)
-result = neuroscope(page.model, dataset, browser_layers(page.model, layers, page.neuron), k=n_examples, context=(context_before, context_after),
-                    batch_size=batch_size, n_docs=n_docs, seed=seed, progress=page.progress)
-published = publish_neuroscope(result, page.model, target, own=page.neuron)
+page = setup_page(context, "neuron", "corpus", layers=layers)
+result = neuroscope(page.model, page.dataset, page.knobs["layers"], k=n_examples, context=(context_before, context_after), **page.corpus)
+published = publish_neuroscope(result, page.model, page.target, own=page.neuron)
 glue(**neuroscope_summary(result, published, page.neuron))
 
 # %% [markdown]

@@ -32,27 +32,23 @@
 # its readers asked.
 
 # %% tags=["parameters"]
-model_name = "toy"
-device = "cpu"
-dtype = "float32"
-seed = 0
-target = " an"
-other = " a"
+context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 models = "auto"
-n_pairs = 16
+sweep_pairs = 16
 max_neurons = 256
 
 # %% tags=["remove-cell"]
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
 from helpers.book.page import quietly, setup_page
-from helpers.book.summaries.sweep import neuron_table, sweep_names, sweep_paper_rows, sweep_summary, sweep_table
+from helpers.book.summaries.sweep import neuron_table, sweep_paper_rows, sweep_summary, sweep_table
 from helpers.methods.sweep import sweep
 
 # %% tags=["remove-input"]
-names = sweep_names(models, model_name)
-page = setup_page(model_name, device, dtype, seed, target=target, other=other, models=", ".join(names), n_pairs=n_pairs, max_neurons=max_neurons)
-result = quietly(sweep, names, n_pairs, seed, target, other, max_neurons, device, dtype)
+page = setup_page(context, models=models, sweep_pairs=sweep_pairs, max_neurons=max_neurons)
+run = page.context
+result = quietly(sweep, page.knobs["models"], sweep_pairs, page.seeds.pairs, page.target, page.other, max_neurons, run["device"], run["dtype"],
+                 first=(run["clean_prompt"], run["corrupted_prompt"]))
 summary = sweep_summary(result)
 glue(n_models=summary["n_models"], n_measured=summary["n_measured"], share_min=summary["share_min"], share_max=summary["share_max"])
 
@@ -70,8 +66,8 @@ note(summary["missing_phrase"])
 show_table(sweep_table(result), caption="How each model does the task")
 
 # %% [markdown]
-# Every causal number below is a mean over the prompt set's pairs (the study's own pair
-# first), recovery with its 95% interval; "neurons to half" stops at the parameter
+# Every causal number below is a mean over the prompt set's pairs (the page's own pair,
+# the study's by default, first), recovery with its 95% interval; "neurons to half" stops at the parameter
 # `max_neurons`.
 
 # %% tags=["remove-input"]
@@ -119,13 +115,13 @@ show(concentration_figure(result, "How many neurons it takes to reach half of th
 
 # %% tags=["remove-input"]
 note(summary["growth_phrase"])
-paper_beside(page, sweep_paper_rows(result, page.paper, model_name))
+paper_beside(page, sweep_paper_rows(result, page.paper, run["model_name"]))
 
 # %% [markdown]
 # ## Reading the table with care
 #
 # Each row is one model measured one way: the neuron is the top of one layer, chosen by
-# patching on the study's pair; another layer can hold a neuron with a larger effect, and a
+# patching on the page's pair; another layer can hold a neuron with a larger effect, and a
 # spread mechanism can still have one neuron on top. The bundled models are small GPT-2s
 # trained on a generated corpus (their model cards give how they were trained and their
 # held-out accuracy), so they show how the methods behave across seeds and sizes, not what

@@ -90,7 +90,7 @@ def test_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):
 
 def test_parameter_no_page_declares_is_refused(tmp_path):
     root = make_book(tmp_path, {"greet": GREETING_PAGE})
-    with pytest.raises(BuildError, match="no page declares the parameter.*colour"):
+    with pytest.raises(BuildError, match="no page takes the parameter.*colour"):
         execute_pages(root, {}, {"colour": "red"}, [], force=False)
 
 

@@ -5,18 +5,20 @@ import pytest
 import torch
 
 from helpers.methods.congruence import (
-    Congruence,
     as_token,
-    census,
-    census_per_layer,
-    hubs,
-    mutual_exclusive,
     neuron_congruence,
     output_weights,
     readout,
     scan,
     search,
     token_congruence,
+)
+from helpers.methods.congruence_tables import (
+    Congruence,
+    census,
+    census_per_layer,
+    hubs,
+    mutual_exclusive,
     tokens_topped_by,
     top_neuron_per_token,
 )

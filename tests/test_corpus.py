@@ -8,10 +8,9 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
+from helpers.core.english import FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, STUDY_FRAME, article_for
 from helpers.toy.corpus import (
-    FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, STUDY_FRAME, TOKENIZER_FILE, ArticlePrompt,
-    article_accuracy, article_for, article_logit_diffs, article_prompts, documents,
-    study_prompts,
+    TOKENIZER_FILE, ArticlePrompt, article_accuracy, article_logit_diffs, article_prompts, documents, study_prompts,
 )
 from helpers.core.models import random_model
 from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED

@@ -54,13 +54,13 @@ def test_prompt_set_is_study_like(tiny, pairs):
 
 
 def test_prompt_set_errors_are_one_line(tiny, monkeypatch):
-    from helpers.toy.corpus import STUDY_FRAME
+    from helpers.core.english import STUDY_FRAME
     monkeypatch.setattr("helpers.methods.prompt_sets.FRAMES", [STUDY_FRAME.__class__("few", STUDY_FRAME.template, ("apple", "lemon", "pear"))])
     cases = [
         (lambda: make_pairs(tiny, [CLEAN, CLEAN + " now"], [CORRUPTED, CORRUPTED + " now"]), r"pair 1 .* is \d+ and \d+ tokens but pair 0 is \d+"),
         (lambda: make_pairs(tiny, [CLEAN], ["I went up the pear tree and picked a pear. I climbed up the lemon"]), r"differs in 2 positions, more than max_diff_positions=1"),
         (lambda: make_pairs(tiny, CLEAN, CORRUPTED), "make_pairs takes lists"),
-        (lambda: study_like_pairs(tiny, 50), r"only \d+ study-like pairs of 20 tokens could be drawn for this tokenizer; ask for n_pairs <= \d+"),
+        (lambda: study_like_pairs(tiny, 50), r"only \d+ study-like pairs of 20 tokens \(the first pair.s length\) could be drawn for this tokenizer; ask for n_pairs <= \d+"),
         (lambda: over_pairs(neuron_patching, tiny, make_contrast(tiny, CLEAN, CORRUPTED).__class__(
             clean=torch.zeros(2, 3, dtype=torch.long), corrupted=torch.zeros(2, 4, dtype=torch.long), target=1, other=2,
             str_tokens=[], target_str="", other_str=""), layer=0), "a prompt set is clean and corrupted tokens of one shape"),

@@ -18,13 +18,14 @@ import torch
 from helpers.core.models import random_model
 from helpers.core.names import Head, Neuron
 from helpers.core.prompts import make_contrast
+from helpers.core.checks import check_head
 from helpers.methods.inputs import (
-    check_head, decompose_inputs, head_paths, head_patching, input_direction, neuron_bias, neuron_input_patching, read_pairs, read_prompts,
+    decompose_inputs, head_paths, head_patching, input_direction, neuron_bias, neuron_input_patching, read_pairs, read_prompts,
     top_head, top_heads, upstream_neurons,
 )
 from helpers.methods.probes import embedding_probe, fit_probe, ov_cosine, probe_words, residual_probe
 from helpers.methods.prompt_sets import study_like_pairs
-from helpers.toy.corpus import article_for
+from helpers.core.english import article_for
 
 from test_planted_neuron import mlp_parameters
 
@@ -249,8 +250,8 @@ def test_bad_input_is_one_line(tiny, pairs):
     dec = decompose_inputs(tiny, pairs, NEURON)
     few = torch.tensor([True] * 3 + [False] * 10)
     cases = [
-        (lambda: check_head("L9H0", tiny), r"head L9H0 does not exist: this model has layers 0-2 and heads 0-3 per layer"),
-        (lambda: check_head("layer 1 head 2", tiny), r"is not a head name; write it as L<layer>H<index>"),
+        (lambda: check_head(tiny, "L9H0"), r"head L9H0 does not exist: this model has layers 0-2 and heads 0-3 per layer"),
+        (lambda: check_head(tiny, "layer 1 head 2"), r"is not a head name; write it as L<layer>H<index>"),
         (lambda: dec.index("L7H1"), r"'L7H1' is not a component of this decomposition; name one of embed, pos_embed, L0H0-L2H3, b_O, mlp 0-1, b_in"),
         (lambda: fit_probe(torch.randn(13, 4), few), r"the ' an' class has 3 distinct examples, too few to split into 5 folds; the probe needs at least 5 per class"),
         (lambda: head_patching(tiny, pairs, NEURON, "every"), r"unknown positions 'every'"),

@@ -10,7 +10,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from helpers.book.build import ROOT, declared_parameters, toc_pages
+from helpers.book.build import ROOT, declared_parameters, import_closure, page_groups, toc_pages
+from helpers.book.context import GROUP_OF
+from helpers.book.page import AUTO_KNOBS
 
 LAYERS = ["core", "toy", "methods", "scan", "paper", "book"]
 PAGES = toc_pages(ROOT)
@@ -83,17 +85,46 @@ def test_no_page_repeats_another_pages_preamble():
     assert not repeated, f"pages with the same set-up cell: {repeated}"
 
 
-def test_every_neuron_page_takes_layer_and_neuron():
-    """One pair of parameters means one neuron everywhere: SET="neuron=L3N73" reaches every page."""
+def test_pages_declare_only_their_own_knobs():
+    """The shared parameters live in helpers.book.context alone: a page declares ``context`` and
+    its own knobs, never a copy of a shared default."""
+    shared = set(GROUP_OF)
     for page in PAGES:
-        declared = declared_parameters(jupytext.read(page))
+        notebook = jupytext.read(page)
+        declared = declared_parameters(notebook)
+        assert "context" in declared, f"{page.stem} does not declare context"
+        assert not declared & shared, f"{page.stem} declares shared parameters {sorted(declared & shared)}: they belong to helpers.book.context"
         assert not declared & {"neurons", "an_neuron"}, f"{page.stem} names its neuron another way"
-        if "neuron" in declared:
-            assert "layer" in declared, f"{page.stem} takes neuron but not layer"
-            # "auto" is found on the page's own prompts: the prompts the build is given must reach it
-            assert {"clean_prompt", "corrupted_prompt", "target", "other"} <= declared, f"{page.stem} chooses its neuron on prompts it does not take"
-    takes_neuron = [p.stem for p in PAGES if "neuron" in declared_parameters(jupytext.read(p))]
-    assert {"04_neuron_patching", "05_max_activating", "06_correlation", "07_congruence", "10_prediction_neurons"} <= set(takes_neuron)
+
+
+def test_every_neuron_page_names_the_neuron_group():
+    """One neuron everywhere: SET="neuron=L3N73" reaches every page that studies the neuron, and
+    "auto" is found on the page's own prompts (every page has the prompts group)."""
+    groups = {p.stem: page_groups(jupytext.read(p)) for p in PAGES}
+    assert all({"model", "prompts"} <= set(g) for g in groups.values())
+    takes_neuron = {stem for stem, g in groups.items() if "neuron" in g}
+    assert {"04_neuron_patching", "05_max_activating", "06_correlation", "07_congruence", "10_prediction_neurons",
+            "11_ablation", "12_direct_indirect", "13_inputs", "14_neuroscope"} <= takes_neuron
+    for page in PAGES:
+        code = "\n".join(c.source for c in jupytext.read(page).cells if c.cell_type == "code")
+        if "page.neuron" in code or "page.choice" in code:
+            assert page.stem in takes_neuron, f"{page.stem} uses the neuron without naming the neuron group"
+        if "page.pairs" in code or "page.prompt_set(" in code:
+            assert "prompt_set" in groups[page.stem] or "page.pairs" not in code, f"{page.stem} uses the prompt set without its group"
+        if "page.corpus" in code or "page.dataset" in code:
+            assert "corpus" in groups[page.stem], f"{page.stem} scans without naming the corpus group"
+
+
+def test_auto_knob_resolvers_are_in_the_closure_of_the_pages_that_use_them():
+    """A knob resolved by setup_page is resolved by a module the page imports, so the page's
+    fingerprint sees a change of the resolver."""
+    for page in PAGES:
+        code = "\n".join(c.source for c in jupytext.read(page).cells if c.cell_type == "code")
+        closure = {str(p.relative_to(ROOT)) for p in import_closure(page, ROOT)}
+        for knob, target in AUTO_KNOBS.items():
+            if re.search(rf"\b{knob}={knob}\b", code):
+                module = target.split(":")[0].replace(".", "/") + ".py"
+                assert module in closure, f"{page.stem} passes {knob} but does not import {module}"
 
 
 def test_every_page_cites_what_it_uses_from_the_bibliography():

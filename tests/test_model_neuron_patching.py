@@ -122,7 +122,7 @@ def test_bad_input_says_what_to_do(tiny, study):
         model_neuron_patching(tiny, study, layers=[])
     with pytest.raises(ValueError, match=r"repeat a layer; give each layer once$"):
         model_neuron_patching(tiny, study, layers=[1, 1])
-    with pytest.raises(ValueError, match=r"^layer '1' is out of range"):
+    with pytest.raises(ValueError, match=r"^layer '1' is text: give the layer as a number, e.g. layer=1$"):
         model_neuron_patching(tiny, study, layers=["1"])
     with pytest.raises(ValueError, match=r"^neuron 24 is out of range: this layer has neurons 0-23$"):
         model_neuron_patching(tiny, study, neurons=[24])

@@ -18,9 +18,10 @@ import torch
 from helpers.book.build import ROOT
 from helpers.core.models import load_model, random_model
 from helpers.scan.neuroscope import (
-    BINS, RESULT, _count, _fold_shard, bucket_constants, bucket_of, check_bins, empty_state, merge_states, neuroscope, open_neuroscope,
+    BINS, RESULT, _fold_shard, bucket_constants, bucket_of, check_bins, empty_state, merge_states, neuroscope, open_neuroscope,
     parse_layers, part_name, sort_state, top_per_document,
 )
+from helpers.scan.neuroscope_state import _count
 from helpers.scan.store import ScanMismatch
 
 N_CTX = 16
@@ -270,7 +271,7 @@ def test_another_runs_files_are_refused(model, docs, scanned, tmp_path):
 
 @pytest.mark.parametrize(
     "layers, message",
-    [([2], r"layer 2 is out of range: this model has layers 0-1"), ([0, 0], "repeat a layer"), ([], "no layer given"), ([-1], "out of range"), (["x"], "out of range")],
+    [([2], r"layer 2 is out of range: this model has layers 0-1"), ([0, 0], "repeat a layer"), ([], "no layer given"), ([-1], "out of range"), (["x"], r"layer .x. is not a layer: give a number between 0 and 1")],
 )
 def test_bad_layer_lists(model, docs, tmp_path, layers, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -332,6 +333,7 @@ def one_process(tmp_path_factory):
     return neuroscope(model, "toy", None, tmp_path_factory.mktemp("one"), n_docs=10, shard_docs=2, batch_size=4, k=8, progress=False)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(one_process, tmp_path):
     done = torchrun(["-m", "helpers.scan.neuroscope", *TOY, "--out", str(tmp_path)])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -343,6 +345,7 @@ def test_two_processes_equal_one(one_process, tmp_path):
         assert torch.equal(tensor.nan_to_num(-7.0), two.tensors[name].nan_to_num(-7.0)), f"{name} differs between 1 and 2 processes"
 
 
+@pytest.mark.slow
 def test_a_lost_process_resumes_from_what_was_written(one_process, tmp_path):
     """Process 1 dies after its first shard; torchrun stops the group. The same command
     resumes: process 1 keeps its written shard, and the result equals one process's."""

@@ -90,6 +90,7 @@ def test_the_page_carries_only_the_mount_point(site):
     assert len(snippet) < 1000 and 'data-start="L1N5"' in snippet and "../_static/neuroscope/neuroscope.js" in snippet
 
 
+@pytest.mark.slow  # a browser (Chromium)
 @pytest.mark.parametrize("opened", ["from disk", "served"])
 def test_browser_shows_a_neuron_and_loads_another(site, opened, tmp_path):
     root, result, _ = site

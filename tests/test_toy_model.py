@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.toy.corpus import article_accuracy, article_for, article_prompts, study_prompts
+from helpers.core.english import article_for
+from helpers.toy.corpus import article_accuracy, article_prompts, study_prompts
 from helpers.core.models import BUNDLED_MODELS, ModelUnavailable, load_model
 from helpers.toy.train import EVAL_PROMPTS, EVAL_SEED, STUDY_PAIRS, TrainConfig, evaluate, main, train
 
@@ -126,6 +127,7 @@ def test_training_is_bitwise_repeatable():
     assert not torch.equal(first.transformer.wte.weight, other_seed.transformer.wte.weight)
 
 
+@pytest.mark.slow
 def test_training_command_writes_a_loadable_folder(tmp_path):
     out = tmp_path / "toy"
     threads = torch.get_num_threads()

@@ -5,8 +5,10 @@
 1. Read the pages from ``_toc.yml`` and the parameters from ``profiles.yaml``.
 2. Convert each ``book/*.py`` page (Jupytext py:percent) to a notebook and execute it in a
    fresh kernel with papermill, injecting the parameters it declares. A failing cell stops
-   the build with the page and the cell named. A page whose source, parameters and helpers
-   are unchanged since its last execution is not run again.
+   the build with the page and the cell named. Each page gets its own knobs and ``context``,
+   the shared parameters of the groups it names in its ``setup_page`` call
+   (:mod:`helpers.book.context`). A page whose source, parameters and imported helpers
+   modules are unchanged since its last execution is not run again.
 3. Copy plotly.js, the circuitsvis bundle and MathJax into ``_vendor`` (served as ``_static``) and build
    the HTML with Jupyter Book, warnings as errors.
 """
@@ -145,13 +147,77 @@ def declared_parameters(notebook) -> set[str]:
     return {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
 
 
+def page_groups(notebook) -> tuple[str, ...]:
+    """The parameter groups a page names in its ``setup_page(context, "neuron", ...)`` call, plus
+    the groups every such page has (:data:`helpers.book.context.ALWAYS`); none for a page
+    without the call (it takes only its own parameters)."""
+    import ast
+
+    from helpers.book.context import check_groups
+
+    calls = [node for cell in notebook.cells if cell.cell_type == "code" for node in ast.walk(ast.parse(cell.source))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup_page"]
+    if not calls:
+        return ()
+    if len(calls) > 1:
+        raise BuildError(f"a page makes one setup_page(context, ...) call; this one makes {len(calls)}")
+    names = [arg.value for arg in calls[0].args[1:] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+    if len(names) != len(calls[0].args) - 1:
+        raise BuildError("setup_page(context, ...) names its groups as string literals, e.g. setup_page(context, 'neuron')")
+    return check_groups(names)
+
+
+def page_context(values: dict, groups: tuple[str, ...]) -> dict:
+    """The values of ``groups``' parameters that the profile or ``--set`` give (the page
+    fills the rest from :data:`helpers.book.context.GROUPS`)."""
+    from helpers.book.context import GROUPS
+
+    return {name: values[name] for group in groups for name in GROUPS[group] if name in values}
+
+
+def import_closure(source: Path, root: Path) -> list[Path]:
+    """The ``helpers`` modules a page imports, directly or through other helpers modules (every
+    ``import`` statement counts, inside functions too), with the packages that hold them."""
+    import ast
+
+    helpers = root / "helpers"
+    seen: set[Path] = set()
+
+    def module_files(name: str) -> list[Path]:
+        parts = name.split(".")
+        if parts[0] != "helpers":
+            return []
+        files = [helpers.joinpath(*parts[1:i], "__init__.py") for i in range(1, len(parts) + 1)]
+        files.append(helpers.joinpath(*parts[1:]).with_suffix(".py"))
+        return [f for f in files if f.is_file()]
+
+    def visit(path: Path, text: str) -> None:
+        for node in ast.walk(ast.parse(text)):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                for file in module_files(name):
+                    if file not in seen:
+                        seen.add(file)
+                        visit(file, file.read_text())
+
+    notebook = notebook_for(source)
+    visit(source, "\n".join(c.source for c in notebook.cells if c.cell_type == "code"))
+    return sorted(seen)
+
+
 def fingerprint(source: Path, parameters: dict, root: Path) -> str:
-    """Hash of what decides a page's output: its source, its parameters, the helpers' code and
-    the bundled model."""
+    """Hash of what decides a page's output: its source, its parameters, the code of the helpers
+    modules it imports (:func:`import_closure`) and the package's data files (the bundled
+    models, the study's numbers)."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update(json.dumps([parameters, repository_url(root)], sort_keys=True).encode())
     helpers = root / "helpers"
-    for path in sorted(p for p in helpers.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    data = [p for p in helpers.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
+    for path in sorted({*import_closure(source, root), *data}):
         digest.update(str(path.relative_to(helpers)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -234,21 +300,33 @@ def repository_url(root: Path) -> str:
 
 def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> list[PageRun]:
     """Run every page of the table of contents with the parameters it declares; one line per page."""
-    pages = toc_pages(root)
+    pages = every_page = toc_pages(root)
     if only:
         only = [Path(name).stem for name in only]  # '07_congruence', 'book/07_congruence.py'
         unknown = set(only) - {p.stem for p in pages}
         if unknown:
             raise BuildError(f"no page named {', '.join(sorted(unknown))} in _toc.yml; pages are {', '.join(p.stem for p in pages)}")
         pages = [p for p in pages if p.stem in only]
-    notebooks = {page: notebook_for(page) for page in pages}
-    declared = {page: declared_parameters(nb) for page, nb in notebooks.items()}
-    everything = set().union(*declared.values()) if declared else set()
-    undeclared = set(overrides) - everything
+    notebooks = {page: notebook_for(page) for page in every_page}
+    declared = {page: declared_parameters(nb) - {"context"} for page, nb in notebooks.items()}
+    groups = {}
+    for page, notebook in notebooks.items():
+        try:
+            groups[page] = page_groups(notebook)
+        except (BuildError, ValueError) as error:
+            raise BuildError(f"{page.relative_to(root)}: {error}") from None
+    from helpers.book.context import GROUPS
+
+    shared = {name for page in every_page for group in groups[page] for name in GROUPS[group]}
+    knobs = set().union(*declared.values()) if declared else set()
+    undeclared = set(profile) - shared - knobs
+    if undeclared:
+        raise BuildError(f"the profile sets {', '.join(sorted(undeclared))}, which no page takes: remove it from profiles.yaml")
+    undeclared = set(overrides) - shared - knobs
     if undeclared:
         raise BuildError(
-            f"no page declares the parameter(s) {', '.join(sorted(undeclared))}; "
-            f"declared parameters are {', '.join(sorted(everything))}"
+            f"no page takes the parameter(s) {', '.join(sorted(undeclared))}; "
+            f"the pages take {', '.join(sorted(shared | knobs))}"
         )
     values = {**profile, **overrides}
     # pages run in book/: a model folder given relative to where the build was started is made absolute
@@ -256,10 +334,13 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
     if isinstance(name, str) and name.startswith((".", "/", "~")) and Path(name).expanduser().exists():
         values["model_name"] = str(Path(name).expanduser().resolve())
     os.environ[BOOK_ENV] = "1"
-    print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if any(k in d for d in declared.values())), flush=True)
+    used = shared | knobs
+    print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if k in used), flush=True)
     runs = []
     for page in pages:
         parameters = {k: v for k, v in values.items() if k in declared[page]}
+        if groups[page]:
+            parameters["context"] = page_context(values, groups[page])
         runs.append(execute_page(page, parameters, root, force))
         print(runs[-1].line(), flush=True)
     executed = [r for r in runs if r.executed]

@@ -267,3 +267,10 @@ def featured_table(published: Published) -> str:
 def show_featured(published: Published) -> None:
     """A line of links to the neurons worth starting from."""
     display(HTML(f"<p>Neurons to start from (each link opens it in the browser above): {featured_table(published)}.</p>"))
+
+
+def resolve_layers(page, layers) -> tuple[list[int] | None, str]:
+    """The page's ``layers`` knob for :data:`helpers.book.page.AUTO_KNOBS`: the layers and how
+    ``"auto"`` chose them."""
+    resolved = browser_layers(page.model, layers, page.neuron)
+    return resolved, "every layer" if resolved is None else f"layer {', '.join(map(str, resolved))}"

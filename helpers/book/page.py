@@ -1,42 +1,67 @@
-"""What every page does first: load the model, tokenise its prompts, choose its neuron, say so.
+"""What every page does first: resolve its context, load the model, choose its neuron, say so.
 
-``setup_page(...)`` is the one call a page makes after its parameters cell. It returns a
-:class:`Page` and displays the header that names the model and the parameters.
+``page = setup_page(context, "neuron", "corpus", top_k=top_k)`` is the one call a page makes
+after its parameters cell. ``context`` holds the shared parameters the build injected (see
+:mod:`helpers.book.context`); the further names are the groups the page uses beyond the model
+and the prompts; the keywords are the page's own knobs, listed in the header. It returns a
+:class:`Page` and displays the header: the model, every parameter, how each ``"auto"`` was
+resolved.
 
-The neuron of a page is resolved by :func:`helpers.methods.choice.choose_neuron`.
+The neuron is resolved by :func:`helpers.methods.choice.choose_neuron`; the prompt set of a
+page is built on the page's own pair (:func:`helpers.methods.prompt_sets.study_like_pairs`).
+A knob whose value can be ``"auto"`` (:data:`AUTO_KNOBS`) is resolved here, once, by the
+function its page module provides.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.book.context import AUTO, Seeds, check_groups, resolve_context
 from helpers.book.display import in_book, page_header
 from helpers.core.models import load_model
 from helpers.core.names import Neuron
-from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED, Contrast, make_contrast
-from helpers.methods.choice import AUTO, CHOICE_CACHE, NeuronChoice, choose_neuron  # noqa: F401 (pages import them from here)
+from helpers.core.prompts import Contrast, make_contrast
+from helpers.methods.choice import CHOICE_CACHE, NeuronChoice, choose_neuron  # noqa: F401 (pages import them from here)
+from helpers.methods.prompt_sets import study_like_pairs
 from helpers.paper import Study, is_paper_model, study
+
+# knob -> "module:function(page, value) -> (resolved value, how "auto" was resolved)"; each
+# module is one the page using the knob imports anyway (a test checks it), so the page's
+# fingerprint covers the resolver.
+AUTO_KNOBS = {
+    "layers": "helpers.book.neuroscope:resolve_layers",
+    "models": "helpers.book.summaries.sweep:resolve_models",
+    "congruent_neuron": "helpers.book.summaries.congruence:resolve_congruent_neuron",
+}
 
 
 @dataclass
 class Page:
-    """One page's model, prompt pair, neuron choice (if it studies a neuron) and the study."""
+    """One page's model, prompt pair, neuron choice (if it uses the neuron group), its context,
+    seeds, corpus, prompt-set size, resolved knobs and the study."""
 
     model: TransformerBridge
     contrast: Contrast
     choice: NeuronChoice | None
     paper: Study
     on_paper_model: bool
+    context: dict
+    groups: tuple[str, ...]
+    seeds: Seeds
+    knobs: dict = field(default_factory=dict)
 
     @property
     def neuron(self) -> Neuron:
         if self.choice is None:
-            raise ValueError("this page was set up without a neuron; pass layer= and neuron= to setup_page")
+            raise ValueError("this page was set up without a neuron; name the group: setup_page(context, 'neuron', ...)")
         return self.choice.neuron
 
     @property
@@ -44,38 +69,75 @@ class Page:
         return self.model.cfg.model_name
 
     @property
+    def target(self) -> str:
+        return self.context["target"]
+
+    @property
+    def other(self) -> str:
+        return self.context["other"]
+
+    @property
     def progress(self) -> bool:
         """Show progress bars of long passes: yes in a notebook, no in the book's HTML."""
         return not in_book()
 
+    def _group(self, group: str) -> None:
+        if group not in self.groups:
+            raise ValueError(f"this page was set up without the {group!r} group; name it: setup_page(context, {group!r}, ...)")
 
-def setup_page(
-    model_name: str,
-    device: str = "cpu",
-    dtype: str = "float32",
-    seed: int = 0,
-    clean_prompt: str = STUDY_CLEAN,
-    corrupted_prompt: str = STUDY_CORRUPTED,
-    target: str = " an",
-    other: str = " a",
-    layer: int | str | None = None,
-    neuron: str | None = None,
-    **shown,
-) -> Page:
-    """Load the model, tokenise the prompts, resolve ``layer``/``neuron`` and show the header.
+    @property
+    def dataset(self) -> str:
+        """The corpus the page scans (``dataset`` of the corpus group)."""
+        self._group("corpus")
+        return self.context["dataset"]
 
-    ``layer`` and ``neuron`` are None on pages that study no single neuron. ``shown`` are
-    further parameters to list in the header.
-    """
-    torch.manual_seed(seed)
-    model = quietly(load_model, model_name, device=device, dtype=dtype)
-    contrast = make_contrast(model, clean_prompt, corrupted_prompt, target, other)
-    choice = None if layer is None and neuron is None else choose_neuron(model, contrast, layer or AUTO, neuron or AUTO)
-    header = dict(clean_prompt=clean_prompt, corrupted_prompt=corrupted_prompt, target=target, other=other)
-    if choice is not None:
-        header.update(layer=f"{layer} ({choice.layer})" if layer == AUTO else layer, neuron=f"{neuron} ({choice.neuron})" if neuron == AUTO else neuron)
-    page_header(model, **header, **shown)
-    return Page(model=model, contrast=contrast, choice=choice, paper=study(), on_paper_model=is_paper_model(model_name))
+    @property
+    def corpus(self) -> dict:
+        """Keywords of a corpus pass: ``n_docs``, ``batch_size``, the corpus seed, progress bars."""
+        self._group("corpus")
+        return dict(n_docs=self.context["n_docs"], batch_size=self.context["batch_size"], seed=self.seeds.corpus, progress=self.progress)
+
+    @cached_property
+    def pairs(self) -> Contrast:
+        """The page's prompt set: ``n_pairs`` study-like pairs, pair 0 the page's own pair."""
+        self._group("prompt_set")
+        return self.prompt_set(self.context["n_pairs"])
+
+    def prompt_set(self, n_pairs: int) -> Contrast:
+        """``n_pairs`` study-like pairs on the page's pair (the first ``n`` of a larger set are
+        the set of ``n``)."""
+        first = (self.context["clean_prompt"], self.context["corrupted_prompt"])
+        return study_like_pairs(self.model, n_pairs, self.seeds.pairs, self.target, self.other, first=first)
+
+
+def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
+    """Resolve the context of ``groups``, load the model, tokenise the prompts, resolve the
+    neuron and every ``"auto"`` knob, and show the header (see the module docstring)."""
+    groups = check_groups(groups)
+    values = resolve_context(dict(context or {}), groups)
+    seeds = Seeds.of(values["seed"])
+    torch.manual_seed(seeds.torch)
+    model = quietly(load_model, values["model_name"], device=values["device"], dtype=values["dtype"])
+    contrast = make_contrast(model, values["clean_prompt"], values["corrupted_prompt"], values["target"], values["other"])
+    header = {k: v for k, v in values.items() if k not in ("model_name", "device", "dtype")}
+    choice = None
+    if "neuron" in groups:
+        choice = choose_neuron(model, contrast, values["layer"], values["neuron"])
+        for name, resolved in (("layer", choice.layer), ("neuron", choice.neuron)):
+            if values[name] == AUTO:
+                header[name] = f"auto ({resolved})"
+    page = Page(model=model, contrast=contrast, choice=choice, paper=study(), on_paper_model=is_paper_model(values["model_name"]),
+                context=values, groups=groups, seeds=seeds)
+    for name, value in knobs.items():
+        header[name] = value
+        if name in AUTO_KNOBS:
+            module, function = AUTO_KNOBS[name].split(":")
+            resolved, how = getattr(importlib.import_module(module), function)(page, value)
+            header[name] = f"auto ({how})" if value == AUTO else value
+            value = resolved
+        page.knobs[name] = value
+    page_header(model, **header)
+    return page
 
 
 def quietly(fn, *args, **kwargs):

@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from helpers.core.names import Head, Neuron
+
 DIRECTIONS = ("sufficiency", "necessity")
 POSITION_MODES = ("last", "all")
 
@@ -23,6 +25,9 @@ def check_layer(layer, n_layers: int, what: str = "layers") -> int:
         index = operator.index(layer)
     except TypeError:
         index = None
+    if isinstance(layer, str):
+        raise ValueError(f"layer {layer!r} is text: give the layer as a number, e.g. layer={layer.strip()}" if layer.strip().isdigit()
+                         else f"layer {layer!r} is not a layer: give a number between 0 and {n_layers - 1}")
     if index is None or isinstance(layer, bool) or not 0 <= index < n_layers:
         raise ValueError(f"layer {layer!r} is out of range: this model has {what} 0-{n_layers - 1}")
     return index
@@ -83,3 +88,19 @@ def check_positive_int(name: str, value, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
+
+
+def check_neuron(model, neuron) -> Neuron:
+    """``neuron`` (a :class:`Neuron` or a name such as ``'L31N892'``) if ``model`` has it, else a
+    one-line error giving the model's layers and neurons per layer."""
+    return Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+
+
+def check_head(model, head) -> Head:
+    """``head`` (a :class:`Head` or a name such as ``'L26H1'``) if ``model`` has it, else a
+    one-line error giving the model's layers and heads per layer."""
+    head = head if isinstance(head, Head) else Head.parse(str(head))
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    if not (0 <= head.layer < n_layers and 0 <= head.index < n_heads):
+        raise ValueError(f"head {head} does not exist: this model has layers 0-{n_layers - 1} and heads 0-{n_heads - 1} per layer")
+    return head

@@ -14,6 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.hooks import UNEMBED_IN, final_resid, run_until
 from helpers.core.models import single_token
 
 STUDY_CLEAN = "I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"
@@ -210,19 +211,10 @@ def frozen_norm(model: TransformerBridge, x: Float[Tensor, "... d_model"], scale
     return x / wide(scale)
 
 
-def final_resid_name(model: TransformerBridge) -> str:
-    """Hook of the residual stream after the last block."""
-    return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-
-
 def run_logit_diff(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], target: int, other: int, fwd_hooks=()) -> Float[Tensor, "batch"]:
     """The model's forward pass on ``tokens`` (with ``fwd_hooks`` attached for this call) and
     its last-position logit difference, read out in float32 (:func:`read_out`)."""
     return read_out(model, last_resid(model, tokens, fwd_hooks), target, other)
-
-
-class _ReachedUnembedding(Exception):
-    """Raised at the unembedding's input: only the last position is read out, outside."""
 
 
 def last_resid(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_hooks=()) -> Float[Tensor, "batch d_model"]:
@@ -238,13 +230,7 @@ def last_resid(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], fwd_h
         kept["resid"] = resid[:, -1]
         return resid
 
-    def stop(x, hook):
-        raise _ReachedUnembedding
-
-    try:
-        model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (final_resid_name(model), keep), ("unembed.hook_in", stop)])
-    except _ReachedUnembedding:
-        pass
+    run_until(model, tokens, UNEMBED_IN, [*fwd_hooks, (final_resid(model), keep)])
     return kept["resid"]
 
 
@@ -284,7 +270,7 @@ def next_tokens(model: TransformerBridge, tokens: Int[Tensor, "1 pos"], target: 
         kept["resid"] = resid[:, -1]
         return resid
 
-    logits = model.run_with_hooks(tokens, fwd_hooks=[(final_resid_name(model), keep)])
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(final_resid(model), keep)])
     probs = logits[0, -1].float().softmax(-1)
     top = probs.topk(k)
     return NextTokens(

@@ -32,6 +32,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.hooks import mlp_post
 from helpers.core.checks import check_choice, check_layer, check_neurons, check_positive_int
 from helpers.core.prompts import Contrast, last_logits, wide
 
@@ -76,7 +77,7 @@ def reference_activations(model: TransformerBridge, windows: Int[Tensor, "window
             f"the reference corpus has {positions} positions; a mean and a resampling pool need at least "
             f"{MIN_REFERENCE_POSITIONS}: pass more documents (n_docs) or longer windows"
         )
-    name = f"blocks.{layer}.mlp.hook_post"
+    name = mlp_post(layer)
     acts = []
     for start in range(0, windows.shape[0], batch_size):
         _, cache = model.run_with_cache(windows[start : start + batch_size], names_filter=name)
@@ -147,7 +148,7 @@ def ablate(
     d_mlp = model.cfg.d_mlp
     masks = torch.stack([torch.zeros(d_mlp, dtype=torch.bool).index_fill_(0, check_neurons(s, d_mlp), True) for s in neuron_sets.values()])
     n_pairs, n_pos = pairs.clean.shape
-    post = f"blocks.{layer}.mlp.hook_post"
+    post = mlp_post(layer)
     _, clean_cache = model.run_with_cache(pairs.clean, names_filter=post)
     clean_act = clean_cache[post]  # [pair, pos, d_mlp]
     generator = torch.Generator().manual_seed(seed)
@@ -238,7 +239,7 @@ def ablated_loss(
     check_layer(layer, model.cfg.n_layers, "MLP layers")
     check_positive_int("batch_size", batch_size)
     index = check_neurons(neurons, model.cfg.d_mlp)
-    post = f"blocks.{layer}.mlp.hook_post"
+    post = mlp_post(layer)
 
     def mean_ablate(act, hook):
         act = act.clone()

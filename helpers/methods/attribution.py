@@ -5,7 +5,7 @@ layer. Attribution patching (Nanda 2023; Kramar et al. 2024) replaces each patch
 first term of its Taylor expansion around the run that gets patched:
 
     metric(patched) - metric(base)  ~  sum over patched positions of
-                                       (donor_act - base_act) * d metric / d act  (at base)
+                                       (source_act - base_act) * d metric / d act  (at base)
 
 One forward pass on each prompt and one backward pass give this for all ``n_layers * d_mlp``
 neurons. It is exact when the metric is linear in the activation along the patch, and it
@@ -23,11 +23,13 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.hooks import final_resid
+from helpers.core.runs import cached_run, clean_and_corrupted
 from helpers.core.checks import check_choice, check_direction, check_positions, check_positive_int
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, final_resid_name, read_out, run_logit_diff, wide
+from helpers.core.prompts import Contrast, read_out, run_logit_diff, wide
 from helpers.methods.neuron_patching import SuffixUnavailable, position_mask, post_hook, suffix_runner
-from helpers.methods.patching import PatchResult, baselines, recovery, runs
+from helpers.methods.patching import PatchResult, recovery, runs
 
 
 def attribution_patching(
@@ -44,18 +46,18 @@ def attribution_patching(
     """
     check_positions(positions)
     check_direction(direction)
-    base_tokens, donor_tokens = runs(contrast, direction)
+    base_tokens, source_tokens = runs(contrast, direction)
     names = [post_hook(layer) for layer in range(model.cfg.n_layers)]
     with torch.no_grad():
-        _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda name: name in {*names, final_resid_name(model)})
-    donor_diff = read_out(model, donor_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
-    donor_acts = torch.stack([wide(donor_cache[name][0]) for name in names])  # [layer, pos, d_mlp]
+        _, source_cache = model.run_with_cache(source_tokens, names_filter=lambda name: name in {*names, final_resid(model)})
+    source_diff = read_out(model, source_cache[final_resid(model)][:, -1], contrast.target, contrast.other).item()
+    source_acts = torch.stack([wide(source_cache[name][0]) for name in names])  # [layer, pos, d_mlp]
 
     base_diff, base_acts, grads = activations_and_gradients(model, base_tokens, contrast, names)
     mask = position_mask(base_acts.shape[1], positions).to(base_acts)
-    estimate = ((donor_acts - base_acts) * grads * mask[None, :, None]).sum(1)  # [layer, d_mlp]
+    estimate = ((source_acts - base_acts) * grads * mask[None, :, None]).sum(1)  # [layer, d_mlp]
 
-    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
     return PatchResult(
         values=recovery(base_diff + estimate, clean_diff, corrupted_diff, direction),
         index_axis_names=("layer", "neuron"),
@@ -92,7 +94,7 @@ def activations_and_gradients(
         final["resid"] = resid[:, -1]
         return resid
 
-    hooks = [("blocks.0.hook_resid_pre", start_graph)] + [(name, keep) for name in names] + [(final_resid_name(model), keep_final)]
+    hooks = [("blocks.0.hook_resid_pre", start_graph)] + [(name, keep) for name in names] + [(final_resid(model), keep_final)]
     with torch.enable_grad():
         model.run_with_hooks(tokens, fwd_hooks=[*hooks, *cuts])
         metric = read_out(model, final["resid"], contrast.target, contrast.other).sum()
@@ -320,7 +322,7 @@ def runner_diagnostics(model: TransformerBridge, contrast: Contrast, neurons: li
         picked = [i for i, n in enumerate(neurons) if n.layer == layer]
         indices = torch.tensor([neurons[i].index for i in picked])
         runner, base_diff, source_diff = suffix_runner(model, contrast, layer, positions, direction)
-        clean_diff, corrupted_diff = baselines(base_diff, source_diff, direction)
+        clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
 
         def normalised(change: Tensor) -> Tensor:
             return recovery(base_diff + change.float().cpu(), clean_diff, corrupted_diff, direction)
@@ -379,7 +381,7 @@ def hooked_estimates(
     dropped layer and of the layers after it get what the cuts leave them (zero or less)."""
     check_positions(positions)
     check_direction(direction)
-    base_tokens, donor_tokens = runs(contrast, direction)
+    base_tokens, source_tokens = runs(contrast, direction)
     n_layers = model.cfg.n_layers
     names = [post_hook(l) for l in range(n_layers)]
 
@@ -389,13 +391,13 @@ def hooked_estimates(
     cuts = [(f"blocks.{l}.attn.hook_pattern", cut) for l in range(n_layers)] if frozen_attention else []
     cuts += [(f"blocks.{l}.hook_{part}_out", cut) for l in dropped for part in ("attn", "mlp")]
     with torch.no_grad():
-        _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda name: name in {*names, final_resid_name(model)})
-    donor_diff = read_out(model, donor_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
-    donor_acts = torch.stack([wide(donor_cache[name][0]) for name in names])
+        _, source_cache = model.run_with_cache(source_tokens, names_filter=lambda name: name in {*names, final_resid(model)})
+    source_diff = read_out(model, source_cache[final_resid(model)][:, -1], contrast.target, contrast.other).item()
+    source_acts = torch.stack([wide(source_cache[name][0]) for name in names])
     base_diff, base_acts, grads = activations_and_gradients(model, base_tokens, contrast, names, cuts)
     mask = position_mask(base_acts.shape[1], positions).to(base_acts)
-    estimate = ((donor_acts - base_acts) * grads * mask[None, :, None]).sum(1)
-    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    estimate = ((source_acts - base_acts) * grads * mask[None, :, None]).sum(1)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
     return recovery(base_diff + estimate, clean_diff, corrupted_diff, direction).cpu()
 
 
@@ -406,15 +408,14 @@ def hooked_frozen_patching(
     """Exact patching of neurons ``indices`` of ``layer`` (one per row of a batch) with every
     later attention pattern overwritten by the base run's, through the model's own forward
     pass; normalised."""
-    base_tokens, donor_tokens = runs(contrast, direction)
+    base_tokens, source_tokens = runs(contrast, direction)
     patterns = {f"blocks.{l}.attn.hook_pattern" for l in range(layer + 1, model.cfg.n_layers)}
-    final = final_resid_name(model)
-    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda name: name in patterns | {post_hook(layer), final})
-    _, donor_cache = model.run_with_cache(donor_tokens, names_filter=lambda name: name in {post_hook(layer), final})
-    base_diff = read_out(model, base_cache[final][:, -1], contrast.target, contrast.other).item()
-    donor_diff = read_out(model, donor_cache[final][:, -1], contrast.target, contrast.other).item()
+    final = final_resid(model)
+    base_cache, base_diff = cached_run(model, base_tokens, patterns | {post_hook(layer), final}, contrast.target, contrast.other)
+    source_cache, source_diff = cached_run(model, source_tokens, {post_hook(layer), final}, contrast.target, contrast.other)
+    base_diff, source_diff = base_diff.item(), source_diff.item()
     base_act = base_cache[post_hook(layer)][0]
-    delta = (donor_cache[post_hook(layer)][0] - base_act) * position_mask(base_act.shape[0], positions).to(base_act)[:, None]
+    delta = (source_cache[post_hook(layer)][0] - base_act) * position_mask(base_act.shape[0], positions).to(base_act)[:, None]
     rows, indices = torch.arange(len(indices)), torch.as_tensor(indices)
 
     def restore(act, hook):
@@ -427,5 +428,5 @@ def hooked_frozen_patching(
 
     hooks = [(post_hook(layer), restore)] + [(name, freeze) for name in sorted(patterns)]
     patched = run_logit_diff(model, base_tokens.expand(len(indices), -1), contrast.target, contrast.other, hooks)
-    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
     return recovery(patched.float().cpu(), clean_diff, corrupted_diff, direction)

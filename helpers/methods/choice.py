@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.checks import check_layer
+from helpers.core.checks import check_layer, check_neuron
 from helpers.core.files import atomic_write
 from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
@@ -55,7 +55,7 @@ def choose_neuron(
     """Resolve a page's ``layer`` and ``neuron`` parameters (see the module docstring)."""
     cfg = model.cfg
     if neuron != AUTO:
-        given = Neuron.of(neuron).check(cfg.n_layers, cfg.d_mlp)
+        given = check_neuron(model, neuron)
         if layer != AUTO and check_layer(layer, cfg.n_layers, "MLP layers") != given.layer:
             raise ValueError(f"neuron {given} is in layer {given.layer} but layer={layer!r} was given; set layer='auto' or layer={given.layer}")
         return NeuronChoice(given, given.layer, "the layer of the given neuron", "given as a parameter")

@@ -37,15 +37,17 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.checks import check_direction
+from helpers.core.hooks import final_resid, mlp_post
+from helpers.core.runs import base_and_source, cached_run, clean_and_corrupted
+from helpers.core.checks import check_direction, check_neuron
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, check_norm, final_resid_name, frozen_norm, last_resid, read_out, run_logit_diff, wide
+from helpers.core.prompts import Contrast, check_norm, frozen_norm, last_resid, run_logit_diff, wide
 from helpers.methods.patching import logit_diff_direction
 
 
 def direct_logit_attribution(model: TransformerBridge, neuron: Neuron | str) -> Float[Tensor, "vocab"]:
     """``W_out[n] @ W_U``: the direct effect of one unit of the neuron's activation on each logit."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     with torch.no_grad():
         return wide(model.blocks[neuron.layer].mlp.W_out[neuron.index]) @ wide(model.W_U)
 
@@ -115,16 +117,14 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
     """
     check_norm(model, "the direct effect")
     check_direction(direction)
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     layer, index = neuron.layer, neuron.index
-    base, source = (pairs.corrupted, pairs.clean) if direction == "sufficiency" else (pairs.clean, pairs.corrupted)
-    post, final = f"blocks.{layer}.mlp.hook_post", final_resid_name(model)
+    base, source = base_and_source(pairs, direction)
+    post, final = mlp_post(layer), final_resid(model)
     components = later_components(model, layer)
     outputs = {f"blocks.{l}.{COMPONENT_HOOKS[kind][1]}" for kind, l in components}
-    _, base_cache = model.run_with_cache(base, names_filter=lambda n: n in {post, final, "ln_final.hook_scale", *outputs})
-    _, source_cache = model.run_with_cache(source, names_filter=lambda n: n in {post, final})
-    base_diff = read_out(model, base_cache[final][:, -1], pairs.target, pairs.other)
-    source_diff = read_out(model, source_cache[final][:, -1], pairs.target, pairs.other)
+    base_cache, base_diff = cached_run(model, base, {post, final, "ln_final.hook_scale", *outputs}, pairs.target, pairs.other)
+    source_cache, source_diff = cached_run(model, source, {post, final}, pairs.target, pairs.other)
     delta = source_cache[post][..., index] - base_cache[post][..., index]  # [pair, pos]
     write = delta[..., None] * model.blocks[layer].mlp.W_out[index]  # [pair, pos, d_model]
     scale = base_cache["ln_final.hook_scale"][:, -1, 0]  # [pair]
@@ -137,7 +137,7 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
     total = run_logit_diff(model, base, pairs.target, pairs.other, [(post, set_neuron)]) - base_diff
     direct = frozen_readout(model, write[:, -1], scale, pairs.target, pairs.other)
     paths = _path_effects(model, base, base_cache, write, scale, components, pairs)
-    clean_diff, corrupted_diff = (source_diff, base_diff) if direction == "sufficiency" else (base_diff, source_diff)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
     return NeuronEffects(
         neuron=neuron, direction=direction, total=total, direct=direct, paths=paths,
         components=tuple(component_name(kind, l) for kind, l in components), clean_diff=clean_diff, corrupted_diff=corrupted_diff,

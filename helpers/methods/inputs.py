@@ -41,32 +41,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.utilities.activation_functions import gelu_fast, gelu_new
 
-from helpers.core.checks import check_direction, check_positive_int
+from helpers.core.hooks import attn_z, mlp_post, mlp_pre, run_until
+from helpers.core.activations import activation_function
+from helpers.core.runs import base_and_source
+from helpers.core.checks import check_head, check_neuron, check_positive_int
 from helpers.core.names import Head, Neuron
 from helpers.core.prompts import Contrast, check_single_pair, last_logits, wide
 
 ROWS = 256  # forward rows per batched pass (GPT-2 Large at 20 tokens: about 100 MB per MLP activation)
-ACTIVATIONS = {"gelu_new": gelu_new, "gelu": F.gelu, "gelu_fast": gelu_fast, "relu": F.relu}
 HEAD_POSITIONS = ("all", "each")
-
-
-class _Reached(Exception):
-    """Raised once the neuron's activation is read: the rest of the forward pass is not needed."""
-
-
-def check_head(head: Head | str, model: TransformerBridge) -> Head:
-    """``head`` as a :class:`Head` that exists in ``model``, else a one-line error."""
-    head = head if isinstance(head, Head) else Head.parse(str(head))
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    if not (0 <= head.layer < n_layers and 0 <= head.index < n_heads):
-        raise ValueError(f"head {head} does not exist: this model has layers 0-{n_layers - 1} and heads 0-{n_heads - 1} per layer")
-    return head
 
 
 def neuron_bias(model: TransformerBridge, neuron: Neuron) -> Tensor:
@@ -82,14 +69,6 @@ def input_direction(model: TransformerBridge, neuron: Neuron) -> Float[Tensor, "
     """The neuron's input weights ``W_in[:, n]``, centred (the norm centres what it reads), in float32."""
     w = wide(model.blocks[neuron.layer].mlp.W_in[:, neuron.index].detach())
     return w - w.mean()
-
-
-def activation_fn(model: TransformerBridge):
-    """The MLP's activation function, or a one-line error for one this module does not know."""
-    name = model.cfg.act_fn
-    if name not in ACTIVATIONS:
-        raise ValueError(f"the MLP activation {name!r} is not supported here; use a model with one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 @dataclass(frozen=True)
@@ -170,17 +149,14 @@ def _last_position_writes(model: TransformerBridge, tokens, neuron: Neuron) -> d
 
     def last(x, hook):
         kept["pre"] = wide(x[:, -1, neuron.index].detach())
-        raise _Reached
+        return x
 
     hooks = [("hook_embed", keep("embed")), ("hook_pos_embed", keep("pos_embed")), (f"blocks.{L}.ln2.hook_scale", keep("scale"))]
-    hooks += [(f"blocks.{l}.attn.hook_z", keep(f"z{l}")) for l in range(L + 1)]
+    hooks += [(attn_z(l), keep(f"z{l}")) for l in range(L + 1)]
     hooks += [(f"blocks.{l}.hook_mlp_out", keep(f"mlp{l}")) for l in range(L)]
-    hooks += [(f"blocks.{l}.mlp.hook_post", keep(f"post{l}")) for l in range(L)]
-    hooks.append((f"blocks.{L}.mlp.hook_pre", last))
-    try:
-        model.run_with_hooks(tokens, fwd_hooks=hooks)
-    except _Reached:
-        pass
+    hooks += [(mlp_post(l), keep(f"post{l}")) for l in range(L)]
+    hooks.append((mlp_pre(L), last))
+    run_until(model, tokens, mlp_pre(L), hooks)
     return kept
 
 
@@ -208,7 +184,7 @@ def decompose_inputs(model: TransformerBridge, pairs: Contrast, neuron: Neuron |
     """Every upstream component's contribution to ``neuron``'s last-position pre-activation, on the
     clean and the corrupted prompt of every pair (one pass per chunk of ``max_rows`` prompts,
     each stopped at the neuron's layer)."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     check_positive_int("max_rows", max_rows)
     if model.cfg.normalization_type not in ("LN", "LNPre"):
         raise ValueError(f"the decomposition freezes a LayerNorm's scale, but this model uses {model.cfg.normalization_type}; load a model with LayerNorm (GPT-2)")
@@ -258,23 +234,15 @@ class InputPatch:
         return self.effect / self._per_pair(self.source_act - self.base_act)
 
 
-def _runs(pairs: Contrast, direction: str):
-    check_direction(direction)
-    return (pairs.corrupted, pairs.clean) if direction == "sufficiency" else (pairs.clean, pairs.corrupted)
-
-
 def _neuron_act(model, tokens, neuron: Neuron, hooks=()) -> Tensor:
     """The neuron's activation at the last position of each row, the pass stopped right after it."""
     kept = {}
 
     def read(x, hook):
         kept["act"] = wide(x[:, -1, neuron.index].detach())
-        raise _Reached
+        return x
 
-    try:
-        model.run_with_hooks(tokens, fwd_hooks=[*hooks, (f"blocks.{neuron.layer}.mlp.hook_post", read)])
-    except _Reached:
-        pass
+    run_until(model, tokens, mlp_post(neuron.layer), [*hooks, (mlp_post(neuron.layer), read)])
     return kept["act"]
 
 
@@ -289,14 +257,7 @@ def _z_cache(model, tokens, layers: int, hooks=()) -> list[Tensor]:
             return z
         return hook
 
-    def stop(x, hook):
-        raise _Reached
-
-    try:
-        model.run_with_hooks(tokens, fwd_hooks=[*[(f"blocks.{l}.attn.hook_z", keep(l)) for l in range(layers)], *hooks,
-                                                (f"blocks.{layers - 1}.mlp.hook_pre", stop)])
-    except _Reached:
-        pass
+    run_until(model, tokens, mlp_pre(layers - 1), [*[(attn_z(l), keep(l)) for l in range(layers)], *hooks])
     return [kept[l] for l in range(layers)]
 
 
@@ -314,11 +275,11 @@ def head_patching(
     ``heads`` (names or :class:`Head`) limits the patching to those heads; the others' values
     are NaN. Rows of (head, pair) or (head, position) run ``max_rows`` at a time.
     """
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     if positions not in HEAD_POSITIONS:
         raise ValueError(f"unknown positions {positions!r}: use 'all' (each head at every position, every pair) or 'each' (each head at each position, one pair)")
     check_positive_int("max_rows", max_rows)
-    base, source = _runs(pairs if positions == "all" else check_single_pair(pairs), direction)
+    base, source = base_and_source(pairs if positions == "all" else check_single_pair(pairs), direction)
     layers, n_heads, n_pairs, n_pos = neuron.layer + 1, model.cfg.n_heads, base.shape[0], base.shape[1]
     source_z = _z_cache(model, source, layers)
     base_act, source_act = _neuron_act(model, base, neuron), _neuron_act(model, source, neuron)
@@ -331,7 +292,7 @@ def head_patching(
         shape, axes = (layers, n_pos, n_heads), ("layer", "pos", "head")
     chosen = torch.ones(grid.shape[0], dtype=torch.bool)
     if heads is not None:
-        wanted = [check_head(head, model) for head in heads]
+        wanted = [check_head(model, head) for head in heads]
         late = [str(head) for head in wanted if head.layer > neuron.layer]
         if late or not wanted:
             raise ValueError(f"heads must be a non-empty list of heads in layers 0-{neuron.layer}, which can reach {neuron}; {', '.join(late) or 'none'} given there")
@@ -348,7 +309,7 @@ def head_patching(
     values = []
     for start in range(0, grid.shape[0], max_rows):
         chunk = slice(start, start + max_rows)
-        hooks = [(f"blocks.{l}.attn.hook_z", _patch_z(l, source_z[l], row_layer[chunk], row_head[chunk], row_pair[chunk], None if row_pos is None else row_pos[chunk]))
+        hooks = [(attn_z(l), _patch_z(l, source_z[l], row_layer[chunk], row_head[chunk], row_pair[chunk], None if row_pos is None else row_pos[chunk]))
                  for l in range(layers)]
         values.append(_neuron_act(model, base[row_pair[chunk]], neuron, hooks))
     what = "each head's output at every position" if positions == "all" else "each head's output at one position"
@@ -379,10 +340,10 @@ def head_paths(model: TransformerBridge, pairs: Contrast, neuron: Neuron | str, 
     """Path patching from every head of layers 0 to the neuron's straight into the neuron's input
     (``[layer, head, pair]``): the head's change of write at the last position, ``(z_source -
     z_base) @ W_O``, added to the neuron's norm input alone; the norm is recomputed."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
-    base, source = _runs(pairs, direction)
+    neuron = check_neuron(model, neuron)
+    base, source = base_and_source(pairs, direction)
     L, n_heads = neuron.layer, model.cfg.n_heads
-    act = activation_fn(model)
+    act = activation_function(model)
     mid = f"blocks.{L}.hook_resid_mid"
     kept = {}
 
@@ -431,15 +392,15 @@ def upstream_neurons(model: TransformerBridge, neuron: Neuron | str, candidates)
 def neuron_input_patching(model: TransformerBridge, pairs: Contrast, neuron: Neuron | str, sources, direction: str = "sufficiency") -> InputPatch:
     """Each upstream neuron of ``sources`` patched alone (its activation from the source run, at every
     position) into the base run; ``neuron``'s last-position activation read (``[neuron, pair]``)."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
-    sources = [Neuron.of(s).check(model.cfg.n_layers, model.cfg.d_mlp) for s in sources]
+    neuron = check_neuron(model, neuron)
+    sources = [check_neuron(model, s) for s in sources]
     late = [str(s) for s in sources if s.layer >= neuron.layer]
     if late or not sources:
         raise ValueError(f"sources must be a non-empty list of neurons in layers before {neuron}'s ({neuron.layer}); {', '.join(late) or 'none'} given there")
-    base, source = _runs(pairs, direction)
+    base, source = base_and_source(pairs, direction)
     n_pairs = base.shape[0]
     layers = sorted({s.layer for s in sources})
-    names = {f"blocks.{l}.mlp.hook_post" for l in layers}
+    names = {mlp_post(l) for l in layers}
     _, cache = model.run_with_cache(source, names_filter=lambda n: n in names)
     row_source = torch.arange(len(sources)).repeat_interleave(n_pairs)
     row_pair = torch.arange(n_pairs).repeat(len(sources))
@@ -452,11 +413,11 @@ def neuron_input_patching(model: TransformerBridge, pairs: Contrast, neuron: Neu
         def hook(act, hook):
             act = act.clone()
             index = source_index[row_source[rows]]
-            act[rows, :, index] = cache[f"blocks.{layer}.mlp.hook_post"][row_pair[rows], :, index].to(act.dtype)
+            act[rows, :, index] = cache[mlp_post(layer)][row_pair[rows], :, index].to(act.dtype)
             return act
         return hook
 
-    values = _neuron_act(model, base[row_pair], neuron, [(f"blocks.{l}.mlp.hook_post", patch(l)) for l in layers])
+    values = _neuron_act(model, base[row_pair], neuron, [(mlp_post(l), patch(l)) for l in layers])
     return InputPatch(neuron, direction, values.reshape(len(sources), n_pairs), ("neuron", "pair"),
                       _neuron_act(model, base, neuron), _neuron_act(model, source, neuron),
                       "each upstream neuron alone at every position", tuple(sources))
@@ -465,7 +426,7 @@ def neuron_input_patching(model: TransformerBridge, pairs: Contrast, neuron: Neu
 @torch.no_grad()
 def attention_pattern(model: TransformerBridge, tokens, head: Head | str) -> Float[Tensor, "pos pos"]:
     """``head``'s attention pattern ``[query, key]`` on one prompt."""
-    head = check_head(head, model)
+    head = check_head(model, head)
     name = f"blocks.{head.layer}.attn.hook_pattern"
     _, cache = model.run_with_cache(tokens[:1], names_filter=name)
     return wide(cache[name][0, head.index])
@@ -484,10 +445,10 @@ class PromptReadings:
 def read_prompts(model: TransformerBridge, prompts, neuron: Neuron | str, target: int) -> PromptReadings:
     """P(``target``) next and ``neuron``'s last-position activation on each prompt (prompts of any
     length: one pass each)."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     if isinstance(prompts, str) or not prompts:
         raise ValueError("read_prompts takes a non-empty list of prompts")
-    name = f"blocks.{neuron.layer}.mlp.hook_post"
+    name = mlp_post(neuron.layer)
     probs, acts = [], []
     for prompt in prompts:
         logits, cache = model.run_with_cache(model.to_tokens(prompt), names_filter=name)
@@ -499,8 +460,8 @@ def read_prompts(model: TransformerBridge, prompts, neuron: Neuron | str, target
 @torch.no_grad()
 def read_pairs(model: TransformerBridge, pairs: Contrast, neuron: Neuron | str, max_rows: int = ROWS) -> tuple[PromptReadings, PromptReadings]:
     """:class:`PromptReadings` of the clean and of the corrupted prompts of a prompt set, batched."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
-    name = f"blocks.{neuron.layer}.mlp.hook_post"
+    neuron = check_neuron(model, neuron)
+    name = mlp_post(neuron.layer)
     out = []
     for tokens, texts in ((pairs.clean, [c for c, _ in pairs.texts] or [pairs.clean_text]), (pairs.corrupted, [k for _, k in pairs.texts] or [pairs.corrupted_text])):
         probs, acts = [], []

@@ -45,10 +45,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.hooks import final_resid
+from helpers.core.runs import cached_run, clean_and_corrupted
 from helpers.core.checks import check_choice, check_layers, check_positive_int
 from helpers.core.names import show_token
-from helpers.core.prompts import Contrast, final_resid_name, read_out, run_logit_diff
-from helpers.methods.patching import PatchResult, baselines, best_layer, recovery, rows_patch_setter, runs
+from helpers.core.prompts import Contrast, read_out, run_logit_diff
+from helpers.methods.patching import PatchResult, best_layer, recovery, rows_patch_setter, runs
 
 COMPONENTS = {
     "resid_pre": "hook_resid_pre",
@@ -146,12 +148,11 @@ def layer_patching(
     n_layers, n_pos = model.cfg.n_layers, base_tokens.shape[1]
 
     stacked = (*components, "resid_pre") if "resid_pre" not in components else components
-    names = {hook_name(c, layer) for c in stacked for layer in rows} | {final_resid_name(model)}
-    _, base_cache = model.run_with_cache(base_tokens, names_filter=lambda name: name in names)
-    _, source_cache = model.run_with_cache(source_tokens, names_filter=lambda name: name in names)
-    base_diff = read_out(model, base_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
-    source_diff = read_out(model, source_cache[final_resid_name(model)][:, -1], contrast.target, contrast.other).item()
-    clean_diff, corrupted_diff = baselines(base_diff, source_diff, direction)
+    names = {hook_name(c, layer) for c in stacked for layer in rows} | {final_resid(model)}
+    base_cache, base_diff = cached_run(model, base_tokens, names, contrast.target, contrast.other)
+    source_cache, source_diff = cached_run(model, source_tokens, names, contrast.target, contrast.other)
+    base_diff, source_diff = base_diff.item(), source_diff.item()
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
 
     def stack(cache) -> Float[Tensor, "component layer pos d_model"]:
         """Cached activations of every component at every requested layer (zeros elsewhere)."""

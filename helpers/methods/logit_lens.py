@@ -33,7 +33,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.prompts import Contrast, check_single_pair, final_resid_name, frozen_norm, read_out, wide
+from helpers.core.hooks import final_resid, resid_pre
+from helpers.core.prompts import Contrast, check_single_pair, frozen_norm, read_out, wide
 
 LN_SCALES = ("final", "own")
 UNEMBED_BIAS = "unembed_bias"
@@ -73,7 +74,7 @@ class LogitLens:
 
 
 def _lens_hooks(model: TransformerBridge) -> set[str]:
-    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", final_resid_name(model)}
+    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale", final_resid(model)}
     for layer in range(model.cfg.n_layers):
         names |= {f"blocks.{layer}.{h}" for h in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")}
     return names
@@ -105,13 +106,13 @@ def logit_lens_of_tokens(
     parts = [last(f"hook_{name}") for name in components]
     points, labels = [], []
     for layer in range(model.cfg.n_layers):
-        pre = last(f"blocks.{layer}.hook_resid_pre")
+        pre = last(resid_pre(layer))
         attn, mlp = last(f"blocks.{layer}.hook_attn_out"), last(f"blocks.{layer}.hook_mlp_out")
         points += [pre, pre + attn]
         labels += [f"{layer}_pre", f"{layer}_mid"]
         parts += [attn, mlp]
         components += [f"{layer}_attn_out", f"{layer}_mlp_out"]
-    points.append(last(final_resid_name(model)))
+    points.append(last(final_resid(model)))
     labels.append("final_post")
     stack, parts = torch.stack(points), torch.stack(parts)
     if ln_scale == "final":
@@ -125,7 +126,7 @@ def logit_lens_of_tokens(
         components=[*components, UNEMBED_BIAS],
         attribution=torch.cat([attribution.float().cpu(), torch.tensor([bias])]),
         unembed_bias=bias,
-        logit_diff=read_out(model, cache[final_resid_name(model)][:, -1], target, other).item(),
+        logit_diff=read_out(model, cache[final_resid(model)][:, -1], target, other).item(),
         ln_scale=ln_scale,
     )
 

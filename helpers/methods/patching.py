@@ -29,6 +29,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_direction
+from helpers.core.runs import base_and_source
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, check_single_pair, normalized_recovery
 from helpers.core.stats import LEVEL, mean_interval
@@ -143,16 +144,9 @@ def over_pairs(method: Callable[..., PatchResult], model: TransformerBridge, pai
 
 
 def runs(contrast: Contrast, direction: str) -> tuple[Int[Tensor, "1 pos"], Int[Tensor, "1 pos"]]:
-    """(tokens of the run that gets patched, tokens of the run the activations come from)."""
-    check_single_pair(contrast)
-    if check_direction(direction) == "sufficiency":
-        return contrast.corrupted, contrast.clean
-    return contrast.clean, contrast.corrupted
-
-
-def baselines(base_diff: float, source_diff: float, direction: str) -> tuple[float, float]:
-    """(clean, corrupted) logit differences from the base and source runs' values."""
-    return (source_diff, base_diff) if check_direction(direction) == "sufficiency" else (base_diff, source_diff)
+    """(tokens of the base run, tokens of the source run) of one pair
+    (:func:`helpers.core.runs.base_and_source`)."""
+    return base_and_source(check_single_pair(contrast), direction)
 
 
 def recovery(patched: Tensor, clean: float, corrupted: float, direction: str) -> Tensor:

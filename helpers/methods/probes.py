@@ -7,7 +7,7 @@ it (nor, when ``groups`` are given, any example of its group: the same noun in a
 prompt), and the direction reported is the probe fitted on all examples.
 
 Labels are by sound, not letter: "hour", "honest" take `` an``; "unicorn", "one",
-"european" take `` a`` (:func:`helpers.toy.corpus.article_for`). Words whose first letter
+"european" take `` a`` (:func:`helpers.core.english.article_for`). Words whose first letter
 misleads are reported on their own, beside the accuracy of the letter rule.
 
 Two feature sets: the token embeddings of one-token nouns (``W_E`` rows, with the leading
@@ -26,12 +26,13 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.checks import check_positive_int
+from helpers.core.checks import check_head, check_neuron, check_positive_int
+from helpers.core.english import ANIMALS, CONSONANT_SOUND, FRUITS, OBJECTS, VOWEL_SOUND, article_for
+from helpers.core.hooks import resid_pre
 from helpers.core.names import Head, Neuron
 from helpers.core.prompts import Contrast, wide
-from helpers.methods.inputs import check_head, input_direction
+from helpers.methods.inputs import input_direction
 from helpers.methods.prompt_sets import one_token_words
-from helpers.toy.corpus import ANIMALS, CONSONANT_SOUND, FRUITS, OBJECTS, VOWEL_SOUND, article_for
 
 FOLDS = 5
 L2 = 1e-2
@@ -168,7 +169,7 @@ def residual_probe(model: TransformerBridge, pairs: Contrast, layer: int, folds:
     position = (pairs.clean != pairs.corrupted).int().argmax(1)  # [pair]: the noun's position
     tokens = torch.cat([pairs.clean, pairs.corrupted])
     rows = torch.arange(tokens.shape[0])
-    name = f"blocks.{layer}.hook_resid_pre"
+    name = resid_pre(layer)
     _, cache = model.run_with_cache(tokens, names_filter=name)
     features = wide(cache[name][rows, torch.cat([position, position])])
     nouns = tokens[rows, torch.cat([position, position])]
@@ -179,7 +180,7 @@ def residual_probe(model: TransformerBridge, pairs: Contrast, layer: int, folds:
 
 def ov_direction(model: TransformerBridge, head: Head | str, direction: Float[Tensor, "d_model"]) -> Float[Tensor, "d_model"]:
     """``direction`` (centred) carried through ``head``'s OV circuit: ``d @ W_V[h] @ W_O[h]``."""
-    head = check_head(head, model)
+    head = check_head(model, head)
     d = wide(direction) - wide(direction).mean()
     return d @ wide(model.W_V[head.layer, head.index].detach()) @ wide(model.W_O[head.layer, head.index].detach())
 
@@ -187,5 +188,5 @@ def ov_direction(model: TransformerBridge, head: Head | str, direction: Float[Te
 def ov_cosine(model: TransformerBridge, head: Head | str, direction: Float[Tensor, "d_model"], neuron: Neuron | str) -> float:
     """Cosine between ``direction`` carried through ``head``'s OV circuit and ``neuron``'s centred
     input weights (the direction its pre-activation reads)."""
-    neuron = Neuron.of(neuron).check(model.cfg.n_layers, model.cfg.d_mlp)
+    neuron = check_neuron(model, neuron)
     return float(F.cosine_similarity(ov_direction(model, head, direction), input_direction(model, neuron), dim=0))

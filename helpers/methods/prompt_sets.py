@@ -12,8 +12,8 @@ composed of a lead-in, a place named after the noun and an action on it, and nou
 article follows their first sound ("an hour", "a unicorn"). They are plain English, so the
 same lists serve GPT-2 and any other model: a noun is used only where it is one token for the
 model's tokenizer, and a pair only where it has as many tokens as the study's pair, so one
-set is one ``[pairs, pos]`` batch with the noun at the study's position. Pair 0 is the study's
-own pair.
+set is one ``[pairs, pos]`` batch with the noun at the first pair's position. Pair 0 is the
+page's own pair (the study's by default).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_positive_int
 from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED, Contrast, make_pairs
-from helpers.toy.corpus import FRAMES_HELDOUT, FRAMES_TRAIN, MENTION_FRAMES, SUBJECTS, article_for
+from helpers.core.english import FRAMES_HELDOUT, FRAMES_TRAIN, MENTION_FRAMES, SUBJECTS, article_for
 
 # Frames whose noun is named in the place ("the apple tree"), as in the study.
 FRAMES = [frame for frame in FRAMES_TRAIN + FRAMES_HELDOUT if frame not in MENTION_FRAMES]
@@ -35,17 +35,20 @@ def one_token_words(model: TransformerBridge, words: set[str]) -> set[str]:
     return {w for w in words if model.to_tokens(" " + w, prepend_bos=False).shape[1] == 1}
 
 
-def study_like_texts(model: TransformerBridge, n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n_pairs`` (clean, corrupted) texts: the study's pair, then pairs drawn from the frames.
+def study_like_texts(
+    model: TransformerBridge, n_pairs: int, seed: int = 0, first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED)
+) -> list[tuple[str, str]]:
+    """``n_pairs`` (clean, corrupted) texts: ``first`` (the study's pair unless given), then
+    pairs drawn from the frames.
 
-    Drawn pairs have as many tokens as the study's pair and are all different; a model whose
-    tokenizer leaves too few such pairs gets a one-line error saying how many there are.
+    Drawn pairs have as many tokens as ``first`` and are all different; a pair whose length
+    leaves too few such pairs gets a one-line error saying how many there are.
     """
     check_positive_int("n_pairs", n_pairs)
-    length = model.to_tokens(STUDY_CLEAN).shape[1]
+    length = model.to_tokens(first[0]).shape[1]
     words = one_token_words(model, {noun for frame in FRAMES for noun in frame.nouns})
     rng = random.Random(f"prompt-set:{seed}")
-    pairs, seen = [(STUDY_CLEAN, STUDY_CORRUPTED)], {STUDY_CLEAN}
+    pairs, seen = [tuple(first)], {first[0]}
     for _ in range(CANDIDATES_PER_PAIR * n_pairs):
         if len(pairs) == n_pairs:
             break
@@ -55,8 +58,8 @@ def study_like_texts(model: TransformerBridge, n_pairs: int, seed: int = 0) -> l
         consonant = [n for n in nouns if article_for(n) == "a"]
         if not vowel or not consonant:
             continue
-        subject, first = rng.choice(SUBJECTS), rng.choice(nouns)
-        lead = frame.sentence(subject, first)
+        subject, named = rng.choice(SUBJECTS), rng.choice(nouns)
+        lead = frame.sentence(subject, named)
         clean = f"{lead} {frame.fill(subject, rng.choice(vowel))[0]}"
         corrupted = f"{lead} {frame.fill(subject, rng.choice(consonant))[0]}"
         if clean in seen or model.to_tokens(clean).shape[1] != length or model.to_tokens(corrupted).shape[1] != length:
@@ -64,13 +67,20 @@ def study_like_texts(model: TransformerBridge, n_pairs: int, seed: int = 0) -> l
         seen.add(clean)
         pairs.append((clean, corrupted))
     if len(pairs) < n_pairs:
+        study_length = model.to_tokens(STUDY_CLEAN).shape[1]
+        hint = "" if length == study_length else f", or give a pair of the study's length ({study_length} tokens)"
         raise ValueError(
-            f"only {len(pairs)} study-like pairs of {length} tokens could be drawn for this tokenizer; ask for n_pairs <= {len(pairs)}"
+            f"only {len(pairs)} study-like pairs of {length} tokens (the first pair's length) could be drawn for this tokenizer; "
+            f"ask for n_pairs <= {len(pairs)}{hint}"
         )
     return pairs
 
 
-def study_like_pairs(model: TransformerBridge, n_pairs: int, seed: int = 0, target: str = " an", other: str = " a") -> Contrast:
-    """A prompt set of ``n_pairs`` study-like pairs as one batched :class:`Contrast`."""
-    texts = study_like_texts(model, n_pairs, seed)
+def study_like_pairs(
+    model: TransformerBridge, n_pairs: int, seed: int = 0, target: str = " an", other: str = " a",
+    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
+) -> Contrast:
+    """A prompt set of ``n_pairs`` study-like pairs as one batched :class:`Contrast`; pair 0 is
+    ``first``."""
+    texts = study_like_texts(model, n_pairs, seed, first)
     return make_pairs(model, [c for c, _ in texts], [k for _, k in texts], target, other)

@@ -12,11 +12,13 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.hooks import mlp_post
 from helpers.core.checks import check_layer, check_positions
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, logit_diff, normalized_recovery
 from helpers.methods.neuron_patching import post_hook
-from helpers.methods.patching import baselines, recovery, runs
+from helpers.core.runs import clean_and_corrupted
+from helpers.methods.patching import recovery, runs
 
 
 @torch.no_grad()
@@ -44,7 +46,7 @@ def naive_neuron_patching(
 
         logits = model.run_with_hooks(base_tokens, fwd_hooks=[(post_hook(layer), restore)])
         results.append(logit_diff(logits, contrast.target, contrast.other).item())
-    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, donor_diff, direction)
     return recovery(torch.tensor(results), clean_diff, corrupted_diff, direction)
 
 
@@ -61,14 +63,14 @@ def naive_scan(model: TransformerBridge, docs: Sequence[str], neurons: Sequence[
         for start in range(0, len(ids), span):
             piece = ids[start:start + span]
             tokens = torch.tensor([[bos] + piece])
-            names = {f"blocks.{n.layer}.mlp.hook_post" for n in parsed} | {"ln_final.hook_normalized"}
+            names = {mlp_post(n.layer) for n in parsed} | {"ln_final.hook_normalized"}
             logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
             for p in range(len(piece)):
                 rows["token"].append(piece[p])
                 rows["next_token"].append(ids[start + p + 1] if start + p + 1 < len(ids) else -1)
                 rows["doc"].append(d)
                 rows["pos"].append(start + p)
-                rows["activations"].append([cache[f"blocks.{n.layer}.mlp.hook_post"][0, p + 1, n.index].item() for n in parsed])
+                rows["activations"].append([cache[mlp_post(n.layer)][0, p + 1, n.index].item() for n in parsed])
                 rows["logits"].append(logits[0, p + 1])
                 rows["pseudo_logits"].append(cache["ln_final.hook_normalized"][0, p + 1] @ model.W_E.T)
     return {
@@ -136,7 +138,7 @@ def naive_frozen_attention_patching(
 
         logits = model.run_with_hooks(base_tokens, fwd_hooks=[(post_hook(layer), restore)] + [(name, freeze) for name in patterns])
         results.append(logit_diff(logits, contrast.target, contrast.other).item())
-    clean_diff, corrupted_diff = baselines(base_diff, donor_diff, direction)
+    clean_diff, corrupted_diff = clean_and_corrupted(base_diff, donor_diff, direction)
     # in the model's precision (float64 stays float64, so finite differences of it stay tight)
     values = torch.tensor(results, dtype=torch.float64).to(torch.float64 if model.cfg.dtype == torch.float64 else torch.float32)
     return recovery(values, clean_diff, corrupted_diff, direction)

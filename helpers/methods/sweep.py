@@ -154,13 +154,14 @@ class ModelSweep:
 def sweep_model(
     model: TransformerBridge, n_pairs: int = 16, seed: int = 0, target: str = " an", other: str = " a",
     max_neurons: int | None = MAX_NEURONS, choice_cache: Path | None = CHOICE_CACHE,
+    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
 ) -> ModelSweep:
     """The study's measurements on one model (see the module docstring)."""
     check_architecture(model)
     check_tokens(model, target, other)
     check_positive_int("n_pairs", n_pairs)
-    contrast = make_contrast(model, STUDY_CLEAN, STUDY_CORRUPTED, target, other)
-    pairs = study_like_pairs(model, n_pairs, seed, target, other)
+    contrast = make_contrast(model, *first, target, other)
+    pairs = study_like_pairs(model, n_pairs, seed, target, other, first=tuple(first))
     with torch.no_grad():
         p_target = float(last_logits(model, contrast.clean).softmax(-1)[0, contrast.target])
     choice = choose_neuron(model, contrast, cache=choice_cache)
@@ -219,7 +220,7 @@ class Sweep:
 def sweep(
     names: Sequence[str], n_pairs: int = 16, seed: int = 0, target: str = " an", other: str = " a",
     max_neurons: int | None = MAX_NEURONS, device: str = "cpu", dtype: str = "float32",
-    cache: Path | None = SWEEP_CACHE, choice_cache: Path | None = CHOICE_CACHE,
+    cache: Path | None = SWEEP_CACHE, choice_cache: Path | None = CHOICE_CACHE, first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
     load: Callable[..., TransformerBridge] = load_model, on_model: Callable[[str, float], None] | None = None,
 ) -> Sweep:
     """:func:`sweep_model` on every model of ``names``, in order, one model in memory at a time.
@@ -233,7 +234,7 @@ def sweep(
     if isinstance(names, str) or not names:
         raise ValueError("names is a list of model names, e.g. ['toy', 'toy-seed1']; got " + repr(names))
     rows, models = [], {}
-    options = dict(n_pairs=n_pairs, seed=seed, target=target, other=other, max_neurons=max_neurons)
+    options = dict(n_pairs=n_pairs, seed=seed, target=target, other=other, max_neurons=max_neurons, first=list(first))
     for name in names:
         started = time.perf_counter()
         row, result = _sweep_one(name, options, device, dtype, cache, choice_cache, load)

@@ -14,14 +14,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from helpers.core.hooks import UNEMBED_IN, mlp_post, run_until
 from helpers.core.names import Neuron
 
 # Rows of the [rows, vocab] float32 logit block computed at once (about 2**25 numbers).
 LOGIT_BLOCK = 2**25
-
-
-class _Stop(Exception):
-    """Raised by the hook on the unembedding's input: the logits are computed outside."""
 
 
 def check_neuron_list(neurons: Sequence[Neuron | str], n_layers: int, d_mlp: int) -> list[Neuron]:
@@ -77,22 +74,18 @@ def forward(
         got["normalized"] = x
         return x
 
-    def stop(x, hook):
+    def grab_unembed_in(x, hook):
         got["unembed_in"] = x
-        raise _Stop
+        return x
 
-    hooks = [(f"blocks.{layer}.mlp.hook_post", make_grab(layer)) for layer in groups]
+    hooks = [(mlp_post(layer), make_grab(layer)) for layer in groups]
     if normalized:
         hooks.append(("ln_final.hook_normalized", grab_normalized))
-    if final:
-        hooks.append(("unembed.hook_in", stop))
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        try:
-            model(tokens)
-        except _Stop:
-            pass
-    if final and "unembed_in" not in got:
-        raise RuntimeError("the forward pass never reached unembed.hook_in; this model has no standard unembedding")
+    with torch.no_grad():
+        if final:  # the logits are computed outside, a block of rows at a time
+            run_until(model, tokens, UNEMBED_IN, [*hooks, (UNEMBED_IN, grab_unembed_in)])
+        else:
+            model.run_with_hooks(tokens, fwd_hooks=hooks)
     acts = torch.empty(*tokens.shape, len(neurons), dtype=torch.float32, device=tokens.device)
     for layer, (_, columns) in groups.items():
         acts[..., columns.to(tokens.device)] = got[layer]

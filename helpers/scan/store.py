@@ -46,19 +46,19 @@ import math
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from helpers.core.files import atomic_write
-from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
+from helpers.scan.batching import padded_batches, plan_prompts
 from helpers.scan.documents import load_documents
 from helpers.scan.forward import block_argmax, check_neuron_list, forward
+from helpers.scan.identity import docs_digest, folder_slug, params_digest, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -77,70 +77,17 @@ class ScanMismatch(ValueError):
 # One shard
 
 
-@dataclass
-class _Plan:
-    """How a shard's documents become padded prompts; all index arrays are numpy."""
-
-    flat: np.ndarray  # [n_tokens] every document token, documents one after another
-    doc: np.ndarray  # [n_tokens] document id of each token
-    pos: np.ndarray  # [n_tokens] position of each token in its document
-    next_token: np.ndarray  # [n_tokens] the following token, -1 at a document's end
-    chunk_start: np.ndarray  # [n_chunks] index into ``flat`` of each prompt's first token
-    chunk_len: np.ndarray  # [n_chunks] document tokens in each prompt
-    n_empty: int
-
-
-def _plan(tokenizer, docs: list[str], first_doc: int, span: int) -> _Plan:
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, str):
-            raise TypeError(f"document {first_doc + i} is a {type(doc).__name__}, not a str; pass text documents")
-    ids = tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"] if docs else []
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    total = int(lengths.sum())
-    flat = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]) if total else np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
-    doc = np.repeat(first_doc + np.arange(len(docs)), lengths)
-    pos = np.arange(total) - np.repeat(starts, lengths)
-    next_token = np.full(total, -1, dtype=np.int64)
-    next_token[:-1] = flat[1:]
-    nonempty = lengths > 0
-    next_token[(starts + lengths - 1)[nonempty]] = -1
-    n_chunks = -(-lengths // span)
-    chunk_doc = np.repeat(np.arange(len(docs)), n_chunks)
-    chunk_k = np.arange(int(n_chunks.sum())) - np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
-    chunk_start = starts[chunk_doc] + chunk_k * span
-    chunk_len = np.minimum(span, lengths[chunk_doc] - chunk_k * span)
-    return _Plan(flat, doc, pos, next_token, chunk_start, chunk_len, int((~nonempty).sum()))
-
-
-def _batches(plan: _Plan, batch_size: int, bos: int) -> Iterator[tuple[Int[Tensor, "batch width+1"], Bool[Tensor, "batch width"], Int[Tensor, "batch width"]]]:
-    """Prompts longest first, ``batch_size`` at a time, right-padded: (tokens with BOS,
-    which positions after BOS are real, the row in ``plan.flat`` of each real position)."""
-    order = np.argsort(-plan.chunk_len, kind="stable")
-    flat = torch.from_numpy(plan.flat)
-    for b in range(0, len(order), batch_size):
-        chosen = order[b:b + batch_size]
-        starts = torch.from_numpy(plan.chunk_start[chosen])
-        lengths = torch.from_numpy(plan.chunk_len[chosen])
-        offsets = torch.arange(int(lengths.max()))
-        real = offsets < lengths[:, None]
-        rows = (starts[:, None] + offsets).masked_fill(~real, 0)
-        tokens = torch.full((len(chosen), real.shape[1] + 1), bos, dtype=torch.long)
-        tokens[:, 1:] = torch.where(real, flat[rows], bos)
-        yield tokens, real, rows
-
-
 def _scan_shard(
     model, docs: list[str], first_doc: int, neurons: list[Neuron], opts: dict, weights: dict, on_batch: Callable[[int], None]
 ) -> dict[str, Tensor]:
     """Every column of one shard, rows in (document, position) order, on CPU."""
-    plan = _plan(model.tokenizer, docs, first_doc, opts["max_tokens"] - 1)
+    plan = plan_prompts(model.tokenizer, docs, first_doc, opts["max_tokens"] - 1)
     n = len(plan.flat)
     device = weights["W_U"].device
     acts = torch.empty(n, len(neurons), dtype=torch.float32)
     prediction = torch.empty(n, dtype=torch.int32)
     pseudo = torch.empty(n, dtype=torch.int32) if opts["pseudo"] else None
-    for tokens, real, rows in _batches(plan, opts["batch_size"], opts["bos"]):
+    for tokens, real, rows in padded_batches(plan, opts["batch_size"], opts["bos"]):
         batch_acts, unembed_in, normalized = forward(model, tokens.to(device), neurons, final=True, normalized=opts["pseudo"])
         real_dev = real.to(device)
         where = rows[real]
@@ -210,15 +157,6 @@ def _merge_topk(earlier: dict[str, Tensor] | None, later: dict[str, Tensor], k: 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _docs_digest(docs: list[str]) -> str:
-    digest = hashlib.sha256()
-    for doc in docs:
-        encoded = doc.encode("utf-8", "surrogatepass") if isinstance(doc, str) else repr(doc).encode()
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()
 
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
@@ -449,11 +387,7 @@ def scan(
     if bos is None:
         raise ValueError("the model's tokenizer has no BOS token; every prompt must start with one")
     params = {
-        "model": cfg.model_name,
-        "weights": weights_fingerprint(model),
-        "documents_sha256": _docs_digest(documents),
-        "model_shape": [cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx],
-        "model_dtype": str(cfg.dtype).removeprefix("torch."),
+        **run_identity(model, documents),
         "neurons": [str(n) for n in checked],
         "batch_size": batch_size,
         "max_tokens": max_tokens,
@@ -467,9 +401,8 @@ def scan(
         "bos": bos,
     }
     if out_dir is None:
-        key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{params['model']}-{params['source']}-{n_docs}")
-        out_dir = SCAN_CACHE / f"{slug}-{key}"
+        slug = folder_slug(f"{params['model']}-{params['source']}-{n_docs}")
+        out_dir = SCAN_CACHE / f"{slug}-{params_digest(params, 12)}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir)
@@ -506,7 +439,7 @@ def scan(
             docs = list(islice(docs_iter, take)) if take > 0 else []
             if not docs:
                 break
-            digest = _docs_digest(docs)
+            digest = docs_digest(docs)
             entry = done.get(index)
             tensors = None
             if entry is not None:

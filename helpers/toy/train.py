@@ -28,10 +28,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from helpers.toy.corpus import (
-    FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, article_accuracy, article_for,
-    article_logit_diffs, article_prompts, documents, study_prompts,
-)
+from helpers.core.english import FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, article_for
+from helpers.toy.corpus import article_accuracy, article_logit_diffs, article_prompts, documents, study_prompts
 
 DEFAULT_OUT = Path(__file__).parent / "assets" / "toy-an"
 BOS = "<|endoftext|>"

@@ -8,7 +8,8 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.names import Neuron, show_token
-from helpers.methods.congruence import Congruence, hubs, neuron_congruence, single_tokens, token_congruence, top_neuron_per_token
+from helpers.methods.congruence import neuron_congruence, single_tokens, token_congruence
+from helpers.methods.congruence_tables import Congruence, hubs, top_neuron_per_token
 from helpers.paper import Study
 from helpers.scan.statistics import correlation_table
 
@@ -418,3 +419,9 @@ def congruent_neuron_of(model: TransformerBridge, target: str, spec: str = "auto
     column = token_congruence(model, target, "W_U")
     return Neuron.from_flat(int(column.flatten().argmax()), column.shape[1])
 
+
+
+def resolve_congruent_neuron(page, spec) -> tuple[Neuron, str]:
+    """The page's ``congruent_neuron`` knob for :data:`helpers.book.page.AUTO_KNOBS`."""
+    neuron = congruent_neuron_of(page.model, page.target, spec)
+    return neuron, f"{neuron}, the most congruent with {page.target!r}"

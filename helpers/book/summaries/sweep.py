@@ -159,3 +159,9 @@ def sweep_paper_rows(result: Sweep, paper: Study, paper_model: str) -> list[tupl
         ("top neuron restored at every position, share recovered (study prompt)", paper.top_neurons[0][1],
          round(float(r.recovery_study_pair), 4)),
     ]
+
+
+def resolve_models(page, models) -> tuple[list[str], str]:
+    """The page's ``models`` knob for :data:`helpers.book.page.AUTO_KNOBS`: the model names."""
+    names = sweep_names(models, page.context["model_name"])
+    return names, ", ".join(names)

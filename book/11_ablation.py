@@ -37,8 +37,8 @@ window = 64
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.effects import ablation_figure, loss_figure, restoration_figure
 from helpers.book.page import setup_page
-from helpers.book.summaries.effects import ablation_paper_rows, ablation_sets, ablation_summary, ablation_table, loss_summary, prompt_set_summary
-from helpers.methods.ablation import ablate, ablated_loss, reference_activations
+from helpers.book.summaries.effects import ablation_paper_rows, ablation_summary, ablation_table, loss_summary, prompt_set_summary
+from helpers.methods.ablation import ablate, ablated_loss, ablation_sets, reference_activations
 from helpers.scan.documents import document_windows
 
 # %% tags=["remove-input"]

@@ -39,9 +39,9 @@ from helpers.book.figures.effects import effects_figure, paths_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.effects import (
     comparison_phrase, direct_summary, direct_tokens, effects_paper_rows, effects_summary, effects_table, most_indirect,
-    most_indirect_summary, other_layers_effects,
+    most_indirect_summary,
 )
-from helpers.methods.effects import direct_logit_attribution, neuron_effects
+from helpers.methods.effects import direct_logit_attribution, neuron_effects, other_layers_effects
 
 # %% tags=["remove-input"]
 page = setup_page(context, "neuron", "prompt_set", direction=direction, n_compare=n_compare)

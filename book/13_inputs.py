@@ -44,11 +44,11 @@ from helpers.book.figures.inputs import (
 )
 from helpers.book.page import setup_page
 from helpers.book.summaries.inputs import (
-    attention_summary, decomposition_summary, head_patching_summary, lead_patching, lead_rows, leads_note, position_summary,
+    attention_summary, decomposition_summary, head_patching_summary, lead_rows, leads_note, position_summary,
     probe_summary, prompts_summary, prompts_table, top_neurons,
 )
 from helpers.methods.inputs import (
-    attention_pattern, decompose_inputs, head_paths, head_patching, read_pairs, read_prompts, top_head, top_heads,
+    attention_pattern, candidate_patching, decompose_inputs, head_paths, head_patching, read_pairs, read_prompts, top_head, top_heads,
 )
 from helpers.methods.probes import embedding_probe, ov_cosine, residual_probe
 from helpers.paper import LEADS
@@ -228,7 +228,7 @@ show_table(readings.head(len(extra.prompts) + 4), caption="The follow-up's promp
 # activation when the candidate alone is patched.
 
 # %% tags=["remove-input"]
-candidates = lead_patching(page.model, patch_set, page.neuron, LEADS, direction)
+candidates = candidate_patching(page.model, patch_set, page.neuron, LEADS.vowel_neurons, direction)
 note(leads_note(page.neuron, page.paper.neuron))
 paper_beside(page, lead_rows(LEADS, decomposition, patched, page.model.cfg.n_layers, page.model.cfg.n_heads, page.model.cfg.d_mlp, candidates),
              "named by the follow-up")

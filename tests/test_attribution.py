@@ -8,7 +8,7 @@ from helpers.core.models import random_model
 from helpers.methods.neuron_patching import neuron_patching, post_hook
 from helpers.methods.patching import runs
 from helpers.core.prompts import logit_diff, make_contrast
-from test_neuron_patching import amplified
+from support import amplified
 
 
 @pytest.fixture(scope="module")

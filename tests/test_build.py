@@ -2,7 +2,6 @@
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -10,20 +9,7 @@ import pytest
 
 from helpers.book.build import BuildError, execute_pages, toc_pages
 
-PAGE_HEADER = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
-
-
-def make_book(root: Path, pages: dict[str, str]) -> Path:
-    """A minimal book folder with the given page sources."""
-    (root / "book").mkdir(parents=True)
-    (root / "book" / "intro.md").write_text("# Intro\n")
-    chapters = "".join(f"      - file: book/{name}\n" for name in pages)
-    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nparts:\n  - caption: Pages\n    chapters:\n{chapters}")
-    (root / "profiles.yaml").write_text("toy:\n  greeting: hello\n  seed: 0\n")
-    for name, body in pages.items():
-        (root / "book" / f"{name}.py").write_text(PAGE_HEADER + textwrap.dedent(body))
-    return root
-
+from support import PAGE_HEADER, make_book  # noqa: F401
 
 GREETING_PAGE = """\
 # %% tags=["parameters"]

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.book.build import BuildError, execute_pages, fingerprint, import_closure, page_groups
 from helpers.book.context import GROUPS, ContextError, Seeds, resolve_context
-from test_build import PAGE_HEADER, make_book
+from support import PAGE_HEADER, make_book
 
 CONTEXT_PAGE = """\
 # %% tags=["parameters"]

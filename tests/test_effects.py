@@ -19,19 +19,9 @@ from helpers.methods.patching import over_pairs
 from helpers.methods.prompt_sets import study_like_pairs, study_like_texts
 from helpers.toy.corpus import documents
 
-from test_planted_neuron import CLEAN, CORRUPTED, mlp_parameters
+from support import CLEAN, CORRUPTED, mlp_parameters
 
 FIRE = 6.0
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=11)
-
-
-@pytest.fixture(scope="module")
-def pairs(tiny):
-    return study_like_pairs(tiny, 6, seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from helpers.methods.ablation import ablation_sets
 from helpers.book.summaries.effects import (
-    LAYER_SET, _loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_sets, ablation_summary, effects_summary,
+    LAYER_SET, _loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_summary, effects_summary,
     prompt_set_summary,
 )
 from helpers.core.models import random_model
@@ -71,7 +72,8 @@ def test_summaries_read_the_right_cells():
 
 
 def test_comparison_neurons_come_from_other_layers_one_each():
-    from helpers.book.summaries.effects import comparison_phrase, other_layers_effects
+    from helpers.book.summaries.effects import comparison_phrase
+    from helpers.methods.effects import other_layers_effects
     from helpers.methods.prompt_sets import study_like_pairs
 
     model = random_model(n_layers=4, d_model=16, d_mlp=20, seed=2)

@@ -27,23 +27,13 @@ from helpers.methods.probes import embedding_probe, fit_probe, ov_cosine, probe_
 from helpers.methods.prompt_sets import study_like_pairs
 from helpers.core.english import article_for
 
-from test_planted_neuron import mlp_parameters
+from support import mlp_parameters
 
 NEURON = Neuron(2, 5)
 PLANTED_HEAD = Head(1, 2)
 PLANTED_NEURON = Neuron(2, 7)
 PROBE_COSINE = 0.9  # the embedding probe's direction against the planted feature
 FIRE = 6.0
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=11)
-
-
-@pytest.fixture(scope="module")
-def pairs(tiny):
-    return study_like_pairs(tiny, 6, seed=2)
 
 
 def sources(model, tokens, names):

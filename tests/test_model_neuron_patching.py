@@ -18,7 +18,7 @@ from helpers.methods.attribution import (
 )
 from helpers.methods.neuron_patching import SuffixRunner, SuffixUnavailable, exact_patching_flops, model_neuron_patching, neuron_patching, suffix_runner
 from helpers.methods.reference import naive_frozen_attention_patching, naive_neuron_patching
-from test_neuron_patching import amplified
+from support import amplified
 
 N_LAYERS, D_MLP = 3, 24
 
@@ -28,15 +28,8 @@ def tiny():
     return amplified(random_model(n_layers=N_LAYERS, d_model=16, d_mlp=D_MLP, n_heads=4, seed=1), 8.0)
 
 
-@pytest.fixture(scope="module")
-def study(tiny):
-    return make_contrast(tiny)
 
 
-@pytest.fixture(scope="module")
-def early(tiny):
-    """A pair differing at the second token: every later position is recomputed."""
-    return make_contrast(tiny, "The apple tree and picked", "The lemon tree and picked")
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,8 @@ from helpers.methods.neuron_patching import neuron_patching
 from helpers.methods.reference import naive_neuron_patching, naive_whole_layer
 from helpers.core.prompts import Contrast, make_contrast
 
+from support import amplified
 
-def amplified(model, factor: float):
-    """Multiply every weight and bias except the layer norms' by ``factor``, in place."""
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "ln" not in name:
-                parameter.mul_(factor)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +23,8 @@ def tiny():
     return amplified(random_model(n_layers=3, d_model=16, d_mlp=24, n_heads=4, seed=1), 8.0)
 
 
-@pytest.fixture(scope="module")
-def study(tiny):
-    return make_contrast(tiny)
 
 
-@pytest.fixture(scope="module")
-def early(tiny):
-    """A pair differing at the second token, so almost every position is recomputed."""
-    return make_contrast(tiny, "The apple tree and picked", "The lemon tree and picked")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from helpers.methods.attribution import attribution_patching
 from helpers.methods.layer_patching import layer_patching
 from helpers.methods.logit_lens import logit_lens
 from helpers.methods.neuron_patching import neuron_patching
-from test_planted_neuron import CLEAN, CORRUPTED, PLANTED, plant
+from support import CLEAN, CORRUPTED, PLANTED, plant
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from helpers.core.models import random_model
 from helpers.core.prompts import logit_diff, make_contrast, next_tokens, read_out
 from helpers.methods.layer_patching import layer_patching
 from helpers.methods.neuron_patching import neuron_patching
-from test_neuron_patching import amplified
+from support import amplified
 
 BASELINE_TOLERANCE, NEURON_TOLERANCE, CELL_TOLERANCE = 0.05, 0.04, 0.25
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from helpers.book.page import NeuronChoice
-from helpers.book.summaries.congruence import away, best_bin, census_place, congruent_neuron_of, curve_phrase, neuron_rank, row_stats
+from helpers.methods.choice import most_congruent_neuron
+from helpers.book.summaries.congruence import away, best_bin, census_place, curve_phrase, neuron_rank, row_stats
 from helpers.book.summaries.patching import page_neuron_phrase, resid_span, study_verdict
 from helpers.book.summaries.prompt import prompt_summary
 from helpers.book.summaries.scan import bin_phrase, neuron_source, start_or_never
@@ -88,10 +89,10 @@ def test_most_congruent_neuron_and_its_census_place():
     model = random_model(n_layers=2, d_model=16, d_mlp=12, n_heads=2, seed=5)
     column = token_congruence(model, " an", "W_U")
     expected = Neuron(*map(int, np.unravel_index(column.numpy().argmax(), column.shape)))
-    assert congruent_neuron_of(model, " an") == expected
-    assert congruent_neuron_of(model, " an", "L1N3") == Neuron(1, 3)
+    assert most_congruent_neuron(model, " an") == expected
+    assert most_congruent_neuron(model, " an", "L1N3") == Neuron(1, 3)
     with pytest.raises(ValueError, match="out of range"):
-        congruent_neuron_of(model, " an", "L2N0")
+        most_congruent_neuron(model, " an", "L2N0")
     table = pd.DataFrame({"neuron": ["L0N0", "L0N1", "L0N2"], "layer": [0, 0, 0], "kurtosis": [3.0, 12.0, 5.0], "skew": [0.1, 1.0, -0.5], "class": ["other", "prediction", "other"]})
     place = census_place(table, Neuron(0, 2), "p_")
     assert (place["p_kurtosis_rank"], place["p_class_name"], place["p_layer_size"]) == (2, "other", 3)

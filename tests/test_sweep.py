@@ -10,7 +10,7 @@ from helpers.methods.neuron_patching import post_hook
 from helpers.methods.reference import naive_neuron_patching
 from helpers.methods.prompt_sets import study_like_pairs
 from helpers.methods.sweep import joint_recovery, logit_effect_similarity, neurons_to_half, sweep, sweep_model
-from test_planted_neuron import CLEAN, CORRUPTED, PLANTED, mlp_parameters, plant
+from support import CLEAN, CORRUPTED, PLANTED, mlp_parameters, plant
 
 N_PAIRS = 4
 

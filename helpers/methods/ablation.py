@@ -24,6 +24,7 @@ with P(target) beside the logit difference.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,7 +35,10 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.hooks import mlp_post
 from helpers.core.checks import check_choice, check_layer, check_neurons, check_positive_int
+from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, last_logits, wide
+
+LAYER_SET = "whole layer"  # the name of the set of every neuron of the layer
 
 KINDS = ("zero", "mean", "resample", "negate")
 MIN_REFERENCE_POSITIONS = 256
@@ -277,3 +281,12 @@ def corpus_windows(model: TransformerBridge, texts: Sequence[str], length: int =
     if not windows:
         raise ValueError(f"no window of {length} tokens in the given texts; pass longer or more documents, or a shorter length")
     return torch.tensor(windows, dtype=torch.long)
+
+
+def ablation_sets(model: TransformerBridge, neuron: Neuron, n_random: int, seed: int = 0) -> dict[str, list[int]]:
+    """The sets the ablation page compares: the neuron, its whole layer, and ``n_random`` other
+    neurons of the layer drawn with ``seed``, each alone."""
+    d_mlp = model.cfg.d_mlp
+    others = [i for i in range(d_mlp) if i != neuron.index]
+    drawn = sorted(random.Random(f"ablation:{seed}").sample(others, min(n_random, len(others))))
+    return {str(neuron): [neuron.index], LAYER_SET: list(range(d_mlp)), **{str(Neuron(neuron.layer, i)): [i] for i in drawn}}

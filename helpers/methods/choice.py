@@ -27,6 +27,7 @@ from helpers.core.files import atomic_write
 from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
+from helpers.methods.congruence import token_congruence
 from helpers.methods.layer_patching import layer_patching
 from helpers.methods.neuron_patching import neuron_patching
 
@@ -79,3 +80,12 @@ def choose_neuron(
     if path is not None:
         atomic_write(path, json.dumps({**asdict(choice), "neuron": str(top)}, indent=1, sort_keys=True).encode())
     return choice
+
+
+def most_congruent_neuron(model: TransformerBridge, target: str, spec: str = "auto") -> Neuron:
+    """``spec`` as a checked neuron, or for ``"auto"`` the neuron most congruent with
+    ``target`` through ``W_U`` over the whole model."""
+    if spec != "auto":
+        return check_neuron(model, spec)
+    column = token_congruence(model, target, "W_U")
+    return Neuron.from_flat(int(column.flatten().argmax()), column.shape[1])

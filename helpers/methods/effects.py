@@ -42,6 +42,7 @@ from helpers.core.runs import base_and_source, cached_run, clean_and_corrupted
 from helpers.core.checks import check_direction, check_neuron
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, check_norm, frozen_norm, last_resid, run_logit_diff, wide
+from helpers.methods.attribution import attribution_patching
 from helpers.methods.patching import logit_diff_direction
 
 
@@ -173,3 +174,15 @@ def _path_effects(model, base, base_cache, write, scale, components, pairs) -> F
     last_resid(model, rows, hooks)  # the outputs are kept by the hooks; no logits are made
     changes = [outputs[name] - base_cache[name][:, -1] for name in (f"blocks.{l}.{COMPONENT_HOOKS[kind][1]}" for kind, l in components)]
     return torch.stack([frozen_readout(model, change, scale, pairs.target, pairs.other) for change in changes])
+
+
+def other_layers_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron, direction: str, n_compare: int) -> list[NeuronEffects]:
+    """The effects, over the whole prompt set, of the ``n_compare`` neurons of other layers with
+    the largest attribution estimates (on pair 0, every position), at most one per layer."""
+    if n_compare <= 0:
+        return []
+    estimate = attribution_patching(model, pairs.pair(0), "all", direction).values.clone()
+    estimate[neuron.layer] = float("-inf")
+    best, index = estimate.max(1)  # [layer]: each layer's top neuron
+    layers = best.argsort(descending=True)[: min(n_compare, model.cfg.n_layers - 1)].sort().values.tolist()
+    return [neuron_effects(model, pairs, Neuron(layer, int(index[layer])), direction) for layer in layers]

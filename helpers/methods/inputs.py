@@ -477,3 +477,10 @@ def read_pairs(model: TransformerBridge, pairs: Contrast, neuron: Neuron | str, 
             acts.append(kept["act"])
         out.append(PromptReadings(tuple(texts), torch.cat(probs), torch.cat(acts)))
     return out[0], out[1]
+
+
+def candidate_patching(model: TransformerBridge, pairs: Contrast, neuron: Neuron, candidates: list[Neuron], direction: str = "sufficiency") -> InputPatch | None:
+    """The ``candidates`` that can drive ``neuron`` in this model (upstream of it, present in the
+    model), each patched alone; None when there are none (another model, or a neuron too early)."""
+    sources = upstream_neurons(model, neuron, candidates)
+    return neuron_input_patching(model, pairs, neuron, sources, direction) if sources else None

@@ -23,12 +23,7 @@ from helpers.methods.patching import recovery, runs
 
 @torch.no_grad()
 def naive_neuron_patching(
-    model: TransformerBridge,
-    contrast: Contrast,
-    layer: int,
-    neurons: Sequence[int],
-    positions: str = "last",
-    direction: str = "sufficiency",
+    model: TransformerBridge, contrast: Contrast, layer: int, neurons: Sequence[int], positions: str = "last", direction: str = "sufficiency",
 ) -> Float[Tensor, "n"]:
     """Reference: one full hooked forward pass per neuron, the way the study did it."""
     check_layer(layer, model.cfg.n_layers, "MLP layers")

@@ -60,20 +60,23 @@ def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recove
     return fig
 
 
+def identity_line(limit: float) -> go.Figure:
+    """A figure holding the dotted line estimate = exact from -limit to limit."""
+    fig = go.Figure()
+    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
+                    name="estimate = exact", hoverinfo="skip")
+    return fig
+
+
 def attribution_vs_exact(exact: PatchResult, estimate: PatchResult, title: str) -> go.Figure:
     """Attribution estimate against the exact recovery for every neuron of the exactly patched
     layer (``exact``: one layer; ``estimate``: every layer), with y = x."""
     layer = exact.layer
     x, y = exact.values.float().numpy(), estimate.values[layer, exact.indices].float().numpy()
     limit = _limit(x, y)
-    fig = go.Figure()
-    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
-                    name="estimate = exact", hoverinfo="skip")
+    fig = identity_line(limit)
     fig.add_scatter(
-        x=x,
-        y=y,
-        mode="markers",
-        name=f"neurons of layer {layer}",
+        x=x, y=y, mode="markers", name=f"neurons of layer {layer}",
         marker=dict(size=6, color=x, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit, line=dict(width=0.5, color="#333333")),
         text=_names(layer, exact.indices.tolist()),
         hovertemplate="%{text}: exact %{x:.4f}, estimate %{y:.4f}<extra></extra>",
@@ -154,14 +157,9 @@ def model_attribution_vs_exact(exact: PatchResult, estimate: PatchResult, title:
         note += " (by the larger of |exact| and |estimate - exact|)"
     layers, indices, x, y = layers[keep], indices[keep], x[keep], y[keep]
     limit = _limit(x, y)
-    fig = go.Figure()
-    fig.add_scatter(x=[-limit, limit], y=[-limit, limit], mode="lines", line=dict(dash="dot", color="#999999"),
-                    name="estimate = exact", hoverinfo="skip")
+    fig = identity_line(limit)
     fig.add_scatter(
-        x=x,
-        y=y,
-        mode="markers",
-        name="neurons",
+        x=x, y=y, mode="markers", name="neurons",
         marker=dict(size=5, color=layers, colorscale="Viridis", cmin=0, cmax=max(1, values.shape[0] - 1), opacity=0.8,
                     colorbar=dict(title="layer", dtick=max(1, values.shape[0] // 6)), line=dict(width=0.3, color="#333333")),
         text=[str(Neuron(int(l), int(i))) for l, i in zip(layers, indices)],

@@ -7,8 +7,9 @@ import pandas as pd
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.methods.choice import most_congruent_neuron
 from helpers.core.names import Neuron, show_token
-from helpers.methods.congruence import neuron_congruence, single_tokens, token_congruence
+from helpers.methods.congruence import neuron_congruence, single_tokens
 from helpers.methods.congruence_tables import Congruence, hubs, top_neuron_per_token
 from helpers.paper import Study
 from helpers.scan.statistics import correlation_table
@@ -411,17 +412,8 @@ def census_place(table: pd.DataFrame, neuron: Neuron, prefix: str) -> dict:
     )
 
 
-def congruent_neuron_of(model: TransformerBridge, target: str, spec: str = "auto") -> Neuron:
-    """``spec`` as a checked neuron, or for ``"auto"`` the neuron most congruent with
-    ``target`` through ``W_U`` over the whole model."""
-    if spec != "auto":
-        return Neuron.of(spec).check(model.cfg.n_layers, model.cfg.d_mlp)
-    column = token_congruence(model, target, "W_U")
-    return Neuron.from_flat(int(column.flatten().argmax()), column.shape[1])
-
-
 
 def resolve_congruent_neuron(page, spec) -> tuple[Neuron, str]:
     """The page's ``congruent_neuron`` knob for :data:`helpers.book.page.AUTO_KNOBS`."""
-    neuron = congruent_neuron_of(page.model, page.target, spec)
+    neuron = most_congruent_neuron(page.model, page.target, spec)
     return neuron, f"{neuron}, the most congruent with {page.target!r}"

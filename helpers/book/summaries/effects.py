@@ -1,7 +1,6 @@
 """Glued numbers and phrases of the prompt-set pages: ablation (11) and direct and indirect effects (12)."""
 from __future__ import annotations
 
-import random
 
 import pandas as pd
 import torch
@@ -10,23 +9,12 @@ from transformer_lens.model_bridge import TransformerBridge
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
 from helpers.core.stats import interval, mean_interval
-from helpers.methods.ablation import Ablation, CorpusLoss
-from helpers.methods.attribution import attribution_patching
-from helpers.methods.effects import NeuronEffects, neuron_effects
+from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss  # noqa: F401 (the pages' tables name it)
+from helpers.methods.effects import NeuronEffects
 from helpers.paper import Study
 
 Row = tuple[str, object, object]
-LAYER_SET = "whole layer"
 NEGLIGIBLE = 0.01  # a path below this share of the total effect neither amplifies nor cancels
-
-
-def ablation_sets(model: TransformerBridge, neuron: Neuron, n_random: int, seed: int = 0) -> dict[str, list[int]]:
-    """The sets the ablation page compares: the neuron, its whole layer, and ``n_random`` other
-    neurons of the layer drawn with ``seed``, each alone."""
-    d_mlp = model.cfg.d_mlp
-    others = [i for i in range(d_mlp) if i != neuron.index]
-    drawn = sorted(random.Random(f"ablation:{seed}").sample(others, min(n_random, len(others))))
-    return {str(neuron): [neuron.index], LAYER_SET: list(range(d_mlp)), **{str(Neuron(neuron.layer, i)): [i] for i in drawn}}
 
 
 def prompt_set_summary(pairs: Contrast, clean_diff: torch.Tensor, corrupted_diff: torch.Tensor) -> dict:
@@ -264,18 +252,6 @@ def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> 
         return []
     recovered = float(effects.total[0] / effects.gap[0])
     return [(f"{neuron} restored at every position, share recovered (study prompt)", paper.top_neurons[0][1], round(recovered, 4))]
-
-
-def other_layers_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron, direction: str, n_compare: int) -> list[NeuronEffects]:
-    """The effects, over the whole prompt set, of the ``n_compare`` neurons of other layers with
-    the largest attribution estimates (on pair 0, every position), at most one per layer."""
-    if n_compare <= 0:
-        return []
-    estimate = attribution_patching(model, pairs.pair(0), "all", direction).values.clone()
-    estimate[neuron.layer] = float("-inf")
-    best, index = estimate.max(1)  # [layer]: each layer's top neuron
-    layers = best.argsort(descending=True)[: min(n_compare, model.cfg.n_layers - 1)].sort().values.tolist()
-    return [neuron_effects(model, pairs, Neuron(layer, int(index[layer])), direction) for layer in layers]
 
 
 def comparison_phrase(others: list[NeuronEffects]) -> str:

@@ -7,10 +7,9 @@ import torch
 
 from helpers.core.names import Head, Neuron
 from helpers.core.stats import mean_interval
-from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.prompts import Contrast
-from helpers.methods.inputs import InputDecomposition, InputPatch, PromptReadings, neuron_input_patching, top_head, upstream_neurons
+
+from helpers.methods.inputs import InputDecomposition, InputPatch, PromptReadings, top_head
 from helpers.methods.probes import Probe
 from helpers.paper import Leads
 
@@ -173,13 +172,6 @@ def prompts_summary(extra: PromptReadings, clean: PromptReadings, corrupted: Pro
         act_p_correlation=float(torch.corrcoef(torch.stack([torch.cat([extra.activation, clean.activation, corrupted.activation]),
                                                             torch.cat([extra.p_target, clean.p_target, corrupted.p_target])]))[0, 1]),
     )
-
-
-def lead_patching(model: TransformerBridge, pairs: Contrast, neuron: Neuron, leads: Leads, direction: str = "sufficiency") -> InputPatch | None:
-    """The follow-up's candidate neurons that can drive ``neuron`` in this model, each patched alone
-    (None when there are none: another model, or a neuron too early)."""
-    sources = upstream_neurons(model, neuron, leads.vowel_neurons)
-    return neuron_input_patching(model, pairs, neuron, sources, direction) if sources else None
 
 
 def lead_rows(leads: Leads, dec: InputDecomposition, patch: InputPatch, n_layers: int, n_heads: int, d_mlp: int,

@@ -351,9 +351,9 @@ def test_a_lost_process_resumes_from_what_was_written(one_process, tmp_path):
     resumes: process 1 keeps its written shard, and the result equals one process's."""
     crashed = torchrun([str(ROOT / "tests" / "neuroscope_worker.py"), "1", *TOY, "--out", str(tmp_path)])
     assert crashed.returncode != 0
-    from helpers.scan.neuroscope import _metadata
+    from helpers.core.cache import read_record
 
-    assert _metadata(tmp_path / part_name(1, 2))["shards"] == [1]
+    assert read_record(tmp_path / part_name(1, 2))["shards"] == [1]
     assert not (tmp_path / RESULT).exists()
     resumed = torchrun(["-m", "helpers.scan.neuroscope", *TOY, "--out", str(tmp_path)])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

@@ -47,7 +47,7 @@ def test_a_given_neuron_sets_the_layer_and_a_contradicting_layer_is_refused(plan
 def test_the_choice_is_computed_once_and_reused(planted, tmp_path, monkeypatch):
     model, contrast = planted
     first = choose_neuron(model, contrast, cache=tmp_path)
-    assert len(list(tmp_path.glob("choice-*.json"))) == 1
+    assert len(list(tmp_path.glob("choice-*.safetensors"))) == 1
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached choice must not patch again")
@@ -74,7 +74,7 @@ def test_other_weights_never_read_the_cached_choice(tmp_path):
         model.blocks[PLANTED.layer].mlp.out._original_component.weight[PLANTED.index] *= 0.0
     assert weights_fingerprint(model) != before
     assert choose_neuron(model, contrast, cache=tmp_path).neuron == moved
-    assert len(list(tmp_path.glob("choice-*.json"))) == 2
+    assert len(list(tmp_path.glob("choice-*.safetensors"))) == 2
 
 
 def test_fingerprint_is_stable_and_sees_every_tensor():

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from helpers.core.files import atomic_write
+
 ROOT = Path(__file__).resolve().parents[2]
 BOOK_ENV = "AN_NEURON_BOOK"
 VENDOR = Path("_vendor")
@@ -261,7 +263,7 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
                 f"{error.ename}: {error.evalue}  [executed notebook kept at {failed.relative_to(root)}]"
             ) from None
         hide_default_parameters(executed, repository_url(root))
-        os.replace(executed, target)
+        atomic_write(target, executed.read_bytes())
     return PageRun(str(source.relative_to(root)), True, time.perf_counter() - start, memory.peak_gb)
 
 

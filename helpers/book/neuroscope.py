@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from helpers.book.display import in_book
+from helpers.core.files import staged_folder
 from helpers.core.models import single_token
 from helpers.core.names import Neuron
 from helpers.methods.congruence import output_weights, readout, token_congruence
@@ -154,45 +154,38 @@ def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | Non
         "n_tokens": result.n_tokens, "n_docs": result.n_docs, "context": result.params["context"], "target": target,
         "featured": [{"name": name, "why": why} for name, why in featured],
     }
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy(APP, tmp / "neuroscope.js")
-    (tmp / "index.js").write_text(_script("neuroscopeIndex", index), encoding="utf-8")
-    rates, means = result.firing_rates(), result.means()
-    t = result.tensors
-    for i, layer in enumerate(result.layers):
-        up, up_ids, down, down_ids = logit_effects(model, layer)
-        (tmp / f"L{layer}").mkdir()
-        for start in range(0, result.d_mlp, chunk):
-            neurons, used = [], set()
-            for n in range(start, min(start + chunk, result.d_mlp)):
-                kept = torch.isfinite(t["values"][i, n])
-                examples = []
-                for value, doc, pos, tokens, acts in zip(t["values"][i, n, kept].tolist(), t["doc"][i, n, kept].tolist(), t["pos"][i, n, kept].tolist(),
-                                                         t["window_tokens"][i, n, kept], t["window_acts"][i, n, kept]):
-                    inside = tokens >= 0
-                    focus = int(inside[:result.params["context"][0]].sum())
-                    ids = tokens[inside].tolist()
-                    used.update(ids)
-                    examples.append([round(value, 4), doc, pos, focus, ids, _rounded(acts[inside])])
-                counts = t["histogram"][i, n]
-                nonzero = torch.nonzero(counts).flatten()
-                low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
-                used.update(up_ids[n].tolist() + down_ids[n].tolist())
-                neurons.append({
-                    "n": n, "rate": round(float(rates[i, n]), 6), "mean": round(float(means[i, n]), 5), "hist": [low, counts[low:high].tolist()],
-                    "ex": examples, "up": list(zip(up_ids[n].tolist(), _rounded(up[n]))), "down": list(zip(down_ids[n].tolist(), _rounded(down[n]))),
-                    "target": round(float(congruence[layer, n]), 4), "target_rank": int(target_rank[layer, n]),
-                })
-            data = {"run": index["run"], "layer": layer, "start": start, "tokens": {token: vocab[token] for token in sorted(used)}, "neurons": neurons}
-            (tmp / f"L{layer}" / f"{start:05d}.js").write_text(_script("neuroscopeChunk", data), encoding="utf-8")
-    sizes = [p.stat().st_size for p in tmp.rglob("*") if p.is_file()]
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_folder(folder) as tmp:
+        shutil.copy(APP, tmp / "neuroscope.js")
+        (tmp / "index.js").write_text(_script("neuroscopeIndex", index), encoding="utf-8")
+        rates, means = result.firing_rates(), result.means()
+        t = result.tensors
+        for i, layer in enumerate(result.layers):
+            up, up_ids, down, down_ids = logit_effects(model, layer)
+            (tmp / f"L{layer}").mkdir()
+            for start in range(0, result.d_mlp, chunk):
+                neurons, used = [], set()
+                for n in range(start, min(start + chunk, result.d_mlp)):
+                    kept = torch.isfinite(t["values"][i, n])
+                    examples = []
+                    for value, doc, pos, tokens, acts in zip(t["values"][i, n, kept].tolist(), t["doc"][i, n, kept].tolist(), t["pos"][i, n, kept].tolist(),
+                                                             t["window_tokens"][i, n, kept], t["window_acts"][i, n, kept]):
+                        inside = tokens >= 0
+                        focus = int(inside[:result.params["context"][0]].sum())
+                        ids = tokens[inside].tolist()
+                        used.update(ids)
+                        examples.append([round(value, 4), doc, pos, focus, ids, _rounded(acts[inside])])
+                    counts = t["histogram"][i, n]
+                    nonzero = torch.nonzero(counts).flatten()
+                    low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
+                    used.update(up_ids[n].tolist() + down_ids[n].tolist())
+                    neurons.append({
+                        "n": n, "rate": round(float(rates[i, n]), 6), "mean": round(float(means[i, n]), 5), "hist": [low, counts[low:high].tolist()],
+                        "ex": examples, "up": list(zip(up_ids[n].tolist(), _rounded(up[n]))), "down": list(zip(down_ids[n].tolist(), _rounded(down[n]))),
+                        "target": round(float(congruence[layer, n]), 4), "target_rank": int(target_rank[layer, n]),
+                    })
+                data = {"run": index["run"], "layer": layer, "start": start, "tokens": {token: vocab[token] for token in sorted(used)}, "neurons": neurons}
+                (tmp / f"L{layer}" / f"{start:05d}.js").write_text(_script("neuroscopeChunk", data), encoding="utf-8")
+        sizes = [p.stat().st_size for p in tmp.rglob("*") if p.is_file()]
     return Published(folder, index["run"], result.params["model"], result.layers, result.d_mlp, len(sizes), sum(sizes), featured)
 
 

@@ -8,10 +8,11 @@ writing weights, centre unembed, refactor factored attention matrices).
 
 Processing GPT-2 Large takes far longer than loading it (the attention refactoring runs an
 SVD per head), and every page loads the model. For a local folder the processed weights are
-kept on disk under ``.cache/processed/`` (safetensors, written atomically), keyed by a hash of
-the folder's weight and config files, the dtype, the processing options and the
-TransformerLens version; a later load boots the plain model and installs them instead of
-processing again. A changed weight file gets a new key, so a stale file is never read.
+kept on disk under ``.cache/processed/`` (``helpers.core.cache``: safetensors with a checksum,
+written atomically), keyed by a hash of the folder's weight and config files, the dtype, the
+processing options and the TransformerLens version; a later load boots the plain model and
+installs them instead of processing again. A changed weight file gets a new key, so a stale
+file is never read; a damaged one is named in a warning and processed again.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
 from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+
+from helpers.core.cache import cached
 
 ASSETS = Path(__file__).resolve().parent.parent / "toy" / "assets"
 # The bundled family, trained by one command (``helpers.toy.train``) on one corpus: the toy the
@@ -60,19 +63,19 @@ def load_model(name: str, device: str = "cpu", dtype: str = "float32", cache: Pa
     if path is None:
         hub_name = resolve_hub_name(name)
         require_hub(hub_name)
-        source, cached = hub_name, None
+        source = hub_name
     else:
         check_model_folder(path)
         source = str(path)
-        cached = None if cache is None else Path(cache) / f"{processed_key(path, dtype)}.safetensors"
     bridge = TransformerBridge.boot_transformers(source, device=device, dtype=DTYPES[dtype])
     bridge.cfg.model_name = name
-    if cached is not None and cached.is_file():
-        return install_processed_weights(bridge, cached)
-    process_weights(bridge)
-    if cached is not None:
-        save_processed_weights(bridge, cached)
-    return bridge
+    if path is None:
+        return process_weights(bridge)
+    return cached(
+        cache, "processed", {"folder": processed_key(path, dtype)}, lambda: process_weights(bridge),
+        encode=lambda b: ({name: t.detach().cpu() for name, t in b.state_dict().items()}, {}),
+        decode=lambda state, _: install_processed_weights(bridge, state),
+    )
 
 
 def processing_for(cfg) -> dict:
@@ -103,34 +106,17 @@ def processed_key(folder: Path, dtype: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def save_processed_weights(bridge: TransformerBridge, path: Path) -> None:
-    """Write the bridge's processed state to ``path`` (a temporary file renamed into place)."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in bridge.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def install_processed_weights(bridge: TransformerBridge, path: Path) -> TransformerBridge:
+def install_processed_weights(bridge: TransformerBridge, state: dict[str, torch.Tensor]) -> TransformerBridge:
     """Turn a freshly booted bridge into the processed one from saved weights, without processing.
 
     The compatibility layer is switched on without its weight transforms, then the saved
     tensors are routed to the components the way ``TransformerBridge.process_weights`` routes
     its own result (which also unties GPT-2's shared embedding and unembedding).
     """
-    from safetensors.torch import load_file
     from transformer_lens.weight_processing import ProcessWeights
 
     device = bridge.cfg.device
-    state = {name: tensor.to(device) for name, tensor in load_file(path).items()}
+    state = {name: tensor.to(device) for name, tensor in state.items()}
     bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
     ProcessWeights.distribute_weights_to_components(state_dict=state, component_mapping=bridge.real_components)
     bridge.adapter.postprocess_weights(bridge)

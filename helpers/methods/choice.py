@@ -9,21 +9,19 @@ default, and :func:`choose_neuron` resolves them:
   every position as in the study, on the page's own prompts;
 - ``neuron="L3N73"``: that neuron (its layer follows; a different ``layer`` is an error).
 
-The choice is computed once and kept on disk under ``.cache/choices``, keyed by a hash of
-every weight tensor, the prompts' tokens and the two specs, so the pages and the sweep agree
-and a retrained model gets a fresh choice.
+The choice is computed once and kept on disk under ``.cache/choices`` (``helpers.core.cache``),
+keyed by a hash of every weight tensor, the prompts' tokens and the two specs, so the pages
+and the sweep agree and a retrained model gets a fresh choice.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_layer, check_neuron
-from helpers.core.files import atomic_write
+from helpers.core.cache import cached
 from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
@@ -33,6 +31,7 @@ from helpers.methods.neuron_patching import neuron_patching
 
 CHOICE_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "choices"
 AUTO = "auto"
+CHOICE_VERSION = 1  # part of the cache key: raise it when the way of choosing changes
 
 
 @dataclass(frozen=True)
@@ -61,25 +60,25 @@ def choose_neuron(
             raise ValueError(f"neuron {given} is in layer {given.layer} but layer={layer!r} was given; set layer='auto' or layer={given.layer}")
         return NeuronChoice(given, given.layer, "the layer of the given neuron", "given as a parameter")
     fixed_layer = None if layer == AUTO else check_layer(layer, cfg.n_layers, "MLP layers")
-    path = None
-    if cache is not None:
-        key = hashlib.sha256(
-            json.dumps([contrast.clean.tolist(), contrast.corrupted.tolist(), contrast.target, contrast.other, fixed_layer]).encode()
-        ).hexdigest()[:16]
-        path = Path(cache) / f"choice-{weights_fingerprint(model)}-{key}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-            return NeuronChoice(Neuron.parse(saved["neuron"]), saved["layer"], saved["layer_source"], saved["neuron_source"])
-    if fixed_layer is None:
-        chosen_layer = layer_patching(model, contrast, components=("mlp_out",))["mlp_out"].best_layer()
-        layer_source = "ranked first by layer patching"
-    else:
-        chosen_layer, layer_source = fixed_layer, "given as a parameter"
-    top = neuron_patching(model, contrast, chosen_layer, "all").top_neuron
-    choice = NeuronChoice(top, chosen_layer, layer_source, f"ranked first by neuron patching of layer {chosen_layer} on this page's prompts")
-    if path is not None:
-        atomic_write(path, json.dumps({**asdict(choice), "neuron": str(top)}, indent=1, sort_keys=True).encode())
-    return choice
+
+    def compute() -> NeuronChoice:
+        if fixed_layer is None:
+            chosen_layer = layer_patching(model, contrast, components=("mlp_out",))["mlp_out"].best_layer()
+            layer_source = "ranked first by layer patching"
+        else:
+            chosen_layer, layer_source = fixed_layer, "given as a parameter"
+        top = neuron_patching(model, contrast, chosen_layer, "all").top_neuron
+        return NeuronChoice(top, chosen_layer, layer_source, f"ranked first by neuron patching of layer {chosen_layer} on this page's prompts")
+
+    sources = {
+        "version": CHOICE_VERSION, "weights": weights_fingerprint(model), "layer": fixed_layer,
+        "prompts": [contrast.clean.tolist(), contrast.corrupted.tolist(), contrast.target, contrast.other],
+    }
+    return cached(
+        cache, "choice", sources, compute,
+        encode=lambda c: ({}, {**asdict(c), "neuron": str(c.neuron)}),
+        decode=lambda _, saved: NeuronChoice(check_neuron(model, saved["neuron"]), saved["layer"], saved["layer_source"], saved["neuron_source"]),
+    )
 
 
 def most_congruent_neuron(model: TransformerBridge, target: str, spec: str = "auto") -> Neuron:

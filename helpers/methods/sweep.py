@@ -30,7 +30,6 @@ options) and marks the models it cannot measure instead of stopping.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_positive_int
-from helpers.core.files import atomic_write
+from helpers.core.cache import cached
 from helpers.core.models import ModelUnavailable, describe, load_model, weights_fingerprint
 from helpers.core.prompts import NORMS, STUDY_CLEAN, STUDY_CORRUPTED, Contrast, last_logits, make_contrast, run_logit_diff, single_token
 from helpers.core.stats import mean_interval
@@ -61,6 +60,10 @@ MAX_NEURONS = 256
 ROW_VERSION = 1  # part of the cache key: raise it when a row gains or changes a field
 
 
+class UnsupportedModel(ValueError):
+    """The model lacks a part the book's methods need (an MLP, a supported norm, a hook)."""
+
+
 def check_architecture(model: TransformerBridge) -> None:
     """A one-line error naming what the book's methods need and this model lacks."""
     cfg = model.cfg
@@ -74,7 +77,7 @@ def check_architecture(model: TransformerBridge) -> None:
         if name not in hooks:
             missing.append(f"the hook {name}")
     if missing:
-        raise ValueError(f"{cfg.model_name} cannot be swept: it has no {'; no '.join(missing)}")
+        raise UnsupportedModel(f"{cfg.model_name} cannot be swept: it has no {'; no '.join(missing)}")
 
 
 def check_tokens(model: TransformerBridge, target: str, other: str) -> None:
@@ -255,9 +258,8 @@ def _sweep_one(name: str, options: dict, device: str, dtype: str, cache, choice_
     try:
         result = _cached(model, cache, options, lambda: sweep_model(model, **options, choice_cache=choice_cache))
     except ValueError as error:
-        message = _one_line(error)
-        status = "unsupported" if "cannot be swept" in message else "skipped"
-        return {**describe(model), "model": name, "status": status, "note": message}, None
+        status = "unsupported" if isinstance(error, UnsupportedModel) else "skipped"
+        return {**describe(model), "model": name, "status": status, "note": _one_line(error)}, None
     except Exception as error:  # a model that breaks a method is reported, not fatal to the sweep
         return {**describe(model), "model": name, "status": "failed", "note": f"{type(error).__name__}: {_one_line(error)}"}, None
     return {**result.row, "model": name}, result
@@ -269,18 +271,12 @@ def _one_line(error: Exception) -> str:
 
 def _cached(model: TransformerBridge, cache: Path | None, options: dict, compute: Callable[[], ModelSweep]) -> ModelSweep:
     """``compute()``, or the row kept from an earlier run on the same weights and options."""
-    if cache is None:
-        return compute()
-    key = hashlib.sha256(json.dumps([ROW_VERSION, options], sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(cache) / f"sweep-{weights_fingerprint(model)}-{key}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=False)
-        return ModelSweep(**saved)
-    result = compute()
-    buffer = io.BytesIO()
-    torch.save({"row": result.row, "single": result.single, "curve": result.curve, "logit_effect": result.logit_effect}, buffer)
-    atomic_write(path, buffer.getvalue())
-    return result
+    sources = {"version": ROW_VERSION, "weights": weights_fingerprint(model), "options": options}
+    return cached(
+        cache, "sweep", sources, compute,
+        encode=lambda r: ({"single": r.single, "curve": r.curve, "logit_effect": r.logit_effect}, r.row),
+        decode=lambda tensors, row: ModelSweep(row=row, **tensors),
+    )
 
 
 def vocabulary_hash(model: TransformerBridge) -> str:

@@ -69,6 +69,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from helpers.core.checks import check_layers, check_positive_int
+from helpers.core.cache import DamagedEntry, load_checked, read_record, save_checked
 from helpers.core.files import atomic_write
 from helpers.core.hooks import mlp_post, run_until
 from helpers.core.names import Neuron
@@ -111,20 +112,6 @@ def _differences(requested: dict, found: dict) -> str:
     return "; ".join(f"{k}: {requested.get(k)!r} requested, {found.get(k)!r} there" for k in keys if requested.get(k) != found.get(k))
 
 
-def _save(path: Path, state: dict[str, Tensor], metadata: dict) -> None:
-    from safetensors.torch import save
-
-    tensors = {name: t.detach().cpu().contiguous() for name, t in state.items()}
-    atomic_write(path, save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()}))
-
-
-def _metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-
-
 def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
     """The folder's manifest (None if there is none); a one-line error if the manifest or
     any part file in the folder belongs to another run."""
@@ -142,7 +129,7 @@ def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
             )
     for part in sorted(out_dir.glob("part-*.safetensors")):
         try:
-            found = _metadata(part)
+            found = read_record(part)
         except Exception:  # an unreadable part is recomputed by its own rank (see _load_part)
             continue
         if found.get("run_id") != run_id:
@@ -155,15 +142,12 @@ def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
 
 def _load_part(path: Path, run_id: str, mine: set[int], device) -> tuple[dict[str, Tensor], list[int]] | None:
     """This rank's saved state and the shards it includes, or None when there is none."""
-    from safetensors.torch import load_file
-
     if not path.exists():
         return None
     try:
-        metadata = _metadata(path)
-        state = load_file(str(path), device=str(device))
-    except Exception as error:
-        log.warning("%s cannot be read (%s); this process starts its shards again", path.name, error)
+        state, metadata = load_checked(path, device)
+    except DamagedEntry as error:
+        log.warning("%s; this process starts its shards again", error)
         return None
     if metadata.get("run_id") != run_id:
         raise ScanMismatch(f"{path} was written by another run; move it away or use a fresh out_dir")
@@ -268,8 +252,6 @@ class Neuroscope:
 
 def open_neuroscope(out_dir: str | Path) -> Neuroscope:
     """A finished pass from its folder (no model needed)."""
-    from safetensors.torch import load_file
-
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST
     if not path.exists():
@@ -277,9 +259,13 @@ def open_neuroscope(out_dir: str | Path) -> Neuroscope:
     manifest = json.loads(path.read_text())
     if not manifest.get("complete") or not (out_dir / RESULT).exists():
         raise ScanMismatch(f"the pass in {out_dir} is not finished; run it again with the same parameters to resume it")
-    if _metadata(out_dir / RESULT).get("run_id") != manifest["run_id"]:
+    try:
+        tensors, record = load_checked(out_dir / RESULT)
+    except DamagedEntry as error:
+        raise ScanMismatch(f"{error}; run the pass again into a fresh out_dir") from None
+    if record.get("run_id") != manifest["run_id"]:
         raise ScanMismatch(f"{out_dir / RESULT} belongs to another run than {path}; run the pass again into a fresh out_dir")
-    return Neuroscope(out_dir, manifest["params"], load_file(str(out_dir / RESULT)))
+    return Neuroscope(out_dir, manifest["params"], tensors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -408,16 +394,16 @@ def neuroscope(
             _fold_shard(model, docs, shard * shard_docs, layers, state, opts)
             done.append(shard)
             if time.monotonic() - saved_at >= checkpoint_seconds:
-                _save(part, state, {"run_id": run_id, "params": params, "shards": sorted(done)})
+                save_checked(part, state, {"run_id": run_id, "params": params, "shards": sorted(done)})
                 saved_at = time.monotonic()
             bar.update(1)
             if on_shard is not None:
                 on_shard(shard)
-    _save(part, state, {"run_id": run_id, "params": params, "shards": sorted(done)})
+    save_checked(part, state, {"run_id": run_id, "params": params, "shards": sorted(done)})
     merged = all_merge(state, k) if world_size > 1 else sort_state(state, k)
     merged = {name: t.cpu() for name, t in merged.items()}
     if rank == 0:
-        _save(out_dir / RESULT, merged, {"run_id": run_id})
+        save_checked(out_dir / RESULT, merged, {"run_id": run_id})
         atomic_write(out_dir / MANIFEST, _manifest_bytes(params, run_id, True, merged["totals"]))
     if world_size > 1:
         dist.barrier()

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from helpers.core.files import staged_folder
 from helpers.core.english import FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, HELDOUT_NOUNS, article_for
 from helpers.toy.corpus import article_accuracy, article_logit_diffs, article_prompts, documents, study_prompts
 
@@ -324,10 +325,7 @@ def write_folder(model, tokenizer, cfg: TrainConfig, history: dict, out: Path, e
     from helpers.core.models import load_model
 
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the folder is meant to be shared
-    try:
+    with staged_folder(out) as staging:
         model.config.activation_function = SAVED_ACTIVATION
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -338,16 +336,6 @@ def write_folder(model, tokenizer, cfg: TrainConfig, history: dict, out: Path, e
                    "train_seconds": history["train_seconds"], "n_params": history["n_params"], **results}
         (staging / "eval.json").write_text(json.dumps(summary, indent=1))
         (staging / "README.md").write_text(model_card(cfg, history, results, display_path(out)))
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            out.rename(old / out.name)
-        staging.rename(out)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return summary
 
 

@@ -26,6 +26,8 @@ context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt se
 top_k = 10
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import prompt_findings
 from helpers.book.display import glue, paper_beside, show, show_tokens
 from helpers.book.figures.common import next_token_bars
 from helpers.book.page import setup_page
@@ -34,6 +36,11 @@ from helpers.core.prompts import per_position_logit_diff, prompt_predictions
 
 # %% tags=["remove-input"]
 page = setup_page(context, top_k=top_k)
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## What the model predicts
@@ -78,7 +85,10 @@ show_tokens(contrast.str_tokens, per_position_logit_diff(page.model, contrast.cl
 # ## Beside the original study
 #
 # The study reports, for GPT-2 Large on the same prompt, the probability of `' an'` and the
-# clean logit difference below.
+# clean logit difference; the table sets them beside this run's.
 
 # %% tags=["remove-input"]
 paper_beside(page, prompt_paper_rows(page.paper, page.contrast, predictions))
+
+# %% tags=["remove-cell"]
+record_findings(page, prompt=prompt_findings(predictions, page.target))

@@ -30,6 +30,8 @@ context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt se
 top_k = 5
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import lens_findings
 from helpers.book.display import glue, paper_beside, show
 from helpers.book.figures.patching import attribution_figure, logit_lens_figure
 from helpers.book.page import setup_page
@@ -37,7 +39,12 @@ from helpers.book.summaries.prompt import attribution_summary, lens_paper_rows, 
 from helpers.methods.logit_lens import logit_lens
 
 # %% tags=["remove-input"]
-page = setup_page(context, top_k=top_k)
+page = setup_page(context, "neuron", top_k=top_k)
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## The logit difference, point by point
@@ -112,8 +119,11 @@ glue(**attribution_summary(lens, top_k))
 # ## Beside the original study
 #
 # The study drew the same curve for GPT-2 Large without the unembedding bias: it ends at the
-# `final_post` value in the table, while the clean logit difference it reports is the first
-# row. Its text describes a jump right after the layer 31 MLP.
+# `final_post` value in the table, while the clean logit difference it reports is the table's
+# first row. Its text describes a jump right after the layer 31 MLP.
 
 # %% tags=["remove-input"]
 paper_beside(page, lens_paper_rows(page.paper, lens), paper_method="final layer-norm scale, no unembedding bias")
+
+# %% tags=["remove-cell"]
+record_findings(page, lens=lens_findings(lens, page.neuron))

@@ -44,6 +44,8 @@ context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt se
 top_k = 8
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import layer_patching_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.patching import patching_heatmaps
 from helpers.book.page import setup_page
@@ -53,6 +55,11 @@ from helpers.methods.layer_patching import layer_patching, top_cells
 # %% tags=["remove-input"]
 page = setup_page(context, top_k=top_k)
 diff_position = page.contrast.diff_positions[0]
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% tags=["remove-cell"]
 sufficiency = layer_patching(page.model, page.contrast, direction="sufficiency")
@@ -138,3 +145,6 @@ glue(**layer_patching_summary(necessity, diff_position, "nec_"))
 
 # %% tags=["remove-input"]
 paper_beside(page, layer_patching_paper_rows(page.paper, sufficiency, diff_position), paper_method="clean into corrupted")
+
+# %% tags=["remove-cell"]
+record_findings(page, layer_patching=layer_patching_findings(sufficiency["mlp_out"]))

@@ -38,6 +38,8 @@ exact_every_layer = True
 worst_k = 8
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import held_out_findings, neuron_patching_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.neurons import (
     attribution_vs_exact, failure_table, layer_agreement_figure, model_attribution_vs_exact, neuron_recovery_scatter, neuron_table,
@@ -45,15 +47,21 @@ from helpers.book.figures.neurons import (
 )
 from helpers.book.page import setup_page
 from helpers.book.summaries.patching import (
-    attribution_summary, exact_scope, failure_mode_summary, model_attribution_summary, neuron_patching_paper_rows,
+    attribution_summary, exact_scope, failure_mode_summary, held_out_summary, model_attribution_summary, neuron_patching_paper_rows,
     neuron_patching_summary, study_neurons_on_this_run, study_verdict,
 )
+from helpers.methods.choice import held_out
 from helpers.methods.attribution import attribution_patching, failure_modes, model_agreement
 from helpers.methods.neuron_patching import model_neuron_patching, neuron_patching
 
 # %% tags=["remove-input"]
-page = setup_page(context, "neuron", exact_every_layer=exact_every_layer)
+page = setup_page(context, "neuron", "prompt_set", exact_every_layer=exact_every_layer)
 chosen = page.choice.layer
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## Which layer
@@ -96,6 +104,20 @@ show(neuron_recovery_scatter(results, f"Patching each neuron of MLP layer {chose
 # position is {glue:text}`same_top`. With `neuron="auto"`, {glue:text}`page_neuron_phrase`.
 
 # %% [markdown]
+# ## Chosen on some pairs, measured on others
+#
+# A neuron ranked first on the pairs it was picked on is flattered by them. The book's neuron
+# is picked on selection pairs (`selection_pairs` study-like pairs; none of them is used
+# anywhere else), and here the whole layer is patched again on the page's prompt set, which
+# starts with the study's pair and shares no pair with the selection.
+
+# %% tags=["remove-input"]
+held = held_out(page.model, page.pairs, page.neuron)
+glue(**held_out_summary(page.choice, held))
+
+# %% [markdown]
+# {glue:text}`held_out_phrase`
+#
 # ### The top and bottom neurons
 
 # %% tags=["remove-input"]
@@ -231,3 +253,7 @@ show(top_neurons_by_layer(estimates["all"], per_layer, 5, "Attribution estimate:
 # ({glue:text}`overall_value:.3f`), {glue:text}`overall_same`. Estimates elsewhere are only
 # pointers: a neuron they single out deserves an exact patch before any claim is made about
 # it.
+
+# %% tags=["remove-cell"]
+record_findings(page, neuron_patching=neuron_patching_findings(results["all"], results["last"].whole_layer),
+                held_out=held_out_findings(page.choice, held))

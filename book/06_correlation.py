@@ -34,6 +34,8 @@ bin_width = 0.2
 level = 0.9
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import correlation_findings
 from helpers.book.display import glue, paper_beside, show
 from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
 from helpers.book.page import setup_page
@@ -51,6 +53,11 @@ target_id = single_token(page.model, target)
 real_curve, real_counts = correlation_table(result, page.neuron, target_id, bin_width)
 pseudo_curve, pseudo_counts = correlation_table(result, page.neuron, target_id, bin_width, pseudo=True)
 paper_applies = study_curve_applies(page.on_paper_model, page.neuron, target, page.paper)
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## The proportion per activation bin
@@ -134,3 +141,6 @@ paper_beside(
     correlation_paper_rows(page.paper, real_curve, pseudo_curve, real_counts, pseudo_counts, level, dataset, n_docs, result.n_tokens),
     paper_method="pseudo-prediction, pile-10k, 0.2-wide bins",
 )
+
+# %% tags=["remove-cell"]
+record_findings(page, correlation=correlation_findings(real_curve, real_counts))

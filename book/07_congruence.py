@@ -38,6 +38,8 @@ n_random = 5
 n_top = 15
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import congruence_findings
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.congruence import chosen_tokens_bars, neuron_against_tokens, neurons_against_token
 from helpers.book.figures.scan import token_strings
@@ -56,6 +58,11 @@ target_id = single_token(model, target)
 vocab = token_strings(model.tokenizer, range(model.cfg.d_vocab))
 rows = {m: neuron_congruence(model, main, m).numpy() for m in MATRICES}
 columns = {m: token_congruence(model, target_id, m).numpy() for m in MATRICES}
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## One neuron against every token
@@ -135,8 +142,11 @@ show(neurons_against_token(columns["W_U"], target, "W_U"))
 #
 # ## Beside the original study
 #
-# The study's numbers are for L31N892 in GPT-2 Large, with $W_E$. On a GPT-2 Large run the
-# table puts this run's $W_E$ value beside each, and its $W_U$ value after it.
+# The study's numbers are for L31N892 in GPT-2 Large, with $W_E$. The table puts this run's
+# neuron's $W_E$ value beside each, and its $W_U$ value after it.
 
 # %% tags=["remove-input"]
 paper_beside(page, one_neuron_paper_rows(page.paper, model, main, rows, summary), paper_method="W_out · W_E")
+
+# %% tags=["remove-cell"]
+record_findings(page, congruence=congruence_findings(columns["W_E"], main, model.cfg.d_mlp))

@@ -174,8 +174,8 @@ glue(**hubs_summary(passes, hub_tables, matrix, model.cfg.n_layers))
 #
 # ## Beside the original study
 #
-# The study's values are for GPT-2 Large with $W_E$; on a GPT-2 Large run this run's $W_E$
-# values are shown beside them (and its $W_U$ values where noted).
+# The study's values are for GPT-2 Large with $W_E$; this run's $W_E$ values are shown beside
+# them (and its $W_U$ values where noted).
 
 # %% tags=["remove-input"]
 counts_beside = count_rows(page.paper.though_counts, counts, pseudo_counts, " though", counts_comparable(dataset, n_docs), dataset, n_docs, scanned.n_tokens) if paper_applies else []

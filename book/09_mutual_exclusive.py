@@ -96,9 +96,9 @@ glue(**curves_summary(curves, counts))
 #
 # ## Beside the original study
 #
-# The study ranked pairs with $W_E$. On a GPT-2 Large run each of its top
+# The study ranked pairs with $W_E$. Each of its top
 # {glue:text}`n_table` pairs is looked up in this run's $W_E$ list (rank and score) and in
 # its $W_U$ list.
 
 # %% tags=["remove-input"]
-paper_beside(page, pairs_paper_rows(page.paper, model, pairs, n_table) if page.on_paper_model else [], paper_method="W_out · W_E")
+paper_beside(page, pairs_paper_rows(page.paper, model, pairs, n_table), paper_method="W_out · W_E")

@@ -34,6 +34,8 @@ reference_docs = 100
 window = 64
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import ablation_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.effects import ablation_figure, loss_figure, restoration_figure
 from helpers.book.page import setup_page
@@ -46,6 +48,11 @@ page = setup_page(context, "neuron", "corpus", "prompt_set", n_random=n_random, 
 pairs, target, other, dataset = page.pairs, page.target, page.other, page.dataset
 windows = document_windows(page.model, dataset, reference_docs, page.seeds.reference, window)
 reference = reference_activations(page.model, windows, page.neuron.layer)
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## The prompt set
@@ -71,7 +78,7 @@ glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ab
 # The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and
 # `' a'` on the corrupted one in {glue:text}`pairs_right` of them. The clean logit difference
 # exceeds the corrupted one by {glue:text}`gap_mean:.3f` on average
-# (95% interval {glue:text}`gap_low:.3f` to {glue:text}`gap_high:.3f`; on pair 0,
+# (95% interval {glue:text}`gap_interval`; on pair 0,
 # {glue:text}`study_gap:.3f`). That gap is the unit below: an ablation that loses 1 of it
 # makes the clean prompt look like the corrupted one.
 #
@@ -87,11 +94,9 @@ show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the
 
 # %% [markdown]
 # Mean-ablating {glue:text}`neuron` loses {glue:text}`mean_mean:.3f` of the gap
-# ({glue:text}`mean_low:.3f` to {glue:text}`mean_high:.3f`); resampling it loses
-# {glue:text}`resample_mean:.3f` ({glue:text}`resample_low:.3f` to
-# {glue:text}`resample_high:.3f`) and zeroing it {glue:text}`zero_mean:.3f`. Negating it, as
-# the study did, loses {glue:text}`negate_mean:.3f` ({glue:text}`negate_low:.3f` to
-# {glue:text}`negate_high:.3f`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
+# ({glue:text}`mean_interval`); resampling it loses
+# {glue:text}`resample_mean:.3f` ({glue:text}`resample_interval`) and zeroing it {glue:text}`zero_mean:.3f`. Negating it, as
+# the study did, loses {glue:text}`negate_mean:.3f` ({glue:text}`negate_interval`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
 # loses {glue:text}`mean_layer:.3f`, and {glue:text}`random_phrase`.
 #
 # Which one to believe? Mean ablation replaces the neuron by what it contributes on a typical
@@ -115,8 +120,7 @@ show_table(ablation_table(result, page.neuron, "prob"), caption=f"P({target!r}) 
 #
 # The other direction puts each set's clean activations into the corrupted run (at every
 # position, as the study's neuron patching did). Restoring {glue:text}`neuron` alone
-# recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_low:.3f` to
-# {glue:text}`restored_high:.3f`; on pair 0 {glue:text}`study_restored:.3f`), the
+# recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_interval`; on pair 0 {glue:text}`study_restored:.3f`), the
 # whole layer {glue:text}`restored_layer:.3f`. A neuron can be sufficient without being
 # necessary when other components carry the same information, and necessary without being
 # sufficient when it needs them to act.
@@ -139,12 +143,9 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 
 # %% [markdown]
 # Where the next token is `' an'` ({glue:text}`loss_an_n` tokens), the loss rises by
-# {glue:text}`loss_an_mean:.4f` nats on average ({glue:text}`loss_an_low:.4f` to
-# {glue:text}`loss_an_high:.4f`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
-# changes by {glue:text}`loss_a_mean:.4f` ({glue:text}`loss_a_low:.4f` to
-# {glue:text}`loss_a_high:.4f`); over all {glue:text}`loss_all_n` tokens, by
-# {glue:text}`loss_all_mean:.5f` ({glue:text}`loss_all_low:.5f` to
-# {glue:text}`loss_all_high:.5f`). {glue:text}`loss_phrase`
+# {glue:text}`loss_an_mean:.4f` nats on average ({glue:text}`loss_an_interval`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
+# changes by {glue:text}`loss_a_mean:.4f` ({glue:text}`loss_a_interval`); over all {glue:text}`loss_all_n` tokens, by
+# {glue:text}`loss_all_mean:.5f` ({glue:text}`loss_all_interval`). {glue:text}`loss_phrase`
 #
 # ## Beside the original study
 #
@@ -153,3 +154,6 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 
 # %% tags=["remove-input"]
 paper_beside(page, ablation_paper_rows(page.paper, page.neuron, result))
+
+# %% tags=["remove-cell"]
+record_findings(page, ablation=ablation_findings(ablation_summary(result, page.neuron), result.kinds))

@@ -34,6 +34,8 @@ top_k = 10
 n_compare = 4
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import effects_findings
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.effects import effects_figure, paths_figure
 from helpers.book.page import setup_page
@@ -46,6 +48,11 @@ from helpers.methods.effects import direct_logit_attribution, neuron_effects, ot
 # %% tags=["remove-input"]
 page = setup_page(context, "neuron", "prompt_set", direction=direction, n_compare=n_compare)
 pairs = page.pairs
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## What the neuron writes: `W_out[n] @ W_U`
@@ -85,11 +92,10 @@ show(effects_figure(effects, f"{page.neuron}: change of the logit difference, ev
 
 # %% [markdown]
 # Over {glue:text}`n_pairs` pairs the total effect is {glue:text}`total_mean:.3f`
-# ({glue:text}`total_low:.3f` to {glue:text}`total_high:.3f`), which is
+# ({glue:text}`total_interval`), which is
 # {glue:text}`share_mean:.3f` of each pair's clean-corrupted gap on average. The direct path
-# carries {glue:text}`direct_mean:.3f` ({glue:text}`direct_low:.3f` to
-# {glue:text}`direct_high:.3f`) and everything else {glue:text}`indirect_mean:.3f`
-# ({glue:text}`indirect_low:.3f` to {glue:text}`indirect_high:.3f`): {glue:text}`split_phrase`.
+# carries {glue:text}`direct_mean:.3f` ({glue:text}`direct_interval`) and everything else {glue:text}`indirect_mean:.3f`
+# ({glue:text}`indirect_interval`): {glue:text}`split_phrase`.
 #
 # ## Which later layers amplify it, and which cancel it
 #
@@ -134,3 +140,6 @@ if indirect is not None:
 
 # %% tags=["remove-input"]
 paper_beside(page, effects_paper_rows(page.paper, page.neuron, effects))
+
+# %% tags=["remove-cell"]
+record_findings(page, effects=effects_findings(effects))

@@ -76,10 +76,9 @@ glue(**decomposition_summary(decomposition))
 # {glue:text}`neuron`'s input add up to the model's own pre-activation to within
 # {glue:text}`exact_error:.1e`. The pre-activation is {glue:text}`pre_clean_mean:.3f` on the
 # clean prompts and {glue:text}`pre_corrupted_mean:.3f` on the corrupted ones on average, a gap
-# of {glue:text}`pre_gap_mean:.3f` ({glue:text}`pre_gap_low:.3f` to
-# {glue:text}`pre_gap_high:.3f`). {glue:text}`decomposition_phrase` The head that contributes
+# of {glue:text}`pre_gap_mean:.3f` ({glue:text}`pre_gap_interval`). {glue:text}`decomposition_phrase` The head that contributes
 # most to the gap is {glue:text}`top_dec_head` ({glue:text}`top_dec_head_mean:.3f`,
-# {glue:text}`top_dec_head_low:.3f` to {glue:text}`top_dec_head_high:.3f`); the heads together
+# {glue:text}`top_dec_head_interval`); the heads together
 # carry {glue:text}`heads_share:.2f` of it. Adding up the heads and MLPs layer by layer, half of
 # the gap is in place by layer {glue:text}`build_layer`.
 
@@ -115,15 +114,14 @@ show(head_grid_figure(patched, f"{page.neuron}: change of its activation when on
 
 # %% [markdown]
 # Over {glue:text}`patch_pairs` pairs, restoring {glue:text}`top_head` alone moves the neuron's
-# activation by {glue:text}`top_head_effect_mean:.3f` ({glue:text}`top_head_effect_low:.3f` to
-# {glue:text}`top_head_effect_high:.3f`), {glue:text}`top_head_share:.2f` of the whole gap
+# activation by {glue:text}`top_head_effect_mean:.3f` ({glue:text}`top_head_effect_interval`), {glue:text}`top_head_share:.2f` of the whole gap
 # between the runs ({glue:text}`base_act_mean:.3f` to {glue:text}`source_act_mean:.3f`).
 # {glue:text}`agreement_phrase`
 #
 # Path patching sends each head's change only into the neuron's own input at the last
 # position, every other component keeping its corrupted value: the head's direct path. For
 # {glue:text}`top_head` it moves the activation by {glue:text}`top_head_direct_mean:.3f`
-# ({glue:text}`top_head_direct_low:.3f` to {glue:text}`top_head_direct_high:.3f`):
+# ({glue:text}`top_head_direct_interval`):
 # {glue:text}`direct_phrase`.
 
 # %% tags=["hide-input"]
@@ -214,9 +212,8 @@ show_table(readings.head(len(extra.prompts) + 4), caption="The follow-up's promp
 # Of the follow-up's prompts, the neuron fires most on {glue:text}`extra_top`
 # ({glue:text}`extra_top_act:.3f`, P(`' an'`) {glue:text}`extra_top_p:.3f`). Over the prompt
 # set its mean activation is {glue:text}`clean_act_mean:.3f` on the clean prompts
-# ({glue:text}`clean_act_low:.3f` to {glue:text}`clean_act_high:.3f`) and
-# {glue:text}`corrupted_act_mean:.3f` on the corrupted ones ({glue:text}`corrupted_act_low:.3f`
-# to {glue:text}`corrupted_act_high:.3f`); over every prompt of the page, activation and
+# ({glue:text}`clean_act_interval`) and
+# {glue:text}`corrupted_act_mean:.3f` on the corrupted ones ({glue:text}`corrupted_act_interval`); over every prompt of the page, activation and
 # P(`' an'`) correlate at {glue:text}`act_p_correlation:.2f`.
 #
 # ## Beside the study

@@ -38,6 +38,9 @@ sweep_pairs = 16
 max_neurons = 256
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import sweep_findings
+from helpers.book.claims import AS_GOOD_AS_LAYER
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
 from helpers.book.page import quietly, setup_page
@@ -51,6 +54,11 @@ result = quietly(sweep, page.knobs["models"], sweep_pairs, page.seeds.pairs, pag
                  first=(run["clean_prompt"], run["corrupted_prompt"]))
 summary = sweep_summary(result)
 glue(n_models=summary["n_models"], n_measured=summary["n_measured"], share_min=summary["share_min"], share_max=summary["share_max"])
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## One row per model
@@ -131,3 +139,6 @@ paper_beside(page, sweep_paper_rows(result, page.paper, run["model_name"]))
 # the attention weights, which rotary embeddings rule out; every other step is the same, and
 # for a gated MLP (Llama) the "neuron" is the hidden unit that `W_out` reads,
 # `act(gate) * up`.
+
+# %% tags=["remove-cell"]
+record_findings(page, sweep=sweep_findings(result, AS_GOOD_AS_LAYER))

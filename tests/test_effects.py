@@ -74,7 +74,7 @@ def test_batched_patching_equals_the_per_pair_loop(tiny, pairs):
 
 def test_interval_brackets_the_mean_and_shrinks_with_more_pairs():
     generator = torch.Generator().manual_seed(0)
-    few, many = torch.randn(10, generator=generator) + 2, torch.randn(1000, generator=generator) + 2
+    few, many = torch.randn(20, generator=generator) + 2, torch.randn(1000, generator=generator) + 2
     a, b = interval(few), interval(many)
     assert a.low < a.mean < a.high and b.low < b.mean < b.high
     assert (b.high - b.low) < (a.high - a.low) / 5

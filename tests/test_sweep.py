@@ -1,5 +1,7 @@
 """The sweep over models: each number against a slow reference, planted concentration, and
 models that cannot be measured marked in the table while the others run."""
+import math
+
 import pytest
 import torch
 
@@ -8,7 +10,8 @@ from helpers.core.prompts import logit_diff, make_contrast
 from helpers.methods.effects import neuron_effects
 from helpers.methods.neuron_patching import post_hook
 from helpers.methods.reference import naive_neuron_patching
-from helpers.methods.prompt_sets import study_like_pairs
+from helpers.methods.choice import choose_neuron
+from helpers.methods.prompt_sets import selection_and_evaluation, study_like_pairs
 from helpers.methods.sweep import joint_recovery, logit_effect_similarity, neurons_to_half, sweep, sweep_model
 from support import CLEAN, CORRUPTED, PLANTED, mlp_parameters, plant
 
@@ -88,13 +91,17 @@ def test_planted_neurons_set_the_concentration(sharing, expected):
 
 
 def test_a_row_agrees_with_the_slow_references(model, row):
+    """The neuron is chosen on 16 selection pairs and measured on N_PAIRS others (too few for
+    an interval)."""
     r = row.row
-    pairs = study_like_pairs(model, N_PAIRS)
+    selection, pairs = selection_and_evaluation(model, 16, N_PAIRS)
+    choice = choose_neuron(model, selection, cache=None)
+    assert (r["neuron"], r["n_selection"], r["stability"]) == (str(choice.neuron), 16, pytest.approx(choice.stability))
     assert r["status"] == "measured" and r["n_pairs"] == N_PAIRS
     neuron = int(r["neuron"].split("N")[1])
     single = torch.stack([naive_neuron_patching(model, pairs.pair(i), r["layer"], [neuron], "all")[0] for i in range(N_PAIRS)])
     assert r["recovery"] == pytest.approx(single.mean().item(), abs=2e-4)
-    assert r["recovery_low"] <= r["recovery"] <= r["recovery_high"]
+    assert math.isnan(r["recovery_low"]) and math.isnan(r["recovery_high"]), "4 pairs are too few for an interval"
     assert r["rank_in_layer"] == int((row.single > row.single[neuron]).sum()) + 1
     with torch.no_grad():
         study = make_contrast(model)

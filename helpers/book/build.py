@@ -211,12 +211,34 @@ def import_closure(source: Path, root: Path) -> list[Path]:
     return sorted(seen)
 
 
+SCORECARD = "00_scorecard"  # reads the other pages' findings: executed after them
+
+
+def scorecard_last(pages: list[Path]) -> list[Path]:
+    """The pages in execution order: the table of contents' order, the scorecard last."""
+    return sorted(pages, key=lambda page: page.stem == SCORECARD)
+
+
+def findings_stamp(source: Path) -> str:
+    """For the scorecard: the fingerprints of the executed notebooks beside it, so that it runs
+    again whenever a page it reads did."""
+    import nbformat
+
+    if source.stem != SCORECARD:
+        return ""
+    stamps = []
+    for notebook in sorted(source.parent.glob("*.ipynb")):
+        if notebook.stem != SCORECARD:
+            stamps.append([notebook.stem, nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {}).get("fingerprint")])
+    return json.dumps(stamps)
+
+
 def fingerprint(source: Path, parameters: dict, root: Path) -> str:
     """Hash of what decides a page's output: its source, its parameters, the code of the helpers
     modules it imports (:func:`import_closure`) and the package's data files (the bundled
     models, the study's numbers)."""
     digest = hashlib.sha256(source.read_bytes())
-    digest.update(json.dumps([parameters, repository_url(root)], sort_keys=True).encode())
+    digest.update(json.dumps([parameters, repository_url(root), findings_stamp(source)], sort_keys=True).encode())
     helpers = root / "helpers"
     data = [p for p in helpers.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
     for path in sorted({*import_closure(source, root), *data}):
@@ -339,7 +361,7 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
     used = shared | knobs
     print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if k in used), flush=True)
     runs = []
-    for page in pages:
+    for page in scorecard_last(pages):
         parameters = {k: v for k, v in values.items() if k in declared[page]}
         if groups[page]:
             parameters["context"] = page_context(values, groups[page])

@@ -10,7 +10,8 @@ group      parameters                                                pages
 model      ``model_name``, ``device``, ``dtype``, ``seed``            every page
 prompts    ``clean_prompt``, ``corrupted_prompt``, ``target``,        every page
            ``other``
-neuron     ``layer``, ``neuron`` (``"auto"``: chosen by patching)     pages on one neuron
+neuron     ``layer``, ``neuron`` (``"auto"``: chosen by patching),     pages on one neuron
+           ``selection_pairs`` (the pairs it is chosen on)
 corpus     ``dataset``, ``n_docs``, ``batch_size``                    pages that scan text
 prompt_set ``n_pairs``                                               pages over many pairs
 ========== ========================================================= =====================
@@ -29,7 +30,7 @@ AUTO = "auto"
 GROUPS: dict[str, dict[str, object]] = {
     "model": {"model_name": "toy", "device": "cpu", "dtype": "float32", "seed": 0},
     "prompts": {"clean_prompt": STUDY_CLEAN, "corrupted_prompt": STUDY_CORRUPTED, "target": " an", "other": " a"},
-    "neuron": {"layer": AUTO, "neuron": AUTO},
+    "neuron": {"layer": AUTO, "neuron": AUTO, "selection_pairs": 16},
     "corpus": {"dataset": "toy", "n_docs": 400, "batch_size": 8},
     "prompt_set": {"n_pairs": 48},
 }

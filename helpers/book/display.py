@@ -58,10 +58,23 @@ def show_tokens(tokens: Sequence[str], values: Sequence[float], label: str = "ac
     )
 
 
+def interval_text(low: float, high: float) -> str:
+    """An interval's bounds as prose: ``0.104 to 0.111``, or why there are none (NaN bounds:
+    fewer pairs than :data:`helpers.core.stats.MIN_PAIRS`)."""
+    from helpers.core.stats import MIN_PAIRS
+
+    if low != low or high != high:
+        return f"no interval: fewer than {MIN_PAIRS} pairs"
+    return f"{low:.3g} to {high:.3g}"
+
+
 def glue(**values) -> None:
-    """Make each value citable in prose as ``{glue:text}`name```."""
+    """Make each value citable in prose as ``{glue:text}`name```; for each ``x_low`` and
+    ``x_high`` given together, ``x_interval`` too (:func:`interval_text`)."""
     from myst_nb import glue as myst_glue
 
+    for name in [n for n in values if n.endswith("_low") and n[:-4] + "_high" in values]:
+        values[name[:-4] + "_interval"] = interval_text(values[name], values[name[:-4] + "_high"])
     for name, value in values.items():
         myst_glue(name, value, display=False)
 
@@ -73,7 +86,7 @@ def page_header(model, **parameters) -> None:
     origin = (
         "the model of the original study"
         if is_paper_model(shape["model"])
-        else "not the study's GPT-2 Large: the paper's numbers are shown only on a GPT-2 Large run"
+        else "not the study's GPT-2 Large: the study's numbers are shown beside this run's, each labelled by its model"
     )
     display(
         Markdown(
@@ -85,23 +98,21 @@ def page_header(model, **parameters) -> None:
 
 
 def paper_beside(page, rows: Sequence[tuple[str, object, object]], paper_method: str = "") -> None:
-    """A table of the paper's value beside this run's, shown only for GPT-2 Large runs.
+    """The study's values beside this run's, in every build, each column labelled by its model.
 
     ``page`` is the page's :class:`helpers.book.page.Page`; ``rows`` holds
-    ``(quantity, paper value, this run's value)``.
+    ``(quantity, the study's value, this run's value)``. On another model than GPT-2 Large
+    the table says so above it: the two columns are two models, not a replication.
     """
-    if not page.on_paper_model:
-        display(Markdown(f"*This run used `{page.model_name}`; the paper's GPT-2 Large values appear here on a GPT-2 Large run.*"))
-        return
     if not rows:
-        display(Markdown(
-            f"*The study reported these values for its own neuron, {page.paper.neuron}, and tokens; "
-            f"this run's {page.choice.neuron if page.choice else 'result'} is another, so there is nothing to put beside them.*"
-        ))
+        display(Markdown(f"*The study reported nothing on this page that has a counterpart in this run ({page.model_name}).*"))
         return
-    paper_header = "paper (GPT-2 Large" + (f", {paper_method})" if paper_method else ")")
+    if not page.on_paper_model:
+        display(Markdown(f"*The study's column is GPT-2 Large; this run's is `{page.model_name}`, another model: "
+                         "where they differ, the difference is between models.*"))
+    study_header = "the study, GPT-2 Large" + (f" ({paper_method})" if paper_method else "")
     cells = [(quantity, as_cell(paper), as_cell(run)) for quantity, paper, run in rows]
-    table = pd.DataFrame(cells, columns=["quantity", paper_header, f"this run ({page.model_name})"])
+    table = pd.DataFrame(cells, columns=["quantity", study_header, f"this run, {page.model_name}"])
     display(table.style.hide(axis="index"))
 
 

@@ -7,8 +7,11 @@ and the prompts; the keywords are the page's own knobs, listed in the header. It
 :class:`Page` and displays the header: the model, every parameter, how each ``"auto"`` was
 resolved.
 
-The neuron is resolved by :func:`helpers.methods.choice.choose_neuron`; the prompt set of a
-page is built on the page's own pair (:func:`helpers.methods.prompt_sets.study_like_pairs`).
+The neuron is resolved by :func:`helpers.methods.choice.choose_neuron` on ``selection_pairs``
+study-like pairs (0: on the page's own pair, as the study did); the prompt set a page measures
+on starts with the page's own pair and holds none of the selection pairs
+(:func:`helpers.methods.prompt_sets.selection_and_evaluation`), so no causal number is measured
+on the pairs that chose the neuron.
 A knob whose value can be ``"auto"`` (:data:`AUTO_KNOBS`) is resolved here, once, by the
 function its page module provides.
 """
@@ -30,7 +33,7 @@ from helpers.core.models import load_model
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, make_contrast
 from helpers.methods.choice import CHOICE_CACHE, NeuronChoice, choose_neuron  # noqa: F401 (pages import them from here)
-from helpers.methods.prompt_sets import study_like_pairs
+from helpers.methods.prompt_sets import selection_and_evaluation
 from helpers.paper import Study, is_paper_model, study
 
 # knob -> "module:function(page, value) -> (resolved value, how "auto" was resolved)"; each
@@ -104,10 +107,17 @@ class Page:
         return self.prompt_set(self.context["n_pairs"])
 
     def prompt_set(self, n_pairs: int) -> Contrast:
-        """``n_pairs`` study-like pairs on the page's pair (the first ``n`` of a larger set are
-        the set of ``n``)."""
-        first = (self.context["clean_prompt"], self.context["corrupted_prompt"])
-        return study_like_pairs(self.model, n_pairs, self.seeds.pairs, self.target, self.other, first=first)
+        """``n_pairs`` study-like pairs on the page's pair, none of them a pair the neuron was
+        chosen on (the first ``n`` of a larger set are the set of ``n``)."""
+        return page_sets(self.model, self.context, self.seeds, n_pairs)[1]
+
+
+def page_sets(model: TransformerBridge, values: dict, seeds: Seeds, n_evaluation: int) -> tuple[Contrast | None, Contrast]:
+    """The pairs a page chooses its neuron on (``None``: on its own pair) and ``n_evaluation``
+    pairs it measures on, disjoint (:func:`helpers.methods.prompt_sets.selection_and_evaluation`)."""
+    first = (values["clean_prompt"], values["corrupted_prompt"])
+    n_selection = values.get("selection_pairs", 0) if values.get("neuron", AUTO) == AUTO else 0
+    return selection_and_evaluation(model, n_selection, n_evaluation, seeds.pairs, values["target"], values["other"], first)
 
 
 def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
@@ -122,10 +132,13 @@ def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
     header = {k: v for k, v in values.items() if k not in ("model_name", "device", "dtype")}
     choice = None
     if "neuron" in groups:
-        choice = choose_neuron(model, contrast, values["layer"], values["neuron"])
+        selection = page_sets(model, values, seeds, 1)[0] if values["neuron"] == AUTO else None
+        choice = choose_neuron(model, contrast if selection is None else selection, values["layer"], values["neuron"], seed=seeds.draws)
         for name, resolved in (("layer", choice.layer), ("neuron", choice.neuron)):
             if values[name] == AUTO:
                 header[name] = f"auto ({resolved})"
+        if choice.stability is not None:
+            header["selection_pairs"] = f"{values['selection_pairs']} (the choice's stability over resamples of them: {choice.stability:.2f})"
     page = Page(model=model, contrast=contrast, choice=choice, paper=study(), on_paper_model=is_paper_model(values["model_name"]),
                 context=values, groups=groups, seeds=seeds)
     for name, value in knobs.items():

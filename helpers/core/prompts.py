@@ -54,6 +54,19 @@ class Contrast:
         """How many prompt pairs this holds (rows of ``clean``)."""
         return self.clean.shape[0]
 
+    def subset(self, indices: Sequence[int]) -> "Contrast":
+        """The pairs ``indices`` of a batch, in that order, as a prompt set."""
+        indices = list(indices)
+        if not indices:
+            raise ValueError("a prompt set needs at least one pair; pass at least one index")
+        texts = tuple(self.texts[i] for i in indices) if self.texts else ()
+        str_tokens = tuple(self.model_str_tokens[i] for i in indices) if self.model_str_tokens else ()
+        first = texts[0] if texts else (self.clean_text, self.corrupted_text)
+        return replace(
+            self, clean=self.clean[indices], corrupted=self.corrupted[indices], texts=texts, model_str_tokens=str_tokens,
+            str_tokens=str_tokens[0] if str_tokens else self.str_tokens, clean_text=first[0], corrupted_text=first[1],
+        )
+
     def pair(self, i: int) -> "Contrast":
         """Pair ``i`` of a batch as a one-pair Contrast (its texts kept when known)."""
         texts = self.texts[i] if self.texts else (self.clean_text, self.corrupted_text)

@@ -35,6 +35,11 @@ RECORD = "rehearsal.json"
 NOTE = "random weights in GPT-2 Large's configuration with GPT-2's tokenizer; not GPT-2 Large: its numbers are an untrained network's"
 
 
+def is_rehearsal(model_name: str) -> bool:
+    """Whether ``model_name`` is a folder written by :func:`write_rehearsal_model` (random weights)."""
+    return (Path(model_name) / RECORD).is_file()
+
+
 class TokenizerFilesMissing(FileNotFoundError):
     """GPT-2's tokenizer files are not installed; the message says how to get them."""
 

@@ -27,6 +27,7 @@ from helpers.core.hooks import final_resid
 from helpers.core.runs import cached_run, clean_and_corrupted
 from helpers.core.checks import check_choice, check_direction, check_positions, check_positive_int
 from helpers.core.names import Neuron
+from helpers.core.stats import rank_correlation
 from helpers.core.prompts import Contrast, read_out, run_logit_diff, wide
 from helpers.methods.neuron_patching import SuffixUnavailable, position_mask, post_hook, suffix_runner
 from helpers.methods.patching import PatchResult, recovery, runs
@@ -107,8 +108,9 @@ def activations_and_gradients(
 
 
 def agreement(exact: Float[Tensor, "n"], estimate: Float[Tensor, "n"], k: int = 10) -> dict[str, float]:
-    """How well an estimate tracks the exact values: Pearson r, Spearman rank r, and the share
-    of the exact top-``k`` neurons (largest values) that are also in the estimate's top ``k``."""
+    """How well an estimate tracks the exact values: Pearson r, Spearman rank r (tied values
+    share their average rank), and the share of the exact top-``k`` neurons (largest values)
+    that are also in the estimate's top ``k``."""
     if exact.shape != estimate.shape or exact.ndim != 1:
         raise ValueError(f"exact and estimate must be 1-D of the same length, got {tuple(exact.shape)} and {tuple(estimate.shape)}")
     exact, estimate = exact.double(), estimate.double()
@@ -118,14 +120,11 @@ def agreement(exact: Float[Tensor, "n"], estimate: Float[Tensor, "n"], k: int = 
         a, b = a - a.mean(), b - b.mean()
         return float((a @ b) / (a.norm() * b.norm()))
 
-    def ranks(a: Tensor) -> Tensor:
-        return a.argsort().argsort().double()
-
     top_exact = set(exact.topk(k).indices.tolist())
     top_estimate = set(estimate.topk(k).indices.tolist())
     return {
         "pearson": pearson(exact, estimate),
-        "spearman": pearson(ranks(exact), ranks(estimate)),
+        "spearman": rank_correlation(exact, estimate),
         "top_k_overlap": len(top_exact & top_estimate) / k,
         "k": k,
     }

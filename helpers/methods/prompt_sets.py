@@ -84,3 +84,23 @@ def study_like_pairs(
     ``first``."""
     texts = study_like_texts(model, n_pairs, seed, first)
     return make_pairs(model, [c for c, _ in texts], [k for _, k in texts], target, other)
+
+
+def selection_and_evaluation(
+    model: TransformerBridge, n_selection: int, n_evaluation: int, seed: int = 0, target: str = " an", other: str = " a",
+    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
+) -> tuple[Contrast | None, Contrast]:
+    """Two disjoint prompt sets drawn from one study-like set: the ``n_selection`` pairs on
+    which a neuron is chosen (``None`` for 0: choose on ``first`` alone, as the study did), and
+    ``n_evaluation`` pairs on which it is measured, pair 0 of them ``first``.
+
+    Both are slices of ``study_like_pairs(model, n_selection + n_evaluation, seed)``: the
+    selection is pairs ``1..n_selection``, the evaluation pair 0 and the pairs after the
+    selection, so a larger ``n_evaluation`` only adds pairs at the end.
+    """
+    check_positive_int("n_evaluation", n_evaluation)
+    if isinstance(n_selection, bool) or not isinstance(n_selection, int) or n_selection < 0:
+        raise ValueError(f"n_selection must be an integer >= 0 (0: choose on the page's own pair), got {n_selection!r}")
+    every = study_like_pairs(model, n_selection + n_evaluation, seed, target, other, first)
+    selection = every.subset(range(1, 1 + n_selection)) if n_selection else None
+    return selection, every.subset([0, *range(1 + n_selection, n_selection + n_evaluation)])

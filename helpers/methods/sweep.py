@@ -6,11 +6,13 @@ study-like pairs (:func:`helpers.methods.prompt_sets.study_like_pairs`):
 * ``p_target``: P(' an') after the study's clean prompt; ``accuracy``: the share of the set's
   prompts (clean and corrupted) whose logit difference has the right sign;
 * ``layer`` and ``neuron``: the MLP layer that layer patching ranks first and that layer's
-  neuron that neuron patching ranks first (:func:`helpers.methods.choice.choose_neuron`, the
-  choice every page makes, read from its cache when a page made it already);
-* ``recovery``: that neuron's recovery over the set (its clean activation restored at every
-  position of the corrupted prompt), mean and 95% interval over pairs (``recovery_study_pair``:
-  on the study's pair, the set's first);
+  neuron that neuron patching ranks first, on ``n_selection`` selection pairs
+  (:func:`helpers.methods.choice.choose_neuron`, the choice every page makes, read from its
+  cache when a page made it already); ``stability``: the share of bootstrap resamples of the
+  selection pairs that choose the same layer and neuron;
+* ``recovery``: that neuron's recovery over the evaluation set, none of whose pairs chose it
+  (its clean activation restored at every position of the corrupted prompt), mean and 95%
+  interval over pairs (``recovery_study_pair``: on the study's pair, the set's first);
 * ``whole_layer`` and ``neurons_to_half``: the recovery of the whole layer restored, and how
   many of the layer's neurons, restored together in the order of their own mean recovery, it
   takes to reach half of it (1 = one neuron carries half the layer; a large number = a spread
@@ -53,11 +55,11 @@ from helpers.methods.ablation import restore_hook
 from helpers.methods.effects import direct_logit_attribution, neuron_effects
 from helpers.methods.neuron_patching import neuron_patching, post_hook
 from helpers.methods.patching import over_pairs
-from helpers.methods.prompt_sets import study_like_pairs
+from helpers.methods.prompt_sets import selection_and_evaluation
 
 SWEEP_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "sweep"
 MAX_NEURONS = 256
-ROW_VERSION = 1  # part of the cache key: raise it when a row gains or changes a field
+ROW_VERSION = 2  # part of the cache key: raise it when a row gains or changes a field
 
 
 class UnsupportedModel(ValueError):
@@ -157,17 +159,17 @@ class ModelSweep:
 def sweep_model(
     model: TransformerBridge, n_pairs: int = 16, seed: int = 0, target: str = " an", other: str = " a",
     max_neurons: int | None = MAX_NEURONS, choice_cache: Path | None = CHOICE_CACHE,
-    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
+    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED), n_selection: int = 16,
 ) -> ModelSweep:
     """The study's measurements on one model (see the module docstring)."""
     check_architecture(model)
     check_tokens(model, target, other)
     check_positive_int("n_pairs", n_pairs)
     contrast = make_contrast(model, *first, target, other)
-    pairs = study_like_pairs(model, n_pairs, seed, target, other, first=tuple(first))
+    selection, pairs = selection_and_evaluation(model, n_selection, n_pairs, seed, target, other, first=tuple(first))
     with torch.no_grad():
         p_target = float(last_logits(model, contrast.clean).softmax(-1)[0, contrast.target])
-    choice = choose_neuron(model, contrast, cache=choice_cache)
+    choice = choose_neuron(model, contrast if selection is None else selection, cache=choice_cache, seed=seed)
     layer, neuron = choice.layer, choice.neuron
     patched = over_pairs(neuron_patching, model, pairs, layer=layer, positions="all")
     single = patched.values  # [pair, d_mlp]
@@ -190,6 +192,8 @@ def sweep_model(
         "n_pairs": pairs.n_pairs,
         "layer": layer,
         "neuron": str(neuron),
+        "n_selection": choice.n_selection,
+        "stability": float("nan") if choice.stability is None else choice.stability,
         "recovery": float(interval[0]),
         "recovery_low": float(interval[1]),
         "recovery_high": float(interval[2]),
@@ -222,7 +226,7 @@ class Sweep:
 
 def sweep(
     names: Sequence[str], n_pairs: int = 16, seed: int = 0, target: str = " an", other: str = " a",
-    max_neurons: int | None = MAX_NEURONS, device: str = "cpu", dtype: str = "float32",
+    max_neurons: int | None = MAX_NEURONS, device: str = "cpu", dtype: str = "float32", n_selection: int = 16,
     cache: Path | None = SWEEP_CACHE, choice_cache: Path | None = CHOICE_CACHE, first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
     load: Callable[..., TransformerBridge] = load_model, on_model: Callable[[str, float], None] | None = None,
 ) -> Sweep:
@@ -237,7 +241,7 @@ def sweep(
     if isinstance(names, str) or not names:
         raise ValueError("names is a list of model names, e.g. ['toy', 'toy-seed1']; got " + repr(names))
     rows, models = [], {}
-    options = dict(n_pairs=n_pairs, seed=seed, target=target, other=other, max_neurons=max_neurons, first=list(first))
+    options = dict(n_pairs=n_pairs, seed=seed, target=target, other=other, max_neurons=max_neurons, first=list(first), n_selection=n_selection)
     for name in names:
         started = time.perf_counter()
         row, result = _sweep_one(name, options, device, dtype, cache, choice_cache, load)

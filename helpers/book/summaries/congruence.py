@@ -128,16 +128,15 @@ def run_congruence(model: TransformerBridge, rows: dict[str, np.ndarray], token:
 
 
 def one_neuron_paper_rows(paper: Study, model: TransformerBridge, neuron: Neuron, rows: dict[str, np.ndarray], glued: dict) -> list[Row]:
-    """Page 07's table: only when this page's neuron is the study's."""
-    if neuron != paper.neuron:
-        return []
+    """Page 07's table: the study's neuron's congruence beside this page's neuron's."""
     ref = paper.congruence
-    beside: list[Row] = [(f"congruence with {show_token(t)}", v, run_congruence(model, rows, t)) for t, v in ref.top]
+    beside: list[Row] = [("neuron", str(paper.neuron), str(neuron))]
+    beside += [(f"congruence with {show_token(t)}", v, run_congruence(model, rows, t)) for t, v in ref.top]
     beside += [
         ("mean over the vocabulary", round(ref.mean, 3), f"W_E {glued['e_mean']:.3f}; W_U {glued['u_mean']:.3f}"),
         ("standard deviation over the vocabulary", round(ref.std, 3), f"W_E {glued['e_std']:.3f}; W_U {glued['u_std']:.3f}"),
         ("minimum over the vocabulary", round(ref.min, 3), f"W_E {glued['e_min']:.3f}; W_U {glued['u_min']:.3f}"),
-        (f"rank of {paper.neuron} among all neurons for ' an'", "first, far above the rest", f"W_E {glued['col_rank_e']}; W_U {glued['col_rank_u']}"),
+        ("rank among all neurons for ' an'", "first, far above the rest", f"W_E {glued['col_rank_e']}; W_U {glued['col_rank_u']}"),
     ]
     return beside
 

@@ -58,8 +58,10 @@ def ablation_table(result: Ablation, neuron: Neuron, value: str = "share") -> pd
 
 
 def _cell(values: torch.Tensor) -> str:
+    """``(mean, low, high)`` as ``0.107 [0.104, 0.111]``, or ``0.107 (no interval)`` when the
+    bounds are NaN (fewer pairs than :data:`helpers.core.stats.MIN_PAIRS`)."""
     mean, low, high = values.tolist()
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{mean:.3f} (no interval)" if low != low else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def ablation_summary(result: Ablation, neuron: Neuron) -> dict:
@@ -148,9 +150,9 @@ def ablation_paper_rows(paper: Study, neuron: Neuron, result: Ablation) -> list[
         ("P(' an') on the study's clean prompt", paper.p_target_clean, round(float(result.clean_prob[0]), 4)),
         ("clean logit difference", paper.clean_logit_diff, round(float(result.clean_diff[0]), 4)),
     ]
-    if neuron == paper.neuron:
-        rows.append((f"{neuron} restored alone at every position", paper.top_neurons[0][1],
-                     round(float(result.sufficiency[result.set_names.index(str(neuron)), 0]), 4)))
+    rows.append(("neuron", str(paper.neuron), str(neuron)))
+    rows.append(("restored alone at every position (the page's own pair)", paper.top_neurons[0][1],
+                 round(float(result.sufficiency[result.set_names.index(str(neuron)), 0]), 4)))
     return rows
 
 
@@ -247,11 +249,11 @@ def most_indirect_summary(effects: NeuronEffects | None) -> dict:
 
 
 def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> list[Row]:
-    """The study pair's total effect beside the study's neuron patching value, when the neuron is the study's."""
-    if neuron != paper.neuron:
-        return []
+    """The study pair's total effect (share of the gap) beside the study's neuron patching value."""
     recovered = float(effects.total[0] / effects.gap[0])
-    return [(f"{neuron} restored at every position, share recovered (study prompt)", paper.top_neurons[0][1], round(recovered, 4))]
+    return [("neuron", str(paper.neuron), str(neuron)),
+            ("restored at every position, share recovered (the page's own pair)", paper.top_neurons[0][1], round(recovered, 4)),
+            ("direct share of the effect", "not measured", round(float(effects.direct.mean() / effects.total.mean()), 3))]
 
 
 def comparison_phrase(others: list[NeuronEffects]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from helpers.book.page import NeuronChoice
+from helpers.methods.choice import STABLE, HeldOut
 from helpers.core.names import Neuron, show_token
 from helpers.core.prompts import Contrast
 from helpers.methods.attribution import ACCURATE_GAP, VERDICTS, FailureModes, agreement
@@ -99,6 +100,28 @@ def page_neuron_phrase(choice: NeuronChoice, top: Neuron) -> str:
     if choice.neuron == top:
         return f"{top} is the neuron the other pages of this run study"
     return f"the other pages of this run study {choice.neuron}, {choice.neuron_source}"
+
+
+def held_out_summary(choice: NeuronChoice, held: HeldOut) -> dict:
+    """What page 04 says of the neuron on pairs it was not chosen on: how it was chosen, how
+    stable the choice is, and whether it still ranks first in its layer (rules tested in
+    ``tests/test_held_out.py``)."""
+    if choice.stability is None:
+        how = ("It was given as a parameter" if not choice.auto else "It was chosen on the page's own pair alone") + ", so there is nothing to resample."
+    elif choice.stability >= STABLE:
+        how = (f"It was chosen on {choice.n_selection} selection pairs, and {choice.stability:.0%} of bootstrap resamples of them "
+               f"choose it again: a stable choice (at least {STABLE:.0%}).")
+    else:
+        how = (f"It was chosen on {choice.n_selection} selection pairs, but only {choice.stability:.0%} of bootstrap resamples of "
+               f"them choose it again (stable from {STABLE:.0%}): an unstable choice, one neuron among close rivals rather than "
+               "the layer's neuron.")
+    if held.rank == 1:
+        holds = (f"On {held.n_evaluation} held-out pairs it ranks first in its layer, recovering {held.recovery} against "
+                 f"{held.runner_up:.3f} for the next neuron and {held.whole_layer} for the whole layer.")
+    else:
+        holds = (f"On {held.n_evaluation} held-out pairs it ranks {held.rank} in its layer (recovery {held.recovery}; the best "
+                 f"neuron there {held.runner_up:.3f}): the choice does not carry over to pairs it was not made on.")
+    return dict(held_out_phrase=f"{how} {holds}", held_rank=held.rank, held_recovery=held.recovery.mean)
 
 
 def study_verdict(paper: Study, on_paper_model: bool, model_name: str, top: Neuron) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from helpers.core.models import BUNDLED_MODELS
+from helpers.core.stats import Interval
+from helpers.methods.choice import STABLE
 from helpers.methods.sweep import Sweep, logit_effect_similarity
 from helpers.paper import Study
 
@@ -43,10 +45,21 @@ def neuron_table(result: Sweep) -> pd.DataFrame:
     """The top neuron of each measured model: recovery with its interval, its layer's, how many
     neurons reach half of it, congruence rank and direct share."""
     return pd.DataFrame([{
-        "model": r.model, "neuron": r.neuron, "recovery": f"{r.recovery:.3f} [{r.recovery_low:.3f}, {r.recovery_high:.3f}]",
+        "model": r.model, "neuron": neuron_cell(r.neuron, r.get("stability")),
+        "held-out recovery": str(Interval(r.recovery, r.recovery_low, r.recovery_high, int(r.n_pairs))),
         "whole layer": f"{r.whole_layer:.3f}", "neurons to half": _count(r.neurons_to_half, r.max_neurons),
         "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct share": f"{r.direct_share:.2f}",
     } for _, r in result.measured.iterrows()])
+
+
+def neuron_cell(neuron: str, stability) -> str:
+    """A model's top neuron with the share of selection resamples that choose it; below
+    :data:`~helpers.methods.choice.STABLE` it is marked unstable, not named as the model's neuron."""
+    if stability is None or pd.isna(stability):
+        return f"{neuron} (chosen on one pair)"
+    if stability < STABLE:
+        return f"unstable: {neuron} in {stability:.0%} of resamples"
+    return f"{neuron} ({stability:.0%} of resamples)"
 
 
 def _count(k, limit) -> str:
@@ -79,9 +92,12 @@ def sweep_summary(result: Sweep) -> dict:
         return {**out, "own_phrase": "No model was measured, so there is nothing to compare.", "alike_phrase": "", "growth_phrase": "",
                 "share_min": float("nan"), "share_max": float("nan")}
     share = measured.recovery / measured.whole_layer
-    own = [f"`{r.model}` {r.neuron} ({r.recovery:.3f} of the gap, {s:.2f} of its layer's {r.whole_layer:.3f})"
-           for (_, r), s in zip(measured.iterrows(), share)]
-    out["own_phrase"] = "Top neurons: " + "; ".join(own) + "."
+    own = [f"`{r.model}` {neuron_cell(r.neuron, r.get('stability'))}: {r.recovery:.3f} of the gap on held-out pairs, "
+           f"{s:.2f} of its layer's {r.whole_layer:.3f}" for (_, r), s in zip(measured.iterrows(), share)]
+    unstable = [f"`{r.model}`" for _, r in measured.iterrows() if pd.notna(r.get("stability")) and r.stability < STABLE]
+    out["own_phrase"] = "Top neurons: " + "; ".join(own) + "." + (
+        f" The choice of {_list(unstable)} changes under resampling of the selection pairs (stable below {STABLE:.0%}): "
+        "no single neuron of theirs is named here." if unstable else "")
     out["share_min"], out["share_max"] = float(share.min()), float(share.max())
     out["alike_phrase"] = alike_phrase(result)
     out["growth_phrase"] = growth_phrase(measured)

@@ -39,8 +39,9 @@ from helpers.book.summaries.findings import ablation_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.effects import ablation_figure, loss_figure, restoration_figure
 from helpers.book.page import setup_page
-from helpers.book.summaries.effects import ablation_paper_rows, ablation_summary, ablation_table, loss_summary, prompt_set_summary
+from helpers.book.summaries.effects import ablation_paper_rows, ablation_summary, ablation_table, loss_summary, prompt_set_summary, ranks_phrase
 from helpers.methods.ablation import ablate, ablated_loss, ablation_sets, reference_activations
+from helpers.methods.choice import layer_ranks
 from helpers.scan.documents import document_windows
 
 # %% tags=["remove-input"]
@@ -63,7 +64,8 @@ reference = reference_activations(page.model, windows, page.neuron.layer)
 # pair (the study's, unless the page is given other prompts); the others come from the frames
 # and nouns of the bundled corpus generator, kept only where each noun is one token for this
 # model and the pair has as many tokens as pair 0.
-# Intervals are 95% bootstrap intervals over pairs.
+# Intervals are 95% bootstrap intervals over pairs: they say how much a mean would move over
+# other pairs drawn from the same frames and nouns, not over other kinds of text.
 #
 # The reference corpus for the mean and for resampling is {glue:text}`reference_positions`
 # positions of {glue:text}`reference_docs` documents of the {glue:text}`dataset` corpus, none of
@@ -72,7 +74,8 @@ reference = reference_activations(page.model, windows, page.neuron.layer)
 # %% tags=["remove-input"]
 result = ablate(page.model, pairs, page.neuron.layer, ablation_sets(page.model, page.neuron, n_random, page.seeds.draws), reference, seed=page.seeds.draws)
 glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ablation_summary(result, page.neuron),
-     reference_positions=reference.pool.shape[0], reference_docs=reference_docs, dataset=dataset)
+     reference_positions=reference.pool.shape[0], reference_docs=reference_docs, dataset=dataset,
+     ranks_phrase=ranks_phrase(layer_ranks(page.model, pairs, page.neuron)))
 
 # %% [markdown]
 # The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and
@@ -99,13 +102,14 @@ show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the
 # the study did, loses {glue:text}`negate_mean:.3f` ({glue:text}`negate_interval`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
 # loses {glue:text}`mean_layer:.3f`, and {glue:text}`random_phrase`.
 #
-# Which one to believe? Mean ablation replaces the neuron by what it contributes on a typical
-# token, so the only thing removed is what it says about *this* prompt; resampling does the
-# same in expectation, with the noise of one draw per position. Zero is a value a GELU
+# {glue:text}`kinds_phrase`
+#
+# The kinds ask different questions. Mean ablation replaces the neuron by what it contributes
+# on a typical token, so what is removed is what it says about *this* prompt; resampling does
+# the same in expectation, with the noise of one draw per position. Zero is a value a GELU
 # neuron rarely outputs, so part of its effect is the model reacting to an input it never
-# saw. Negation does not remove the neuron's message, it sends the opposite one, with twice
-# the swing of zeroing for a neuron that fires strongly: it measures how far the model can be
-# pushed, not how much it relies on the neuron. Mean ablation is the number to quote.
+# saw. Negation does not remove the neuron's message, it sends the opposite one: it measures
+# how far the model can be pushed, not how much it relies on the neuron.
 #
 # In probabilities: the clean prompts give `' an'` a mean probability of
 # {glue:text}`clean_prob:.3f` (the corrupted ones {glue:text}`corrupted_prob:.3f`); with the
@@ -121,7 +125,7 @@ show_table(ablation_table(result, page.neuron, "prob"), caption=f"P({target!r}) 
 # The other direction puts each set's clean activations into the corrupted run (at every
 # position, as the study's neuron patching did). Restoring {glue:text}`neuron` alone
 # recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_interval`; on pair 0 {glue:text}`study_restored:.3f`), the
-# whole layer {glue:text}`restored_layer:.3f`. A neuron can be sufficient without being
+# whole layer {glue:text}`restored_layer:.3f`. {glue:text}`ranks_phrase` A neuron can be sufficient without being
 # necessary when other components carry the same information, and necessary without being
 # sufficient when it needs them to act.
 

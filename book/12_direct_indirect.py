@@ -64,7 +64,8 @@ pairs = page.pairs
 
 # %% tags=["remove-input"]
 dla = direct_logit_attribution(page.model, page.neuron)
-glue(**direct_summary(dla, page.model, pairs.target, pairs.other), neuron=str(page.neuron))
+effects = neuron_effects(page.model, pairs, page.neuron, direction)
+glue(**direct_summary(dla, page.model, pairs.target, pairs.other, float(effects.base_scale.mean())), neuron=str(page.neuron))
 show_table(direct_tokens(dla, page.model, top_k), caption=f"{page.neuron}: the tokens whose logits one unit of activation raises and lowers most")
 
 # %% [markdown]
@@ -72,8 +73,12 @@ show_table(direct_tokens(dla, page.model, top_k), caption=f"{page.neuron}: the t
 # those {glue:text}`neuron` raises ({glue:text}`dla_target:.3f` per unit of activation,
 # against a mean of {glue:text}`dla_mean:.3f` and a standard deviation of
 # {glue:text}`dla_std:.3f` over the vocabulary), and `' a'` number
-# {glue:text}`dla_other_rank` ({glue:text}`dla_other:.3f`): one unit of activation moves the
-# logit difference by {glue:text}`dla_diff:.3f` before any later layer has a say. The token it
+# {glue:text}`dla_other_rank` ({glue:text}`dla_other:.3f`): one unit of activation moves
+# `W_out[n] @ W_U`'s logit difference by {glue:text}`dla_diff:.3f`. The final norm divides
+# the residual by its scale before the unembedding, {glue:text}`dla_scale:.2f` on average at
+# the last position of the prompts the neuron is changed in, so through the model one unit
+# moves the logit difference by about {glue:text}`dla_diff_scaled:.3f` before any later layer
+# has a say. The token it
 # raises most is {glue:text}`dla_top`, the one it lowers most {glue:text}`dla_bottom`.
 #
 # ## Total, direct and indirect, over the prompt set
@@ -86,7 +91,6 @@ show_table(direct_tokens(dla, page.model, top_k), caption=f"{page.neuron}: the t
 # at its value in the base run. The **indirect** effect is the rest.
 
 # %% tags=["remove-input"]
-effects = neuron_effects(page.model, pairs, page.neuron, direction)
 glue(**effects_summary(effects))
 show(effects_figure(effects, f"{page.neuron}: change of the logit difference, every pair"))
 
@@ -95,15 +99,20 @@ show(effects_figure(effects, f"{page.neuron}: change of the logit difference, ev
 # ({glue:text}`total_interval`), which is
 # {glue:text}`share_mean:.3f` of each pair's clean-corrupted gap on average. The direct path
 # carries {glue:text}`direct_mean:.3f` ({glue:text}`direct_interval`) and everything else {glue:text}`indirect_mean:.3f`
-# ({glue:text}`indirect_interval`): {glue:text}`split_phrase`.
+# ({glue:text}`indirect_interval`): {glue:text}`split_phrase`. Part of the indirect effect
+# goes through no layer at all: the neuron's write changes the final norm's scale, which
+# rescales every logit (the channel of Stolfo et al. {cite}`stolfo2024confidence`); that part
+# is {glue:text}`final_norm_mean:.3f` ({glue:text}`final_norm_interval`), measured exactly as
+# the logit difference of the changed run read at its own scale minus the same residual read
+# at the base run's scale.
 #
 # ## Which later layers amplify it, and which cancel it
 #
 # Path patching into each later component: its input gets the neuron's change, its output
 # change is read through the frozen final norm like the direct effect. Blue bars have the
 # sign of the neuron's total effect (they amplify it), red bars the opposite sign (they cancel
-# it); "not explained" is what no single component carries
-# (chains through two or more later components, and the norms' rescaling).
+# it); the final norm's scale is the channel above; "not explained" is what none of them
+# carries: chains through two or more later components and the later layers' own norms.
 
 # %% tags=["hide-input"]
 show(paths_figure(effects, f"{page.neuron}: direct path and paths through later components"))

@@ -50,7 +50,7 @@ from helpers.book.summaries.inputs import (
 from helpers.methods.inputs import (
     attention_pattern, candidate_patching, decompose_inputs, head_paths, head_patching, read_pairs, read_prompts, top_head, top_heads,
 )
-from helpers.methods.probes import embedding_probe, ov_cosine, residual_probe
+from helpers.methods.probes import embedding_probe, ov_cosine, ov_cosine_null, residual_probe
 from helpers.paper import LEADS
 
 # %% tags=["remove-input"]
@@ -164,13 +164,19 @@ show_attention(page.contrast.str_tokens, pattern[None], [str(head)])
 # letter (`' an hour'`, `' an honest'`, `' a unicorn'`, `' a one'`, `' a european'`). A second
 # probe reads the residual stream at the noun's position of the prompt set, before the top
 # head's layer. Held-out accuracies are {glue:text}`probe_folds`-fold cross-validated: each
-# word is predicted by a probe that never saw it.
+# word is predicted by a probe that saw neither it nor a word of its family (words sharing
+# their first four letters, such as hour, hours, hourglass). Beside each accuracy is its chance
+# baseline: the same probe refitted on shuffled labels. The labels are the articles the words
+# take in the corpus the model read; on the bundled models that is the corpus generator's own
+# rule, so a probe that follows them shows what the model learned from its text, not a fact
+# about English sounds.
 
 # %% tags=["remove-cell"]
 embedding = embedding_probe(page.model, folds=probe_folds, seed=page.seeds.folds)
 residual = residual_probe(page.model, pairs, head.layer, folds=probe_folds, seed=page.seeds.folds)
 glue(**probe_summary(embedding, residual, ov_cosine(page.model, head, embedding.direction, page.neuron),
-                     ov_cosine(page.model, head, residual.direction, page.neuron), head, head.layer))
+                     ov_cosine(page.model, head, residual.direction, page.neuron), head, head.layer,
+                     ov_cosine_null(page.model, head, page.neuron, seed=page.seeds.draws)))
 
 # %% tags=["hide-input"]
 show(probe_figure(embedding, f"Embedding probe: held-out P(' an' class) of {len(embedding.names)} nouns"))
@@ -178,18 +184,19 @@ show(probe_figure(embedding, f"Embedding probe: held-out P(' an' class) of {len(
 # %% [markdown]
 # On the embeddings of {glue:text}`probe_words` nouns ({glue:text}`probe_an` taking `' an'`) the
 # probe's held-out accuracy is {glue:text}`embedding_accuracy:.3f`, against
-# {glue:text}`letter_accuracy:.3f` for the rule "a vowel letter takes `' an'`".
+# {glue:text}`letter_accuracy:.3f` for the rule "a vowel letter takes `' an'`" and
+# {glue:text}`embedding_shuffled:.3f` with shuffled labels.
 # {glue:text}`probe_phrase` (The words whose letter misleads: {glue:text}`misleading_list`.) In
 # the residual stream before layer {glue:text}`residual_layer`, at the nouns of the prompt set
 # ({glue:text}`residual_examples` prompts, {glue:text}`residual_nouns` distinct nouns, every
 # occurrence of a noun in one fold), the held-out accuracy is
-# {glue:text}`residual_accuracy:.3f` (letter rule {glue:text}`residual_letter_accuracy:.3f`).
+# {glue:text}`residual_accuracy:.3f` (letter rule {glue:text}`residual_letter_accuracy:.3f`, shuffled
+# labels {glue:text}`residual_shuffled:.3f`).
 #
 # If {glue:text}`ov_head` carries this direction to the last position and the neuron reads it,
 # the probe's direction sent through the head's OV circuit should point along the neuron's
-# input weights. The cosine is {glue:text}`embedding_cos:.3f` for the embedding probe and
-# {glue:text}`residual_cos:.3f` for the residual probe (two random directions of this width
-# have a cosine near 0).
+# input weights. The null is the same cosine for random directions sent through the same
+# head. {glue:text}`cosine_phrase`
 #
 # ## More prompts
 #
@@ -213,8 +220,7 @@ show_table(readings.head(len(extra.prompts) + 4), caption="The follow-up's promp
 # ({glue:text}`extra_top_act:.3f`, P(`' an'`) {glue:text}`extra_top_p:.3f`). Over the prompt
 # set its mean activation is {glue:text}`clean_act_mean:.3f` on the clean prompts
 # ({glue:text}`clean_act_interval`) and
-# {glue:text}`corrupted_act_mean:.3f` on the corrupted ones ({glue:text}`corrupted_act_interval`); over every prompt of the page, activation and
-# P(`' an'`) correlate at {glue:text}`act_p_correlation:.2f`.
+# {glue:text}`corrupted_act_mean:.3f` on the corrupted ones ({glue:text}`corrupted_act_interval`). {glue:text}`correlation_phrase`
 #
 # ## Beside the study
 #

@@ -295,6 +295,16 @@ def test_always_top_above():
     assert always_top_above(curve.iloc[:3], 0.9) is None
 
 
+def test_always_top_above_ignores_bins_of_a_few_tokens():
+    """Page 06 once said no range reaches 0.9 while its last bins, of one or two tokens, did:
+    such bins now decide nothing, either way."""
+    curve = pd.DataFrame({"bin_start": [0.0, 1.0, 2.0, 3.0], "proportion": [0.1, 0.95, 0.0, 1.0], "count": [900, 40, 2, 1]})
+    assert always_top_above(curve, 0.9) == 1.0
+    curve["proportion"] = [0.1, 0.5, 1.0, 1.0]
+    assert always_top_above(curve, 0.9) is None
+    assert always_top_above(curve, 0.9, min_count=1) == 2.0
+
+
 def test_unselected_text_helpers(model, scanned):
     doc, tokens, acts = random_document(scanned, "L0N7", seed=3, max_tokens=5)
     cols = scanned.load()

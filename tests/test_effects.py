@@ -291,3 +291,41 @@ def test_effects_bad_input_is_one_line(tiny, pairs):
         with pytest.raises(ValueError, match=message) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+def test_the_final_norm_channel_is_exact():
+    """The scale the method computes is the model's own ``ln_final.hook_scale``; with that scale
+    held at the base run's, a hooked pass gives ``total - final_norm``; for a last-layer neuron,
+    direct and final norm add up to the total (nothing else can carry it)."""
+    from helpers.core.hooks import final_resid, mlp_post
+    from helpers.methods.effects import final_scale
+
+    tiny = random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=2, weight_scale=8.0)
+    pairs = study_like_pairs(tiny, 6, seed=2)
+
+    _, cache = tiny.run_with_cache(pairs.corrupted, names_filter=lambda n: n in {"ln_final.hook_scale", final_resid(tiny)})
+    torch.testing.assert_close(final_scale(tiny, cache[final_resid(tiny)][:, -1]), cache["ln_final.hook_scale"][:, -1, 0], atol=1e-6, rtol=1e-5)
+
+    effects = neuron_effects(tiny, pairs, "L1N8")
+    _, clean = tiny.run_with_cache(pairs.clean, names_filter=mlp_post(1))
+    base_scale = cache["ln_final.hook_scale"]
+
+    def set_neuron(act, hook):
+        act = act.clone()
+        act[..., 8] = clean[mlp_post(1)][..., 8]
+        return act
+
+    def hold_scale(scale, hook):
+        return base_scale.to(scale.dtype)
+
+    with torch.no_grad():
+        held = tiny.run_with_hooks(pairs.corrupted, fwd_hooks=[(mlp_post(1), set_neuron), ("ln_final.hook_scale", hold_scale)])[:, -1]
+        base = tiny(pairs.corrupted)[:, -1]
+    diff = lambda logits: logits[:, pairs.target] - logits[:, pairs.other]  # noqa: E731
+    torch.testing.assert_close(effects.total - effects.final_norm, diff(held) - diff(base), atol=2e-5, rtol=0)
+    assert (effects.final_norm.abs() > 0.01 * effects.total.abs()).any(), "the channel is not empty on this model, so the check can fail"
+
+    last = neuron_effects(tiny, pairs, "L2N5")
+    assert last.components == ()
+    torch.testing.assert_close(last.direct + last.final_norm, last.total, atol=2e-5, rtol=0)
+    torch.testing.assert_close(last.rest, torch.zeros_like(last.rest), atol=2e-5, rtol=0)

@@ -6,7 +6,7 @@ import torch
 
 from helpers.methods.ablation import ablation_sets
 from helpers.book.summaries.effects import (
-    LAYER_SET, _loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_summary, effects_summary,
+    LAYER_SET, loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_summary, effects_summary,
     prompt_set_summary,
 )
 from helpers.core.models import random_model
@@ -33,14 +33,27 @@ def test_negation_phrase_follows_the_ratio():
 def test_random_loss_and_split_phrases():
     assert "none of the 5 random neurons" in _random_phrase(0.01, 0.3, 5)
     assert "comes close" in _random_phrase(0.2, 0.3, 5)
-    assert "costs 20 times more" in _loss_phrase(0.2, 0.01, " an")
-    assert "does not hurt" in _loss_phrase(-0.1, 0.01, " an")
-    assert "only" in _loss_phrase(0.1, -0.01, " an")
-    assert "no ' an' to measure" in _loss_phrase(float("nan"), 0.01, " an")
     assert "last layer" in _split_phrase(1.0, Neuron(3, 1), 0)
     assert "most of the effect is direct" in _split_phrase(0.9, Neuron(1, 1), 4)
     assert "most of the effect is indirect" in _split_phrase(0.1, Neuron(1, 1), 4)
     assert "split" in _split_phrase(0.5, Neuron(1, 1), 4)
+
+
+def test_the_loss_ratio_comes_only_with_a_denominator_clear_of_zero():
+    """The page once divided by an average change whose own interval contained zero ("55 times
+    more costly"); now that case gives no ratio, and a clear one comes with its interval."""
+    generator = torch.Generator().manual_seed(0)
+    before = 0.2 + 0.01 * torch.randn(200, generator=generator)
+    clear = 0.01 + 0.001 * torch.randn(5000, generator=generator)
+    phrase = loss_phrase(before, clear, " an")
+    assert "costs 20 times more" in phrase or "costs 19.9 times more" in phrase or "costs 20.1 times more" in phrase
+    low, high = (float(x) for x in phrase.split("95% interval ")[1].split(",")[0].split(" to "))
+    assert 19 < low < 20 < high < 21, phrase
+    straddles = 0.0002 + 0.01 * torch.randn(5000, generator=generator)
+    assert "no ratio between the two is given" in loss_phrase(before, straddles, " an")
+    assert "does not show that the model relies on the neuron" in loss_phrase(before - 0.2, clear, " an")
+    assert "too few to say" in loss_phrase(before[:3], clear, " an")
+    assert "no ' an' to measure" in loss_phrase(torch.zeros(0), clear, " an")
 
 
 def test_summaries_read_the_right_cells():
@@ -65,13 +78,15 @@ def test_summaries_read_the_right_cells():
     effects = NeuronEffects(
         neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0, 1.0]), direct=torch.tensor([0.2, 0.2]),
         paths=torch.tensor([[0.9, 0.9], [-0.3, -0.3]]), components=("attn 1", "mlp 1"),
-        clean_diff=torch.tensor([2.0, 2.0]), corrupted_diff=torch.tensor([0.0, 0.0]))
+        clean_diff=torch.tensor([2.0, 2.0]), corrupted_diff=torch.tensor([0.0, 0.0]),
+        final_norm=torch.tensor([0.05, 0.05]), base_scale=torch.tensor([4.0, 4.0]))
     values = effects_summary(effects)
     assert values["direct_share"] == pytest.approx(0.2) and values["indirect_mean"] == pytest.approx(0.8)
-    assert values["rest_mean"] == pytest.approx(0.2) and values["share_mean"] == pytest.approx(0.5)
+    assert values["rest_mean"] == pytest.approx(0.15) and values["share_mean"] == pytest.approx(0.5)
+    assert values["final_norm_mean"] == pytest.approx(0.05)
     assert values["top_amplifier"] == "attn 1" and values["top_canceller"] == "mlp 1"
     assert "cancels it most is mlp 1" in values["paths_phrase"]
-    assert effects_summary(NeuronEffects(neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([-1e-4]), paths=torch.tensor([[0.8], [-1e-4]]), components=("attn 1", "mlp 1"), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0])))["paths_phrase"].startswith("No later component cancels it; the one that amplifies it most is attn 1")
+    assert effects_summary(NeuronEffects(neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([-1e-4]), paths=torch.tensor([[0.8], [-1e-4]]), components=("attn 1", "mlp 1"), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0]), final_norm=torch.zeros(1), base_scale=torch.ones(1)))["paths_phrase"].startswith("No later component cancels it; the one that amplifies it most is attn 1")
 
 
 def test_comparison_neurons_come_from_other_layers_one_each():
@@ -113,10 +128,40 @@ def test_the_most_indirect_neuron_and_its_phrases():
     def made(index: int, indirect: float) -> NeuronEffects:
         return NeuronEffects(
             neuron=Neuron(0, index), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([1.0 - indirect]),
-            paths=torch.tensor([[indirect]]), components=("mlp 1",), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0]))
+            paths=torch.tensor([[indirect]]), components=("mlp 1",), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0]),
+            final_norm=torch.zeros(1), base_scale=torch.ones(1))
 
     assert most_indirect([]) is None and "n_compare=0" in most_indirect_summary(None)["indirect_paths_phrase"]
     chosen = most_indirect([made(1, 0.2), made(2, -0.7), made(3, 0.5)])
     assert chosen.neuron == Neuron(0, 2)
     phrase = most_indirect_summary(chosen)["indirect_paths_phrase"]
     assert phrase.startswith("Of the neurons compared, L0N2 has the largest indirect effect") and "No later component amplifies it" in phrase
+
+
+def test_kinds_and_ranks_phrases_report_spread_and_disagreement():
+    from helpers.book.summaries.effects import kinds_phrase, ranks_phrase
+    from helpers.methods.choice import LayerRanks
+
+    kinds = ("zero", "mean", "resample", "negate")
+    text = kinds_phrase([0.11, 0.08, 0.10, 0.24], [0.43, 0.08, 0.2, 0.3], kinds, "L3N50")
+    assert "loses from 0.080 (mean) to 0.240 (negate)" in text and "layer from 0.080 (mean) to 0.430 (zero)" in text
+    assert "alone loses more" not in text
+    seed1 = kinds_phrase([0.229, 0.2, 0.21, 0.4], [0.059, 0.3, 0.1, 0.5], kinds, "L3N476")
+    assert "Under zero, resample ablation the neuron alone loses more than its whole layer" in seed1
+    agree = ranks_phrase(LayerRanks(Neuron(3, 50), 512, 1, 0.1, 2, 0.17))
+    assert "ranks 1 by necessity" in agree and "disagree" not in agree
+    assert "The two readings disagree" in ranks_phrase(LayerRanks(Neuron(3, 50), 512, 40, 0.01, 1, 0.17))
+
+
+def test_layer_ranks_equal_a_loop_over_pairs():
+    from helpers.core.models import random_model
+    from helpers.methods.choice import layer_ranks
+    from helpers.methods.neuron_patching import neuron_patching
+    from helpers.methods.prompt_sets import study_like_pairs
+
+    model = random_model(n_layers=2, d_model=16, d_mlp=24, n_heads=2, seed=5, weight_scale=8.0)
+    pairs = study_like_pairs(model, 3, seed=1)
+    ranks = layer_ranks(model, pairs, Neuron(1, 4))
+    for direction, rank, value in (("necessity", ranks.necessity_rank, ranks.necessity_value), ("sufficiency", ranks.sufficiency_rank, ranks.sufficiency_value)):
+        means = torch.stack([neuron_patching(model, pairs.pair(i), 1, "all", direction).values for i in range(3)]).mean(0)
+        assert value == pytest.approx(float(means[4]), abs=1e-6) and rank == int((means > means[4]).sum()) + 1

@@ -232,6 +232,18 @@ def test_a_probe_separates_planted_classes_and_holds_out_every_example():
     probe = fit_probe(x, labels, folds=5)
     assert probe.accuracy > 0.85 and probe.heldout.shape == (60,)
     assert torch.nn.functional.cosine_similarity(probe.direction, direction, dim=0) > 0.8
+    assert 0.3 < probe.shuffled_accuracy < 0.7, "shuffled labels leave the probe at chance"
+
+
+def test_word_families_share_a_fold_and_the_null_is_the_same_cosine_for_random_directions(tiny):
+    from helpers.methods.probes import ov_cosine_null, word_families
+
+    groups = word_families(["hour", "hours", "hourglass", "apple", "apples", "pear"]).tolist()
+    assert groups[0] == groups[1] == groups[2] and groups[3] == groups[4] and len(set(groups)) == 3
+    null = ov_cosine_null(tiny, "L1H0", "L2N3", samples=50, seed=1)
+    direction = torch.randn(50, tiny.cfg.d_model, generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
+    slow = torch.tensor([ov_cosine(tiny, "L1H0", d, "L2N3") for d in direction])
+    torch.testing.assert_close(null, slow, atol=1e-5, rtol=0)
 
 
 # --- bad input: one line each --------------------------------------------------------------

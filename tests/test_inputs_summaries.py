@@ -88,13 +88,41 @@ def test_probe_phrases_count_the_misleading_words():
     values = probe_summary(embedding, embedding, 0.3, 0.4, Head(1, 0), 1)
     assert values["misleading_words"] == 2 and values["misleading_correct"] == 2
     assert values["letter_accuracy"] == 0.5 and values["embedding_accuracy"] == 1.0
-    assert values["probe_phrase"] == "It gets all 2 words whose first letter misleads right, so it follows the sound, not the spelling."
+    assert values["probe_phrase"] == "It gets all 2 words whose first letter misleads right, so it follows the article each word takes, not its first letter."
     spelling = probe(["apple", "hour", "unicorn", "pear"], [True, True, False, False], [0.9, 0.2, 0.8, 0.1])
     assert "follows the spelling more than the sound" in probe_summary(spelling, spelling, 0, 0, Head(1, 0), 1)["probe_phrase"]
     worse = probe(["apple", "hour", "unicorn", "pear", "egg"], [True, True, False, False, True], [0.1, 0.8, 0.2, 0.9, 0.1])
     assert probe_summary(worse, worse, 0, 0, Head(1, 0), 1)["probe_phrase"].startswith("It does worse than the letter rule over all words, and gets 2 of the 2")
     plain = probe(["apple", "pear"], [True, False], [0.9, 0.1])
     assert "cannot be told apart" in probe_summary(plain, plain, 0, 0, Head(1, 0), 1)["probe_phrase"]
+
+
+def test_a_cosine_is_beyond_chance_only_past_its_null():
+    """Page 13's cosine 0.072 at width 128 was read as a finding; against random directions it
+    is at chance."""
+    from helpers.book.summaries.inputs import cosine_phrase
+
+    null = torch.randn(4000, generator=torch.Generator().manual_seed(0)) / 128**0.5  # about 0.17 holds 95% of sizes
+    assert cosine_phrase(0.072, null).endswith("at chance")
+    assert "beyond the" in cosine_phrase(0.63, null) and "beyond the" in cosine_phrase(-0.63, null)
+    embedding = probe(["apple", "hour", "unicorn", "pear"], [True, True, False, False], [0.9, 0.8, 0.2, 0.1])
+    phrase = probe_summary(embedding, embedding, 0.072, 0.63, Head(1, 0), 1, null)["cosine_phrase"]
+    assert phrase.startswith("For the embedding probe the cosine is 0.072, within") and "residual probe it is 0.630, beyond" in phrase
+
+
+def test_two_clusters_are_correlated_within_each_not_pooled():
+    """Two clusters with no relation inside either give a pooled r near 1; within each it is near 0."""
+    from helpers.book.summaries.inputs import within_groups_phrase
+
+    generator = torch.Generator().manual_seed(0)
+    noise = lambda n: torch.randn(n, generator=generator)  # noqa: E731
+    clean, corrupted = (5 + noise(40), 0.9 + 0.01 * noise(40)), (noise(40), 0.1 + 0.01 * noise(40))
+    pooled = torch.corrcoef(torch.stack([torch.cat([clean[0], corrupted[0]]), torch.cat([clean[1], corrupted[1]])]))[0, 1]
+    assert pooled > 0.9
+    phrase = within_groups_phrase({"clean": clean, "corrupted": corrupted})
+    values = [float(part.split("r = ")[1].split(";")[0].split(" ")[0]) for part in phrase.split("prompts ")[1:]]
+    assert len(values) == 2 and all(abs(v) < 0.4 for v in values), phrase
+    assert "too few prompts (3)" in within_groups_phrase({"clean": (noise(3), noise(3))})
 
 
 def test_lead_rows_say_when_a_lead_cannot_be_ranked():

@@ -66,6 +66,17 @@ def mean_interval(
     if n < max(min_pairs, 2):
         nan = torch.full_like(values[..., 0], float("nan"))
         return torch.stack([values.mean(-1), nan, nan], -1)
+    means = bootstrap_means(values, resamples, seed)
+    tail = (1 - level) / 2
+    bounds = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype), dim=-1).movedim(0, -1)
+    return torch.cat([values.mean(-1, keepdim=True), bounds], -1)
+
+
+def bootstrap_means(values: Float[Tensor, "... pair"], resamples: int = RESAMPLES, seed: int = 0) -> Float[Tensor, "... resample"]:
+    """The mean of each of ``resamples`` seeded draws of the pairs with replacement, the same
+    draws for every leading index, in blocks of bounded memory."""
+    values = values.double()
+    n = values.shape[-1]
     generator = torch.Generator().manual_seed(seed)
     chunk = max(1, CHUNK_NUMBERS // n)  # resamples per block, so a block holds about CHUNK_NUMBERS weights
     blocks = []
@@ -74,10 +85,24 @@ def mean_interval(
         draws = torch.randint(0, n, (size, n), generator=generator)  # [resample, pair]
         weights = torch.zeros(size, n, dtype=values.dtype).scatter_add_(1, draws, torch.ones(size, n, dtype=values.dtype)) / n
         blocks.append(values @ weights.T)  # [..., resample]: each draw's mean
-    means = torch.cat(blocks, -1)
+    return torch.cat(blocks, -1)
+
+
+def ratio_interval(
+    numerator: Float[Tensor, "n"], denominator: Float[Tensor, "m"], level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0,
+) -> Interval | None:
+    """The ratio of two means with a percentile bootstrap interval (each sample resampled on
+    its own), or ``None`` when the denominator's own interval reaches zero: a mean that may be
+    zero or of either sign makes any ratio meaningless. ``n`` of the result is ``numerator``'s."""
+    if numerator.numel() < MIN_PAIRS or denominator.numel() < MIN_PAIRS:
+        return None
+    below = interval(denominator.flatten(), level)
+    if below.low <= 0 <= below.high:
+        return None
+    ratios = bootstrap_means(numerator.flatten(), resamples, seed) / bootstrap_means(denominator.flatten(), resamples, seed + 1)
     tail = (1 - level) / 2
-    bounds = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype), dim=-1).movedim(0, -1)
-    return torch.cat([values.mean(-1, keepdim=True), bounds], -1)
+    low, high = torch.quantile(ratios, torch.tensor([tail, 1 - tail], dtype=ratios.dtype)).tolist()
+    return Interval(float(numerator.double().mean() / denominator.double().mean()), low, high, numerator.numel(), level)
 
 
 def interval(values: Float[Tensor, "pair"], level: float = LEVEL) -> Interval:

@@ -161,3 +161,28 @@ def held_out(model: TransformerBridge, evaluation: Contrast, neuron: Neuron) -> 
         whole_layer=interval(torch.tensor([r.whole_layer for r in runs.results])),
         rank=int((means > means[neuron.index]).sum()) + 1, runner_up=float(others.max()),
     )
+
+
+@dataclass(frozen=True)
+class LayerRanks:
+    """Where a neuron ranks among its layer's neurons, each patched alone at every position over
+    a prompt set: ``necessity`` (corrupted activation into the clean run: share lost) and
+    ``sufficiency`` (clean activation into the corrupted run: share recovered), rank 1 = largest
+    mean, out of ``n_neurons``; ``*_value``: the neuron's mean."""
+
+    neuron: Neuron
+    n_neurons: int
+    necessity_rank: int
+    necessity_value: float
+    sufficiency_rank: int
+    sufficiency_value: float
+
+
+def layer_ranks(model: TransformerBridge, pairs: Contrast, neuron: Neuron) -> LayerRanks:
+    """The neuron's necessity and sufficiency ranks in its layer over ``pairs``."""
+    ranks, values = {}, {}
+    for direction in ("necessity", "sufficiency"):
+        means = over_pairs(neuron_patching, model, pairs, layer=neuron.layer, positions="all", direction=direction).values.mean(0)
+        ranks[direction] = int((means > means[neuron.index]).sum()) + 1
+        values[direction] = float(means[neuron.index])
+    return LayerRanks(neuron, model.cfg.d_mlp, ranks["necessity"], values["necessity"], ranks["sufficiency"], values["sufficiency"])

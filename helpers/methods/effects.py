@@ -41,7 +41,7 @@ from helpers.core.hooks import final_resid, mlp_post
 from helpers.core.runs import base_and_source, cached_run, clean_and_corrupted
 from helpers.core.checks import check_direction, check_neuron
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, check_norm, frozen_norm, last_resid, run_logit_diff, wide
+from helpers.core.prompts import NORMS, Contrast, check_norm, frozen_norm, last_resid, read_out, wide
 from helpers.methods.attribution import attribution_patching
 from helpers.methods.patching import logit_diff_direction
 
@@ -58,6 +58,16 @@ def frozen_readout(model: TransformerBridge, write: Float[Tensor, "batch d_model
     norm's scale frozen at ``scale``."""
     direction, _ = logit_diff_direction(model, target, other)
     return frozen_norm(model, write, scale[:, None]) @ wide(direction)
+
+
+def final_scale(model: TransformerBridge, resid: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch"]:
+    """The final norm's scale for final residuals ``resid``: ``sqrt(var + eps)`` of the centred
+    vector for a LayerNorm, ``sqrt(mean(x^2) + eps)`` for an RMSNorm (``ln_final.hook_scale``)."""
+    check_norm(model, "the final norm's scale")
+    x = wide(resid)
+    if NORMS[model.cfg.normalization_type]:
+        x = x - x.mean(-1, keepdim=True)
+    return (x.pow(2).mean(-1) + model.cfg.eps).sqrt()
 
 
 def later_components(model: TransformerBridge, layer: int) -> list[tuple[str, int]]:
@@ -79,8 +89,14 @@ class NeuronEffects:
 
     ``total``: the metric's change with the neuron changed at every position; ``direct``: its
     last-position write read through the frozen final norm; ``paths[c]``: the path through
-    later component ``components[c]``; ``rest = total - direct - paths.sum(0)``. ``clean_diff``
-    and ``corrupted_diff`` are each pair's baselines, ``base_diff`` the run that was changed.
+    later component ``components[c]``; ``final_norm``: the part carried by the change of the
+    final norm's scale (Stolfo et al. 2024), exactly
+    ``read(r_new, s_new) - read(r_new, s_base)`` where ``read(r, s)`` is the logit difference
+    of final residual ``r`` through the norm frozen at scale ``s``, so that
+    ``total = read(r_new - r_base, s_base) + final_norm``;
+    ``rest = total - direct - paths.sum(0) - final_norm``. ``clean_diff`` and
+    ``corrupted_diff`` are each pair's baselines, ``base_scale`` the final norm's scale at the
+    last position of the run that was changed.
     """
 
     neuron: Neuron
@@ -91,6 +107,8 @@ class NeuronEffects:
     components: tuple[str, ...]
     clean_diff: Float[Tensor, "pair"]
     corrupted_diff: Float[Tensor, "pair"]
+    final_norm: Float[Tensor, "pair"]
+    base_scale: Float[Tensor, "pair"]
 
     @property
     def indirect(self) -> Float[Tensor, "pair"]:
@@ -99,8 +117,9 @@ class NeuronEffects:
 
     @property
     def rest(self) -> Float[Tensor, "pair"]:
-        """What neither the direct path nor any single later component carries."""
-        return self.total - self.direct - self.paths.sum(0)
+        """What neither the direct path, nor any single later component, nor the final norm's
+        scale carries (interactions between paths)."""
+        return self.total - self.direct - self.paths.sum(0) - self.final_norm
 
     @property
     def gap(self) -> Float[Tensor, "pair"]:
@@ -135,13 +154,17 @@ def neuron_effects(model: TransformerBridge, pairs: Contrast, neuron: Neuron | s
         act[..., index] = source_cache[post][..., index]
         return act
 
-    total = run_logit_diff(model, base, pairs.target, pairs.other, [(post, set_neuron)]) - base_diff
+    changed = wide(last_resid(model, base, [(post, set_neuron)]))  # [pair, d_model]
+    total = read_out(model, changed, pairs.target, pairs.other) - base_diff
+    final_norm = frozen_readout(model, changed, final_scale(model, changed), pairs.target, pairs.other) - frozen_readout(
+        model, changed, scale, pairs.target, pairs.other)
     direct = frozen_readout(model, write[:, -1], scale, pairs.target, pairs.other)
     paths = _path_effects(model, base, base_cache, write, scale, components, pairs)
     clean_diff, corrupted_diff = clean_and_corrupted(base_diff, source_diff, direction)
     return NeuronEffects(
         neuron=neuron, direction=direction, total=total, direct=direct, paths=paths,
         components=tuple(component_name(kind, l) for kind, l in components), clean_diff=clean_diff, corrupted_diff=corrupted_diff,
+        final_norm=final_norm, base_scale=scale,
     )
 
 

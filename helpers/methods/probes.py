@@ -35,6 +35,8 @@ from helpers.methods.inputs import input_direction
 from helpers.methods.prompt_sets import one_token_words
 
 FOLDS = 5
+SHUFFLES = 5  # refits on shuffled labels for the chance baseline
+FAMILY_LETTERS = 4  # words sharing their first letters ("hour", "hours", "hourglass") share a fold
 L2 = 1e-2
 STEPS = 200
 VOWELS = "aeiou"
@@ -54,6 +56,7 @@ class Probe:
     heldout: Float[Tensor, "example"]
     names: tuple[str, ...]
     folds: int
+    shuffled_accuracy: float = float("nan")
 
     @property
     def correct(self) -> Bool[Tensor, "example"]:
@@ -110,10 +113,11 @@ def _fit(x: Tensor, y: Tensor, l2: float, steps: int) -> tuple[Tensor, Tensor]:
 
 def fit_probe(
     features: Float[Tensor, "example d"], labels: Bool[Tensor, "example"], names=None, groups: Int[Tensor, "example"] | None = None,
-    folds: int = FOLDS, seed: int = 0, l2: float = L2, steps: int = STEPS,
+    folds: int = FOLDS, seed: int = 0, l2: float = L2, steps: int = STEPS, shuffles: int = SHUFFLES,
 ) -> Probe:
     """A logistic-regression probe with ``folds``-fold held-out predictions (folds drawn by group
-    within each class, seeded) and its direction fitted on every example."""
+    within each class, seeded) and its direction fitted on every example; its chance baseline
+    is the mean held-out accuracy of ``shuffles`` refits on shuffled labels (same folds)."""
     check_positive_int("folds", folds, low=2)
     labels = torch.as_tensor(labels, dtype=torch.bool)
     groups = torch.arange(labels.numel()) if groups is None else torch.as_tensor(groups)
@@ -133,15 +137,24 @@ def fit_probe(
         fold_of_group = {int(g): i % folds for i, g in enumerate(order.tolist())}
         members = torch.nonzero(labels == value).flatten()
         fold_of[members] = torch.tensor([fold_of_group[int(g)] for g in groups[members].tolist()])
-    heldout = torch.empty(labels.numel(), dtype=torch.float64)
+    heldout = _heldout(x, y, fold_of, folds, l2, steps)
+    shuffled = [float(((_heldout(x, y[order], fold_of, folds, l2, steps) > 0.5) == (y[order] > 0.5)).double().mean())
+                for order in (torch.randperm(labels.numel(), generator=generator) for _ in range(shuffles))]
+    w, b = _fit(x, y, l2, steps)
+    direction = (w / spread).float()  # logit = (x - mean) / spread @ w + b, so the raw direction is w / spread
+    return Probe(direction, float(b - (mean / spread) @ w), labels, heldout.float(),
+                 tuple(names) if names is not None else tuple(str(i) for i in range(labels.numel())), folds,
+                 sum(shuffled) / len(shuffled) if shuffled else float("nan"))
+
+
+def _heldout(x: Tensor, y: Tensor, fold_of: Tensor, folds: int, l2: float, steps: int) -> Float[Tensor, "example"]:
+    """Each example's probability from the probe fitted on the other folds."""
+    heldout = torch.empty(y.numel(), dtype=torch.float64)
     for fold in range(folds):
         test = fold_of == fold
         w, b = _fit(x[~test], y[~test], l2, steps)
         heldout[test] = torch.sigmoid(x[test] @ w + b)
-    w, b = _fit(x, y, l2, steps)
-    direction = (w / spread).float()  # logit = (x - mean) / spread @ w + b, so the raw direction is w / spread
-    return Probe(direction, float(b - (mean / spread) @ w), labels, heldout.float(),
-                 tuple(names) if names is not None else tuple(str(i) for i in range(labels.numel())), folds)
+    return heldout
 
 
 def probe_words(model: TransformerBridge) -> list[str]:
@@ -156,7 +169,15 @@ def embedding_probe(model: TransformerBridge, words=None, folds: int = FOLDS, se
     words = probe_words(model) if words is None else list(words)
     ids = torch.tensor([model.to_tokens(" " + w, prepend_bos=False)[0, 0].item() for w in words])
     labels = torch.tensor([article_for(w) == "an" for w in words])
-    return fit_probe(wide(model.W_E.detach()[ids]), labels, words, folds=folds, seed=seed)
+    return fit_probe(wide(model.W_E.detach()[ids]), labels, words, groups=word_families(words), folds=folds, seed=seed)
+
+
+def word_families(words: list[str]) -> Int[Tensor, "word"]:
+    """One group id per word: words sharing their first :data:`FAMILY_LETTERS` letters ("hour",
+    "hours", "hourglass") are one family, so no fold tests a word whose relative it trained on."""
+    prefixes = [w.strip().lower()[:FAMILY_LETTERS] for w in words]
+    ids = {p: i for i, p in enumerate(sorted(set(prefixes)))}
+    return torch.tensor([ids[p] for p in prefixes])
 
 
 @torch.no_grad()
@@ -183,6 +204,19 @@ def ov_direction(model: TransformerBridge, head: Head | str, direction: Float[Te
     head = check_head(model, head)
     d = wide(direction) - wide(direction).mean()
     return d @ wide(model.W_V[head.layer, head.index].detach()) @ wide(model.W_O[head.layer, head.index].detach())
+
+
+def ov_cosine_null(
+    model: TransformerBridge, head: Head | str, neuron: Neuron | str, samples: int = 4000, seed: int = 0,
+) -> Float[Tensor, "sample"]:
+    """The null for :func:`ov_cosine`: the same cosine for ``samples`` random Gaussian directions
+    (seeded) carried through the same head's OV circuit. The circuit's low rank makes this
+    wider than the cosine of two random directions of the model's width."""
+    head, neuron = check_head(model, head), check_neuron(model, neuron)
+    random = torch.randn(samples, model.cfg.d_model, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    random = random - random.mean(1, keepdim=True)
+    carried = random @ model.W_V[head.layer, head.index].detach().double() @ model.W_O[head.layer, head.index].detach().double()
+    return F.cosine_similarity(carried, input_direction(model, neuron).double()[None], dim=1).float()
 
 
 def ov_cosine(model: TransformerBridge, head: Head | str, direction: Float[Tensor, "d_model"], neuron: Neuron | str) -> float:

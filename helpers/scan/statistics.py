@@ -20,6 +20,7 @@ from helpers.scan.store import ScanResult
 log = logging.getLogger(__name__)
 
 WILSON_Z = 1.959963984540054
+MIN_BIN_COUNT = 20  # fewest tokens a bin needs for its proportion to count in a claim
 
 
 def top_prediction_curve(
@@ -93,11 +94,15 @@ def correlation_table(result: ScanResult, neuron: Neuron | str, token: int, bin_
     return curve, prediction_counts(predictions, cols["next_token"], token)
 
 
-def always_top_above(curve: pd.DataFrame, level: float = 0.9) -> float | None:
-    """The lowest bin start from which every non-empty bin has a proportion >= ``level``.
+def always_top_above(curve: pd.DataFrame, level: float = 0.9, min_count: int = MIN_BIN_COUNT) -> float | None:
+    """The lowest bin start from which every bin holding at least ``min_count`` tokens has a
+    proportion >= ``level`` (a curve without a ``count`` column, such as the study's: every bin).
 
-    None when the last bin is already below ``level`` (no such activation in the data).
+    None when the last such bin is already below ``level`` (no such activation in the data).
+    A bin of one or two tokens has a proportion of 0 or 1 by chance, so it decides nothing.
     """
+    if "count" in curve:
+        curve = curve[curve["count"] >= min_count]
     below = np.nonzero(curve["proportion"].to_numpy() < level)[0]
     if len(below) == 0:
         return float(curve["bin_start"].iloc[0]) if len(curve) else None

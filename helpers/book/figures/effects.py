@@ -97,10 +97,11 @@ def effects_figure(effects: NeuronEffects, title: str) -> go.Figure:
 
 
 def paths_figure(effects: NeuronEffects, title: str) -> go.Figure:
-    """The direct path and the path through each later component: mean over pairs with its
-    interval, blue where it has the sign of the neuron's total effect, red where it cancels it."""
-    labels = ["direct", *effects.components, "not explained"]
-    values = torch.cat([effects.direct[None], effects.paths, effects.rest[None]])
+    """The direct path, the path through each later component and the final norm's scale: mean
+    over pairs with its interval, blue where it has the sign of the neuron's total effect, red
+    where it cancels it; then what none of them carries."""
+    labels = ["direct", *effects.components, "final norm's scale", "not explained"]
+    values = torch.cat([effects.direct[None], effects.paths, effects.final_norm[None], effects.rest[None]])
     summary = mean_interval(values)
     sign = 1.0 if float(effects.total.mean()) >= 0 else -1.0
     colours = ["#555555"] + [MEAN if float(m) * sign >= 0 else STUDY for m in summary[1:-1, 0]] + ["#bbbbbb"]

@@ -8,8 +8,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
-from helpers.core.stats import interval, mean_interval
+from helpers.core.stats import interval, mean_interval, ratio_interval
 from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss  # noqa: F401 (the pages' tables name it)
+from helpers.methods.choice import LayerRanks
 from helpers.methods.effects import NeuronEffects
 from helpers.paper import Study
 
@@ -92,8 +93,37 @@ def ablation_summary(result: Ablation, neuron: Neuron) -> dict:
         study_mean_ablated=float(result.necessity[mean_kind, s, 0]),
         negate_phrase=_negate_phrase(necessity, result.kinds, s),
         random_phrase=_random_phrase(random_largest, float(necessity[mean_kind, s, 0]), len(randoms)),
+        kinds_phrase=kinds_phrase(necessity[:, s, 0].tolist(), necessity[:, layer, 0].tolist(), result.kinds, str(neuron)),
     )
     return values
+
+
+def kinds_phrase(neuron_losses: list[float], layer_losses: list[float], kinds: tuple[str, ...], neuron: str) -> str:
+    """The spread of the share lost across kinds of ablation, for the neuron and its layer, and
+    whether the neuron alone loses more than the whole layer under some kind."""
+    def spread(values):
+        low, high = min(range(len(values)), key=values.__getitem__), max(range(len(values)), key=values.__getitem__)
+        return f"from {values[low]:.3f} ({kinds[low]}) to {values[high]:.3f} ({kinds[high]})"
+
+    text = (f"Across the {len(kinds)} kinds of ablation, {neuron} loses {spread(neuron_losses)} of the gap and its whole "
+            f"layer {spread(layer_losses)}: no single kind is the neuron's necessity, so every kind is shown.")
+    more = [k for k, n, l in zip(kinds, neuron_losses, layer_losses) if n > l]
+    if more:
+        text += (f" Under {', '.join(more)} ablation the neuron alone loses more than its whole layer: the layer's other "
+                 "neurons, removed with it, push the other way.")
+    return text
+
+
+def ranks_phrase(ranks: LayerRanks) -> str:
+    """Where the neuron ranks in its layer by necessity and by sufficiency, and whether the two
+    readings disagree (one rank first, the other beyond the top ten)."""
+    text = (f"Among the {ranks.n_neurons:,} neurons of its layer, each patched alone at every position, {ranks.neuron} ranks "
+            f"{ranks.necessity_rank} by necessity (the corrupted activation put into the clean prompt loses "
+            f"{ranks.necessity_value:.3f} of the gap) and {ranks.sufficiency_rank} by sufficiency (the clean activation "
+            f"put into the corrupted prompt recovers {ranks.sufficiency_value:.3f}).")
+    if min(ranks.necessity_rank, ranks.sufficiency_rank) == 1 and max(ranks.necessity_rank, ranks.sufficiency_rank) > 10:
+        text += " The two readings disagree: the neuron is first by one and not among the top ten by the other."
+    return text
 
 
 def _negate_phrase(necessity: torch.Tensor, kinds: tuple[str, ...], s: int) -> str:
@@ -130,18 +160,28 @@ def loss_summary(result: CorpusLoss, target: str, other: str) -> dict:
         summary = interval(change)
         values.update({f"loss_{label}_mean": summary.mean, f"loss_{label}_low": summary.low, f"loss_{label}_high": summary.high})
         values[f"loss_{label}_base"] = result.loss[group]
-    values["loss_phrase"] = _loss_phrase(values["loss_an_mean"], values["loss_all_mean"], target)
+    values["loss_phrase"] = loss_phrase(result.change["target"], result.change["all"], target)
     return values
 
 
-def _loss_phrase(before_target: float, overall: float, target: str) -> str:
-    if not before_target == before_target:  # NaN: the corpus has no such token
+def loss_phrase(before_target: torch.Tensor, overall: torch.Tensor, target: str) -> str:
+    """What the loss changes say, from their intervals (tokens resampled): whether removing the
+    neuron hurts before ``target``, and how many times more than on an average token, the ratio
+    only when the average token's change is itself clear of zero."""
+    if before_target.numel() == 0:
         return f"The corpus has no {target!r} to measure."
-    if before_target <= 0:
-        return f"Before {target!r} the neuron's removal does not hurt: it is not what the model relies on there."
-    if overall <= 0:
-        return f"The neuron's removal hurts before {target!r} only; over all tokens the loss does not rise."
-    return f"Per token, its removal costs {before_target / overall:.0f} times more before {target!r} than on an average token."
+    here = interval(before_target)
+    if not here.has_bounds:
+        return f"Only {here.n} tokens precede {target!r} here: too few to say whether the neuron's removal hurts there."
+    if here.low <= 0:
+        return (f"Before {target!r} the interval of the loss change reaches zero or below ({here}): "
+                "this corpus does not show that the model relies on the neuron there.")
+    ratio = ratio_interval(before_target, overall)
+    if ratio is None:
+        return (f"The removal hurts before {target!r} ({here}); over all tokens the change's interval reaches zero, "
+                "so no ratio between the two is given.")
+    return (f"Per token, its removal costs {ratio.mean:.3g} times more before {target!r} than on an average token "
+            f"(95% interval {ratio.low:.3g} to {ratio.high:.3g}, tokens resampled).")
 
 
 def ablation_paper_rows(paper: Study, neuron: Neuron, result: Ablation) -> list[Row]:
@@ -164,15 +204,17 @@ def direct_tokens(values: torch.Tensor, model: TransformerBridge, k: int = 10) -
                          "most lowered": decode(bottom.indices), "by ": bottom.values.numpy()})
 
 
-def direct_summary(values: torch.Tensor, model: TransformerBridge, target: int, other: int) -> dict:
-    """Where the target and its rival rank in ``W_out[n] @ W_U`` and by how much the neuron separates them."""
+def direct_summary(values: torch.Tensor, model: TransformerBridge, target: int, other: int, scale: float) -> dict:
+    """Where the target and its rival rank in ``W_out[n] @ W_U``, by how much the neuron
+    separates them, and that per unit of activation through the final norm at ``scale`` (its
+    mean scale at the last position of the page's prompts): ``dla_diff / scale``."""
     order = values.argsort(descending=True)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(1, len(order) + 1)
     return dict(
         dla_target=float(values[target]), dla_other=float(values[other]), dla_diff=float(values[target] - values[other]),
         dla_target_rank=int(rank[target]), dla_other_rank=int(rank[other]), dla_vocab=int(values.numel()),
-        dla_mean=float(values.mean()), dla_std=float(values.std()),
+        dla_mean=float(values.mean()), dla_std=float(values.std()), dla_scale=scale, dla_diff_scaled=float(values[target] - values[other]) / scale,
         dla_top=repr(model.tokenizer.decode([int(order[0])])), dla_bottom=repr(model.tokenizer.decode([int(order[-1])])),
     )
 
@@ -180,14 +222,16 @@ def direct_summary(values: torch.Tensor, model: TransformerBridge, target: int, 
 def effects_summary(effects: NeuronEffects) -> dict:
     """Means with intervals of the total, direct and indirect effects, their shares, and the
     later components that amplify or cancel most."""
-    parts = torch.stack([effects.total, effects.direct, effects.indirect, effects.rest, effects.total / effects.gap])
-    (total, direct, indirect, rest, share) = mean_interval(parts).tolist()
+    parts = torch.stack([effects.total, effects.direct, effects.indirect, effects.rest, effects.total / effects.gap, effects.final_norm])
+    (total, direct, indirect, rest, share, final_norm) = mean_interval(parts).tolist()
     values = dict(
         n_pairs=effects.total.numel(), direction=effects.direction,
         total_mean=total[0], total_low=total[1], total_high=total[2],
         direct_mean=direct[0], direct_low=direct[1], direct_high=direct[2],
         indirect_mean=indirect[0], indirect_low=indirect[1], indirect_high=indirect[2],
         rest_mean=rest[0], share_mean=share[0], share_low=share[1], share_high=share[2],
+        final_norm_mean=final_norm[0], final_norm_low=final_norm[1], final_norm_high=final_norm[2],
+        scale_mean=float(effects.base_scale.double().mean()),
         direct_share=direct[0] / total[0] if total[0] else float("nan"),
         n_components=len(effects.components),
         study_total=float(effects.total[0]), study_direct=float(effects.direct[0]),

@@ -120,9 +120,20 @@ def position_summary(by_position: InputPatch, head: Head, tokens) -> dict:
                 position_share=float(effect[position] / effect.sum()) if float(effect.sum()) else float("nan"))
 
 
-def probe_summary(embedding: Probe, residual: Probe, embedding_cos: float, residual_cos: float, head: Head, layer: int) -> dict:
-    """Held-out accuracies of the two probes beside the letter rule, on the misleading words, and the
-    cosines of their directions (through the head's OV circuit) with the neuron's input."""
+def cosine_phrase(value: float, null: torch.Tensor) -> str:
+    """A cosine against its null (``null``: the same cosine for random directions): beyond chance
+    only when its size passes the 95th percentile of the null's sizes."""
+    bound = float(null.abs().quantile(0.95))
+    if abs(value) > bound:
+        return f"{value:.3f}, beyond the {bound:.3f} that 95% of random directions stay within"
+    return f"{value:.3f}, within the {bound:.3f} that 95% of random directions stay within: at chance"
+
+
+def probe_summary(embedding: Probe, residual: Probe, embedding_cos: float, residual_cos: float, head: Head, layer: int,
+                  null: torch.Tensor | None = None) -> dict:
+    """Held-out accuracies of the two probes beside the letter rule and their shuffled-label
+    baselines, on the misleading words, and the cosines of their directions (through the head's
+    OV circuit) with the neuron's input, each against ``null`` (:func:`ov_cosine_null`)."""
     misleading = embedding.misleading
     values = dict(
         probe_words=len(embedding.names), probe_an=int(embedding.labels.sum()), probe_folds=embedding.folds,
@@ -132,7 +143,11 @@ def probe_summary(embedding: Probe, residual: Probe, embedding_cos: float, resid
         residual_examples=len(residual.names), residual_nouns=len(set(residual.names)), residual_accuracy=residual.accuracy,
         residual_letter_accuracy=residual.letter_accuracy, residual_layer=layer,
         embedding_cos=embedding_cos, residual_cos=residual_cos, ov_head=str(head),
+        embedding_shuffled=embedding.shuffled_accuracy, residual_shuffled=residual.shuffled_accuracy,
     )
+    if null is not None:
+        values["cosine_phrase"] = (f"For the embedding probe the cosine is {cosine_phrase(embedding_cos, null)}; "
+                                   f"for the residual probe it is {cosine_phrase(residual_cos, null)}.")
     values["probe_phrase"] = _probe_phrase(values)
     return values
 
@@ -145,9 +160,9 @@ def _probe_phrase(values: dict) -> str:
         return (f"It does worse than the letter rule over all words, and gets {right} of the {count} words whose first letter "
                 "misleads right: these embeddings do not carry the sound linearly.")
     if right == count:
-        return f"It gets all {count} words whose first letter misleads right, so it follows the sound, not the spelling."
+        return f"It gets all {count} words whose first letter misleads right, so it follows the article each word takes, not its first letter."
     if right / count > 0.5:
-        return f"It gets {right} of the {count} words whose first letter misleads right: mostly the sound, not the spelling."
+        return f"It gets {right} of the {count} words whose first letter misleads right: mostly the article, not the first letter."
     return f"It gets only {right} of the {count} words whose first letter misleads right: it follows the spelling more than the sound."
 
 
@@ -169,9 +184,22 @@ def prompts_summary(extra: PromptReadings, clean: PromptReadings, corrupted: Pro
         extra_mean_act=float(extra.activation.mean()), clean_act_mean=float(means[0, 0]), clean_act_low=float(means[0, 1]), clean_act_high=float(means[0, 2]),
         corrupted_act_mean=float(means[1, 0]), corrupted_act_low=float(means[1, 1]), corrupted_act_high=float(means[1, 2]),
         clean_p_mean=float(clean.p_target.mean()), corrupted_p_mean=float(corrupted.p_target.mean()),
-        act_p_correlation=float(torch.corrcoef(torch.stack([torch.cat([extra.activation, clean.activation, corrupted.activation]),
-                                                            torch.cat([extra.p_target, clean.p_target, corrupted.p_target])]))[0, 1]),
+        correlation_phrase=within_groups_phrase({"clean": (clean.activation, clean.p_target), "corrupted": (corrupted.activation, corrupted.p_target)}),
     )
+
+
+def within_groups_phrase(groups: dict[str, tuple[torch.Tensor, torch.Tensor]], min_size: int = 8) -> str:
+    """Pearson r of two readings within each group (``{name: (x, y)}``), never pooled: two
+    clusters (clean and corrupted prompts) give a large pooled r whatever happens inside each."""
+    parts = []
+    for name, (x, y) in groups.items():
+        if x.numel() < min_size:
+            parts.append(f"{name}: too few prompts ({x.numel()})")
+            continue
+        r = torch.corrcoef(torch.stack([x.double(), y.double()]))[0, 1]
+        parts.append(f"{name} prompts r = {float(r):.2f}" if r == r else f"{name}: one of the two is constant")
+    return "Within each kind of prompt, activation and P(target) correlate at: " + "; ".join(parts) + (
+        " (pooled over both kinds the correlation would mostly measure the gap between them).")
 
 
 def lead_rows(leads: Leads, dec: InputDecomposition, patch: InputPatch, n_layers: int, n_heads: int, d_mlp: int,

@@ -7,7 +7,7 @@ import pandas as pd
 from helpers.book.page import NeuronChoice
 from helpers.core.names import Neuron, show_token
 from helpers.paper import Study
-from helpers.scan.statistics import always_top_above
+from helpers.scan.statistics import MIN_BIN_COUNT, always_top_above
 from helpers.scan.store import ScanResult
 
 Row = tuple[str, object, object]
@@ -68,8 +68,10 @@ def distribution_summary(result: ScanResult, neuron: Neuron, doc: int, doc_acts,
 
 
 def bin_phrase(start: float | None) -> str:
-    """``'every bin from 3.8 upward'``, or ``'no range of activations'``."""
-    return "no range of activations" if start is None else f"every bin from {start:.1f} upward"
+    """``'every bin of at least 20 tokens from 3.8 upward'``, or ``'no range of activations'``."""
+    if start is None:
+        return f"no range of activations (counting bins of at least {MIN_BIN_COUNT} tokens)"
+    return f"every bin of at least {MIN_BIN_COUNT} tokens from {start:.1f} upward"
 
 
 def correlation_summary(real: pd.DataFrame, pseudo: pd.DataFrame, predictions: dict, level: float, paper: Study, neuron: Neuron, bin_width: float, n_tokens: int) -> dict:

@@ -35,13 +35,15 @@ level = 0.9
 
 # %% tags=["remove-cell"]
 from helpers.book.findings import record_findings
-from helpers.book.summaries.findings import correlation_findings
-from helpers.book.display import glue, paper_beside, show
+from helpers.book.summaries.findings import correlation_findings, reading_findings
+from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
 from helpers.book.page import setup_page
-from helpers.book.summaries.scan import correlation_paper_rows, correlation_summary, counts_comparable, counts_summary, study_counts, study_curve_applies
-from helpers.core.models import single_token
-from helpers.scan.statistics import correlation_table
+from helpers.book.summaries.scan import (
+    correlation_paper_rows, correlation_summary, counts_comparable, counts_summary, interval_columns, reading_phrase, study_counts, study_curve_applies,
+)
+from helpers.core.models import single_token, vocabulary
+from helpers.scan.statistics import activation_by_following, correlation_table, following_classes
 from helpers.scan.store import scan
 
 # %% tags=["remove-input"]
@@ -114,6 +116,26 @@ show(
 glue(**counts_summary(real_counts, pseudo_counts, page.paper))
 
 # %% [markdown]
+# ## Article or vowel?
+#
+# The neuron's top examples come before `' an'`, which come before words that start with a
+# vowel sound. So the data could also say "the next word starts with a vowel sound" rather
+# than "the next token is `' an'`". The two readings part where a vowel-sound word comes
+# without the article (`the apple`, `eat onions`): the article reading expects the neuron to
+# stay low there, the vowel reading expects it high. Below, every scanned token is grouped
+# by what actually comes next, and again by what the model predicts next (mean activation,
+# 95% interval over tokens; none for a class of fewer than 20 tokens).
+
+# %% tags=["remove-input"]
+by_following = activation_by_following(result, page.neuron, following_classes(vocabulary(page.model), target_id, single_token(page.model, page.other)))
+glue(reading_phrase=reading_phrase(by_following["next"], target))
+show_table(interval_columns(by_following["next"]), caption=f"{page.neuron}'s activation by the token that comes next")
+show_table(interval_columns(by_following["predicted"]), caption=f"{page.neuron}'s activation by the model's top-1 prediction")
+
+# %% [markdown]
+# {glue:text}`reading_phrase`
+
+# %% [markdown]
 # `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
 # the pseudo-prediction at {glue:text}`predicted_pseudo`, while it is actually the next
 # token at {glue:text}`actual` positions ({glue:text}`both_real` of which the model got
@@ -143,4 +165,4 @@ paper_beside(
 )
 
 # %% tags=["remove-cell"]
-record_findings(page, correlation=correlation_findings(real_curve, real_counts))
+record_findings(page, correlation=correlation_findings(real_curve, real_counts), reading=reading_findings(by_following["next"]))

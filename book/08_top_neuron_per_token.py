@@ -40,6 +40,8 @@ n_hubs = 10
 bin_width = 0.2
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import though_findings, hubs_findings
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.congruence import hub_layers, hub_sizes, top_neuron_gap_bars
 from helpers.book.figures.scan import top_prediction_curve_figure
@@ -67,6 +69,11 @@ main = passes[(matrix, "dot")]
 table = top_neuron_per_token(main, model)
 kept, _ = single_tokens(model, [shared_token])
 token_id, shared_neuron = shared_neuron_example(main, model, shared_token if kept else None)
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## Tokens with a neuron of their own
@@ -179,5 +186,10 @@ glue(**hubs_summary(passes, hub_tables, matrix, model.cfg.n_layers))
 
 # %% tags=["remove-input"]
 counts_beside = count_rows(page.paper.though_counts, counts, pseudo_counts, " though", counts_comparable(dataset, n_docs), dataset, n_docs, scanned.n_tokens) if paper_applies else []
-rows = gaps_paper_rows(page.paper, model, passes[("W_E", "dot")], hub_tables["W_E, dot"], counts_beside) if page.on_paper_model else []
+rows = gaps_paper_rows(page.paper, model, passes[("W_E", "dot")], hub_tables["W_E, dot"], counts_beside)
 paper_beside(page, rows, paper_method="W_out · W_E")
+
+# %% tags=["remove-cell"]
+hubs = hubs_summary(passes, hub_tables, matrix, model.cfg.n_layers)
+record_findings(page, though=though_findings(repr(shared_token), shared_neuron, curve, counts),
+                hubs=hubs_findings(hubs["hub_dot_n"], hubs["hub_dot"], model.cfg.d_vocab, model.cfg.n_layers * model.cfg.d_mlp))

@@ -38,6 +38,8 @@ n_curves = 5
 bin_width = 0.2
 
 # %% tags=["remove-cell"]
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import mutual_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.congruence import mutual_scatter, pair_curves
 from helpers.book.page import setup_page
@@ -51,6 +53,11 @@ page = setup_page(context, "corpus", matrix=matrix, n_table=n_table, n_curves=n_
 model, second_matrix = page.model, other_matrix(matrix)
 pairs = {m: mutual_exclusive(search(model, m, "dot", cache=CACHE), model) for m in (matrix, second_matrix)}
 main = pairs[matrix]
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## The pairs
@@ -102,3 +109,6 @@ glue(**curves_summary(curves, counts))
 
 # %% tags=["remove-input"]
 paper_beside(page, pairs_paper_rows(page.paper, model, pairs, n_table), paper_method="W_out · W_E")
+
+# %% tags=["remove-cell"]
+record_findings(page, mutual=mutual_findings(curves))

@@ -35,12 +35,15 @@ window = 64
 
 # %% tags=["remove-cell"]
 from helpers.book.findings import record_findings
-from helpers.book.summaries.findings import ablation_findings
+from helpers.book.summaries.findings import ablation_findings, ordinary_text_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.effects import ablation_figure, loss_figure, restoration_figure
 from helpers.book.page import setup_page
-from helpers.book.summaries.effects import ablation_paper_rows, ablation_summary, ablation_table, loss_summary, prompt_set_summary, ranks_phrase
-from helpers.methods.ablation import ablate, ablated_loss, ablation_sets, reference_activations
+from helpers.book.summaries.effects import (
+    ablation_paper_rows, ablation_summary, ablation_table, beyond_summary, heldout_source, loss_summary, prompt_set_summary, ranks_phrase,
+)
+from helpers.methods.ablation import ablate, ablated_loss, ablation_sets, natural_effects, reference_activations
+from helpers.methods.prompt_sets import unseen_pairs
 from helpers.methods.choice import layer_ranks
 from helpers.scan.documents import document_windows
 
@@ -141,7 +144,8 @@ show(restoration_figure(result, "Putting clean activations into the corrupted pr
 
 # %% tags=["remove-input"]
 loss = ablated_loss(page.model, windows, page.neuron.layer, [page.neuron.index], reference.mean, pairs.target, pairs.other)
-glue(**loss_summary(loss, target, other))
+loss_values = loss_summary(loss, target, other)
+glue(**loss_values)
 show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"next token {other!r}", "all": "every token"},
                  f"Mean-ablating {page.neuron} over the reference corpus: loss change per token"))
 
@@ -150,6 +154,37 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 # {glue:text}`loss_an_mean:.4f` nats on average ({glue:text}`loss_an_interval`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
 # changes by {glue:text}`loss_a_mean:.4f` ({glue:text}`loss_a_interval`); over all {glue:text}`loss_all_n` tokens, by
 # {glue:text}`loss_all_mean:.5f` ({glue:text}`loss_all_interval`). {glue:text}`loss_phrase`
+# These intervals resample tokens.
+#
+# ## Beyond the templates
+#
+# Every pair above comes from frames the bundled models were trained on, so its intervals
+# describe other pairs of those frames, not other text. Two checks reach further. A second
+# prompt set is drawn only from frames that no bundled model read in training and that no
+# selection set used ({glue:text}`n_unseen` pairs); the neuron is mean-ablated there as above.
+# And on held-out documents (source {glue:text}`natural_source`, not the reference corpus), the
+# neuron is mean-ablated at every position and the logit difference between `' an'` and
+# `' a'` read wherever the next token really is one of them: the total change, and its direct
+# part (the neuron's write read through the final norm at that position's scale).
+
+# %% tags=["remove-input"]
+unseen = ablate(page.model, unseen_pairs(page.model, page.context["n_pairs"], page.seeds.pairs, target, other,
+                                         first=(page.context["clean_prompt"], page.context["corrupted_prompt"])),
+                page.neuron.layer, {str(page.neuron): [page.neuron.index]}, reference, kinds=("mean",), seed=page.seeds.draws)
+natural_windows = document_windows(page.model, heldout_source(dataset), reference_docs, page.seeds.natural, window)
+natural = natural_effects(page.model, natural_windows, page.neuron, reference.mean, pairs.target, pairs.other)
+glue(**beyond_summary(result, unseen, natural, page.neuron, target, other), natural_source=heldout_source(dataset))
+
+# %% [markdown]
+# Share of the gap lost by mean ablation: {glue:text}`templates_necessity` on the template
+# pairs, {glue:text}`unseen_necessity` on unseen frames (pairs resampled).
+# {glue:text}`unseen_phrase`
+#
+# At natural positions (positions resampled): before `' an'` ({glue:text}`natural_target_n`
+# positions) the logit difference changes by {glue:text}`natural_target_total`, of which the
+# direct part is {glue:text}`natural_target_direct`; before `' a'`
+# ({glue:text}`natural_other_n` positions) by {glue:text}`natural_other_total` (direct
+# {glue:text}`natural_other_direct`). {glue:text}`natural_phrase`
 #
 # ## Beside the original study
 #
@@ -160,4 +195,4 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 paper_beside(page, ablation_paper_rows(page.paper, page.neuron, result))
 
 # %% tags=["remove-cell"]
-record_findings(page, ablation=ablation_findings(ablation_summary(result, page.neuron), result.kinds))
+record_findings(page, ablation=ablation_findings(ablation_summary(result, page.neuron), result.kinds), ordinary_text=ordinary_text_findings(loss_values))

@@ -39,6 +39,8 @@ probe_folds = 5
 
 # %% tags=["remove-cell"]
 from helpers.book.display import glue, note, paper_beside, show, show_attention, show_table
+from helpers.book.findings import record_findings
+from helpers.book.summaries.findings import drives_findings
 from helpers.book.figures.inputs import (
     decomposition_figure, head_grid_figure, positions_figure, probe_figure, readings_figure, top_components_figure,
 )
@@ -56,6 +58,11 @@ from helpers.paper import LEADS
 # %% tags=["remove-input"]
 page = setup_page(context, "neuron", "prompt_set", patch_pairs=patch_pairs, direction=direction)
 pairs, patch_set, target = page.pairs, page.prompt_set(patch_pairs), page.target
+
+# %% [markdown]
+# ```{glue:md} verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## The neuron's input, split exactly
@@ -107,7 +114,8 @@ show_table(top_neurons(decomposition, top_k), caption="Upstream neurons: clean m
 patched = head_patching(page.model, patch_set, page.neuron, "all", direction)
 paths = head_paths(page.model, patch_set, page.neuron, direction)
 head = top_head(patched)
-glue(**head_patching_summary(patched, paths, decomposition), patch_pairs=patch_set.n_pairs)
+head_values = head_patching_summary(patched, paths, decomposition)
+glue(**head_values, patch_pairs=patch_set.n_pairs)
 
 # %% tags=["hide-input"]
 show(head_grid_figure(patched, f"{page.neuron}: change of its activation when one head is patched"))
@@ -235,3 +243,6 @@ candidates = candidate_patching(page.model, patch_set, page.neuron, LEADS.vowel_
 note(leads_note(page.neuron, page.paper.neuron))
 paper_beside(page, lead_rows(LEADS, decomposition, patched, page.model.cfg.n_layers, page.model.cfg.n_heads, page.model.cfg.d_mlp, candidates),
              "named by the follow-up")
+
+# %% tags=["remove-cell"]
+record_findings(page, drives=drives_findings(head_values))

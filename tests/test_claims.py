@@ -83,6 +83,7 @@ def test_the_study_verdicts_follow_from_its_own_numbers():
     assert by_key["lens_jump"].study_rule(s).status == HOLDS  # -0.46 -> 1.09 after MLP 31
     assert by_key["under_predicts"].study_rule(s).status == HOLDS  # 1,471 < 12,389
     assert by_key["rising_share"].study_rule(s).status == HOLDS
+    assert by_key["though"].study_rule(s).status == HOLDS  # best bin 0.33 < 0.5
 
 
 def _record(findings, model="m"):
@@ -164,3 +165,39 @@ def test_the_study_is_beside_every_run_labelled_by_model(monkeypatch):
     table = shown[-1].data
     assert list(table.columns) == ["quantity", "the study, GPT-2 Large", "this run, toy"]
     assert table.iloc[0].tolist() == ["P(' an')", "0.64", "0.91"]
+
+
+def test_the_hub_null_is_the_fullest_of_random_bins():
+    """The 95th percentile of the fullest bin when 2,000 items fall into 500 bins at random,
+    measured against simulated throws."""
+    from helpers.book.claims import poisson_max_threshold
+
+    generator = torch.Generator().manual_seed(0)
+    fullest = torch.stack([torch.bincount(torch.randint(0, 500, (2000,), generator=generator), minlength=500).max() for _ in range(400)])
+    threshold = poisson_max_threshold(2000, 500)
+    assert float((fullest <= threshold).double().mean()) >= 0.93 and float((fullest <= threshold - 1).double().mean()) < 0.95
+
+
+def test_the_new_rows_decide_on_planted_findings():
+    def verdict(key, values):
+        claim = next(c for c in CLAIMS if c.key == key)
+        return verdict_of(claim, {claim.finding: _record({claim.finding: values})}).status
+
+    assert verdict("hubness", {"largest": 40, "neuron": "L3N1", "d_vocab": 2000, "n_neurons": 500}) == HOLDS
+    assert verdict("hubness", {"largest": 9, "neuron": "L3N1", "d_vocab": 2000, "n_neurons": 500}) == FAILS
+    assert verdict("mutual_curves", {"best": {"x": 0.95, "y": 0.97}}) == HOLDS
+    assert verdict("mutual_curves", {"best": {"x": 0.95, "y": 0.4}}) == FAILS
+    assert verdict("mutual_curves", {"best": {"x": None}}) == NOT_APPLICABLE
+    assert verdict("though", {"token": "' though'", "neuron": "L1N1", "best": 0.33, "predicted": 2, "actual": 9}) == HOLDS
+    assert verdict("drives", {"head": "L3H1", "share": 0.59, "low": 0.5, "high": 0.7}) == HOLDS
+    assert verdict("drives", {"head": "L3H1", "share": 0.3, "low": 0.1, "high": 0.5}) == UNDECIDED
+    assert verdict("ordinary_text", {"mean": 0.01, "low": 0.005, "high": 0.02, "n": 900}) == HOLDS
+    assert verdict("ordinary_text", {"mean": 0.01, "low": None, "high": None, "n": 5}) == NOT_APPLICABLE
+    assert verdict("reading", {"reading": "article", "before_target": 3, "before_vowel": 0, "before_consonant": 0}) == HOLDS
+    assert verdict("reading", {"reading": "both", "before_target": 3, "before_vowel": 1, "before_consonant": 0}) == FAILS
+    stable = {"neuron": "L3N50", "stability": 0.98, "n_selection": 16, "n_evaluation": 47, "evaluation": 0.17, "evaluation_low": 0.16,
+              "evaluation_high": 0.18, "evaluation_rank": 1, "runner_up": 0.01, "whole": 0.4}
+    assert verdict("stable_choice", stable) == HOLDS
+    assert verdict("stable_choice", {**stable, "evaluation_rank": 2}) == FAILS
+    assert verdict("stable_choice", {**stable, "stability": 0.5}) == FAILS
+    assert verdict("stable_choice", {**stable, "stability": None}) == NOT_APPLICABLE

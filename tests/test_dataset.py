@@ -362,3 +362,41 @@ def test_other_weights_or_other_documents_never_read_a_cached_scan(tmp_path, mon
     assert not torch.allclose(first.load()["activations"], fresh, atol=1e-3), "training should have moved the activations"
     other_docs = documents(6, seed=1)
     assert scan(model, other_docs, ["L1N3"], **kwargs).out_dir != retrained.out_dir
+
+
+def test_following_classes_and_activation_by_class_against_a_loop():
+    from helpers.scan.statistics import activation_by_class, following_classes
+
+    words = [" an", " a", " apple", " hour", " unicorn", " pear", ".", "ing", " 42"]
+    classes = following_classes(words, target=0, other=1)
+    assert classes.tolist() == [0, 1, 2, 2, 3, 3, 4, 4, 4]
+    generator = torch.Generator().manual_seed(0)
+    acts, cls = torch.randn(500, generator=generator), torch.randint(0, 5, (500,), generator=generator)
+    cls[cls == 4] = 3  # class 4 left empty
+    table = activation_by_class(acts, cls)
+    for c in range(4):
+        chosen = acts[cls == c].double()
+        assert table["count"][c] == chosen.numel() and table["mean"][c] == pytest.approx(float(chosen.mean()))
+        half = 1.959963984540054 * float(chosen.std()) / chosen.numel() ** 0.5
+        assert table["low"][c] == pytest.approx(float(chosen.mean()) - half) and table["high"][c] == pytest.approx(float(chosen.mean()) + half)
+    assert table["count"][4] == 0 and np.isnan(table["mean"][4])
+    few = activation_by_class(torch.ones(3), torch.zeros(3, dtype=torch.long))
+    assert np.isnan(few["low"][0]) and few["mean"][0] == 1.0
+
+
+def test_the_reading_follows_the_planted_activations():
+    """Four planted worlds: the neuron fires before ' an' only (article), before every
+    vowel-sound word as much (vowel), before both with ' an' highest (both), or too few tokens."""
+    from helpers.book.summaries.scan import reading_phrase
+    from helpers.scan.statistics import activation_by_class
+
+    def world(an, vowel, consonant, n=200):
+        generator = torch.Generator().manual_seed(1)
+        means = torch.tensor([an, 0.0, vowel, consonant, 0.0])
+        cls = torch.arange(5).repeat_interleave(n)
+        return activation_by_class(means[cls] + 0.1 * torch.randn(5 * n, generator=generator), cls)
+
+    assert reading_phrase(world(3.0, 0.0, 0.0), " an").startswith("The data support the article reading")
+    assert reading_phrase(world(3.0, 3.0, 0.0), " an").startswith("The data support the vowel reading")
+    assert reading_phrase(world(3.0, 1.0, 0.0), " an").startswith("Both readings hold in part")
+    assert reading_phrase(world(3.0, 1.0, 0.0, n=5), " an").startswith("Too few tokens")

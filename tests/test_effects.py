@@ -329,3 +329,46 @@ def test_the_final_norm_channel_is_exact():
     assert last.components == ()
     torch.testing.assert_close(last.direct + last.final_norm, last.total, atol=2e-5, rtol=0)
     torch.testing.assert_close(last.rest, torch.zeros_like(last.rest), atol=2e-5, rtol=0)
+
+
+def test_natural_effects_equal_a_loop_over_positions(windows):
+    """At every corpus position followed by ' an' or ' a': the total is one mean-ablated pass
+    against one clean pass, read at that position; the direct part is the write added to that
+    position's final residual with the final norm's scale held at the clean pass's."""
+    from helpers.core.hooks import final_resid, mlp_post
+    from helpers.methods.ablation import natural_effects
+
+    model = random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=2, weight_scale=8.0)
+    windows = corpus_windows(model, documents(30, seed=4), 32)
+    an, a = model.to_single_token(" an"), model.to_single_token(" a")
+    value = torch.linspace(-0.1, 0.3, model.cfg.d_mlp)
+    neuron = Neuron(1, 7)
+    result = natural_effects(model, windows, neuron, value, an, a, batch_size=5)
+    rows, positions = torch.nonzero((windows[:, 1:] == an) | (windows[:, 1:] == a), as_tuple=True)
+    assert result.total.numel() == rows.numel() > 10 and result.before_target.tolist() == (windows[rows, positions + 1] == an).tolist()
+
+    def ablate(act, hook):
+        act = act.clone()
+        act[..., 7] = value[7]
+        return act
+
+    diff = lambda logits: logits[..., an] - logits[..., a]  # noqa: E731
+    with torch.no_grad():
+        clean_logits, cache = model.run_with_cache(windows, names_filter=lambda n: n in {mlp_post(1), "ln_final.hook_scale"})
+        ablated_logits = model.run_with_hooks(windows, fwd_hooks=[(mlp_post(1), ablate)])
+    torch.testing.assert_close(result.total, (diff(ablated_logits) - diff(clean_logits))[rows, positions], atol=1e-4, rtol=0)
+    for k in range(0, rows.numel(), 7):
+        r, p = int(rows[k]), int(positions[k])
+        write = (value[7] - cache[mlp_post(1)][r, p, 7]) * model.blocks[1].mlp.W_out[7]
+
+        def add(resid, hook):
+            resid = resid.clone()
+            resid[0, p] += write
+            return resid
+
+        def hold(scale, hook):
+            return cache["ln_final.hook_scale"][r : r + 1]
+
+        with torch.no_grad():
+            moved = model.run_with_hooks(windows[r : r + 1], fwd_hooks=[(final_resid(model), add), ("ln_final.hook_scale", hold)])
+        assert result.direct[k].item() == pytest.approx((diff(moved) - diff(clean_logits[r : r + 1]))[0, p].item(), abs=1e-4)

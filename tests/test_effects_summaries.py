@@ -165,3 +165,27 @@ def test_layer_ranks_equal_a_loop_over_pairs():
     for direction, rank, value in (("necessity", ranks.necessity_rank, ranks.necessity_value), ("sufficiency", ranks.sufficiency_rank, ranks.sufficiency_value)):
         means = torch.stack([neuron_patching(model, pairs.pair(i), 1, "all", direction).values for i in range(3)]).mean(0)
         assert value == pytest.approx(float(means[4]), abs=1e-6) and rank == int((means > means[4]).sum()) + 1
+
+
+def test_beyond_the_templates_compares_by_intervals_and_says_what_they_resample():
+    from helpers.book.summaries.effects import beyond_summary
+    from helpers.methods.ablation import NaturalEffects
+
+    def made(lost: torch.Tensor) -> Ablation:
+        n = lost.numel()
+        clean, corrupted = torch.full((n,), 2.0), torch.zeros(n)
+        return Ablation(layer=0, kinds=("mean",), set_names=("L0N1",), ablated_diff=(clean - 2.0 * lost)[None, None],
+                        ablated_prob=torch.full((1, 1, n), 0.5), restored_diff=torch.zeros(1, n), restored_prob=torch.zeros(1, n),
+                        clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.ones(n), corrupted_prob=torch.zeros(n))
+
+    generator = torch.Generator().manual_seed(0)
+    templates = made(0.3 + 0.01 * torch.randn(48, generator=generator))
+    natural = NaturalEffects(total=torch.cat([-0.5 + 0.05 * torch.randn(40, generator=generator), 0.01 * torch.randn(60, generator=generator)]),
+                             direct=torch.zeros(100), before_target=torch.arange(100) < 40)
+    less = beyond_summary(templates, made(0.1 + 0.01 * torch.randn(30, generator=generator)), natural, Neuron(0, 1), " an", " a")
+    assert "matters less than on the templates" in less["unseen_phrase"] and less["natural_target_n"] == 40
+    assert less["natural_phrase"].startswith("At natural positions before ' an', removing it lowers the logit difference")
+    same = beyond_summary(templates, made(0.3 + 0.01 * torch.randn(30, generator=generator)), natural, Neuron(0, 1), " an", " a")
+    assert "not distinguishable" in same["unseen_phrase"]
+    few = beyond_summary(templates, made(torch.full((4,), 0.3)), natural, Neuron(0, 1), " an", " a")
+    assert "too few for an interval" in few["unseen_phrase"]

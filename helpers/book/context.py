@@ -74,7 +74,8 @@ class Seeds:
     drawn; ``corpus``: the order of the scanned documents; ``reference``: the documents of a
     reference corpus (mean and resample ablation), another draw than the scan's; ``draws``:
     random neurons, tokens, documents and resamples a page shows beside its own; ``folds``:
-    the probes' cross-validation folds.
+    the probes' cross-validation folds; ``natural``: the held-out documents whose natural
+    positions an effect is measured at.
     """
 
     torch: int
@@ -83,9 +84,10 @@ class Seeds:
     reference: int
     draws: int
     folds: int
+    natural: int
 
     @classmethod
     def of(cls, seed: int) -> "Seeds":
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ContextError(f"seed must be an integer, got {seed!r}")
-        return cls(torch=seed, pairs=seed, corpus=seed, reference=seed + 1, draws=seed, folds=seed)
+        return cls(torch=seed, pairs=seed, corpus=seed, reference=seed + 1, draws=seed, folds=seed, natural=seed + 2)

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from helpers.book.display import in_book
 from helpers.core.files import staged_folder
-from helpers.core.models import single_token
+from helpers.core.models import single_token, vocabulary
 from helpers.core.names import Neuron
 from helpers.methods.congruence import output_weights, readout, token_congruence
 from helpers.scan.neuroscope import Neuroscope
@@ -146,7 +146,7 @@ def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | Non
     target_rank = torch.empty_like(order)
     target_rank[order] = torch.arange(1, len(order) + 1)
     target_rank = target_rank.view_as(congruence)
-    vocab = model.tokenizer.batch_decode([[i] for i in range(model.cfg.d_vocab)])
+    vocab = vocabulary(model)
     featured = featured_neurons(result, congruence, own)
     index = {
         "run": result.run_id, "model": result.params["model"], "layers": result.layers,

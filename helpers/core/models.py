@@ -303,6 +303,11 @@ def _model_class(architecture: str):
 GPT2_LARGE_SHAPE = dict(n_layers=36, d_model=1280, n_heads=20, d_vocab=50257, n_ctx=1024)
 
 
+def vocabulary(model: TransformerBridge) -> list[str]:
+    """Every token of the model's vocabulary decoded on its own, in id order."""
+    return model.tokenizer.batch_decode([[i] for i in range(model.cfg.d_vocab)])
+
+
 def single_token(model: TransformerBridge, text: str) -> int:
     """The id of ``text`` if it is exactly one token, else a one-line error."""
     ids = model.tokenizer.encode(text, add_special_tokens=False)

@@ -264,6 +264,65 @@ def ablated_loss(
     )
 
 
+@dataclass(frozen=True)
+class NaturalEffects:
+    """At the positions of a corpus whose next token is the target or its rival: the change of
+    the logit difference (target minus rival) when the neuron is mean-ablated at every position
+    (``total``), its direct part (the neuron's write minus the mean's, read through the final
+    norm frozen at the position's own scale), per position, and whether the next token is the
+    target (``before_target``)."""
+
+    total: Float[Tensor, "position"]
+    direct: Float[Tensor, "position"]
+    before_target: Bool[Tensor, "position"]
+
+
+@torch.no_grad()
+def natural_effects(
+    model: TransformerBridge, windows: Int[Tensor, "window pos"], neuron: Neuron, value: Float[Tensor, "d_mlp"], target: int, other: int,
+    batch_size: int = 16,
+) -> NaturalEffects:
+    """:class:`NaturalEffects` of ``neuron`` mean-ablated (to ``value[neuron.index]``) over
+    ``windows``: one clean and one ablated pass per batch, read only where the next token is
+    ``target`` or ``other``."""
+    from helpers.core.hooks import final_resid
+    from helpers.core.prompts import frozen_norm, read_out
+
+    check_positive_int("batch_size", batch_size)
+    post, final, index = mlp_post(neuron.layer), final_resid(model), neuron.index
+    w_out = wide(model.blocks[neuron.layer].mlp.W_out[index].detach())
+    direction = wide(model.W_U[:, target]) - wide(model.W_U[:, other])
+
+    def mean_ablate(act, hook):
+        act = act.clone()
+        act[..., index] = value[index].to(act)
+        return act
+
+    totals, directs, before = [], [], []
+    for start in range(0, windows.shape[0], batch_size):
+        batch = windows[start : start + batch_size]
+        where = torch.zeros_like(batch, dtype=torch.bool)
+        where[:, :-1] = (batch[:, 1:] == target) | (batch[:, 1:] == other)  # [window, pos]: positions read
+        if not where.any():
+            continue
+        kept = {}
+
+        def keep(resid, hook):
+            kept["ablated"] = resid[where]
+            return resid
+
+        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in {post, final, "ln_final.hook_scale"})
+        model.run_with_hooks(batch, fwd_hooks=[(post, mean_ablate), (final, keep)])
+        normal = cache[final][where]  # [position, d_model]
+        totals.append(read_out(model, kept["ablated"], target, other) - read_out(model, normal, target, other))
+        write = (value[index] - cache[post][..., index][where]).float()[:, None] * w_out  # [position, d_model]
+        directs.append(frozen_norm(model, write, cache["ln_final.hook_scale"][where]) @ direction)
+        before.append(batch[:, 1:][where[:, :-1]] == target)
+    if not totals:
+        raise ValueError("no position of these windows is followed by the target or its rival; give more documents")
+    return NaturalEffects(torch.cat(totals).float(), torch.cat(directs).float(), torch.cat(before))
+
+
 def _token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "token"]:
     """Cross-entropy of each next token, flattened over the batch."""
     logprobs = wide(logits[:, :-1]).log_softmax(-1)

@@ -23,10 +23,13 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.checks import check_positive_int
 from helpers.core.prompts import STUDY_CLEAN, STUDY_CORRUPTED, Contrast, make_pairs
-from helpers.core.english import FRAMES_HELDOUT, FRAMES_TRAIN, MENTION_FRAMES, SUBJECTS, article_for
+from helpers.core.english import FRAMES_HELDOUT, FRAMES_NOVEL, FRAMES_TRAIN, MENTION_FRAMES, SUBJECTS, article_for
 
-# Frames whose noun is named in the place ("the apple tree"), as in the study.
-FRAMES = [frame for frame in FRAMES_TRAIN + FRAMES_HELDOUT if frame not in MENTION_FRAMES]
+# Frames whose noun is named in the place ("the apple tree"), as in the study: the training
+# frames for selection and evaluation sets, the unseen ones (never in the bundled models'
+# training text, never used to choose a neuron) for a second evaluation set.
+FRAMES = [frame for frame in FRAMES_TRAIN if frame not in MENTION_FRAMES]
+UNSEEN = FRAMES_HELDOUT + FRAMES_NOVEL
 CANDIDATES_PER_PAIR = 40
 
 
@@ -36,23 +39,26 @@ def one_token_words(model: TransformerBridge, words: set[str]) -> set[str]:
 
 
 def study_like_texts(
-    model: TransformerBridge, n_pairs: int, seed: int = 0, first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED)
+    model: TransformerBridge, n_pairs: int, seed: int = 0, first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED), frames=None,
+    at_most: bool = False,
 ) -> list[tuple[str, str]]:
     """``n_pairs`` (clean, corrupted) texts: ``first`` (the study's pair unless given), then
-    pairs drawn from the frames.
+    pairs drawn from ``frames`` (default :data:`FRAMES`, the training frames).
 
     Drawn pairs have as many tokens as ``first`` and are all different; a pair whose length
-    leaves too few such pairs gets a one-line error saying how many there are.
+    leaves too few such pairs gets a one-line error saying how many there are (with
+    ``at_most``: the pairs there are).
     """
     check_positive_int("n_pairs", n_pairs)
     length = model.to_tokens(first[0]).shape[1]
-    words = one_token_words(model, {noun for frame in FRAMES for noun in frame.nouns})
+    frames = FRAMES if frames is None else frames
+    words = one_token_words(model, {noun for frame in frames for noun in frame.nouns})
     rng = random.Random(f"prompt-set:{seed}")
     pairs, seen = [tuple(first)], {first[0]}
     for _ in range(CANDIDATES_PER_PAIR * n_pairs):
         if len(pairs) == n_pairs:
             break
-        frame = rng.choice(FRAMES)
+        frame = rng.choice(frames)
         nouns = sorted(set(frame.nouns) & words)
         vowel = [n for n in nouns if article_for(n) == "an"]
         consonant = [n for n in nouns if article_for(n) == "a"]
@@ -66,7 +72,7 @@ def study_like_texts(
             continue
         seen.add(clean)
         pairs.append((clean, corrupted))
-    if len(pairs) < n_pairs:
+    if len(pairs) < n_pairs and not at_most:
         study_length = model.to_tokens(STUDY_CLEAN).shape[1]
         hint = "" if length == study_length else f", or give a pair of the study's length ({study_length} tokens)"
         raise ValueError(
@@ -104,3 +110,17 @@ def selection_and_evaluation(
     every = study_like_pairs(model, n_selection + n_evaluation, seed, target, other, first)
     selection = every.subset(range(1, 1 + n_selection)) if n_selection else None
     return selection, every.subset([0, *range(1 + n_selection, n_selection + n_evaluation)])
+
+
+def unseen_pairs(
+    model: TransformerBridge, n_pairs: int, seed: int = 0, target: str = " an", other: str = " a",
+    first: tuple[str, str] = (STUDY_CLEAN, STUDY_CORRUPTED),
+) -> Contrast:
+    """Up to ``n_pairs`` study-like pairs from :data:`UNSEEN` frames only (frames held out of the
+    bundled models' training text and of every selection set), as long as ``first``; ``first``
+    itself is not among them. Fewer when the unseen frames give fewer pairs of that length."""
+    texts = study_like_texts(model, n_pairs + 1, seed, first, UNSEEN, at_most=True)[1:]
+    if not texts:
+        raise ValueError(f"no unseen-frame pair has the {model.to_tokens(first[0]).shape[1]} tokens of the page's pair; "
+                         "give a pair of the study's length")
+    return make_pairs(model, [c for c, _ in texts], [k for _, k in texts], target, other)

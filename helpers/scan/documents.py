@@ -9,7 +9,7 @@ import os
 from itertools import islice
 from typing import Iterator
 
-SOURCES = ("toy", "pile-10k")
+SOURCES = ("toy", "toy-heldout", "pile-10k")
 PILE_10K = "NeelNanda/pile-10k"
 
 
@@ -18,17 +18,18 @@ class DatasetUnavailable(RuntimeError):
 
 
 def load_documents(source: str, n_docs: int, seed: int = 0) -> Iterator[str]:
-    """``n_docs`` documents from ``source``: ``"toy"`` (bundled corpus) or ``"pile-10k"``.
+    """``n_docs`` documents from ``source``: ``"toy"`` (the bundled corpus), ``"toy-heldout"``
+    (its held-out split: frames and nouns the bundled models never read) or ``"pile-10k"``.
 
     ``"pile-10k"`` streams NeelNanda/pile-10k from the HuggingFace hub (in its order for
     ``seed=0``, shuffled with a 10,000-document buffer otherwise). Offline it fails at once.
     """
     if isinstance(n_docs, bool) or not isinstance(n_docs, int) or n_docs < 1:
         raise ValueError(f"n_docs must be a positive integer, got {n_docs!r}")
-    if source == "toy":
+    if source in ("toy", "toy-heldout"):
         from helpers.toy.corpus import documents
 
-        return iter(documents(n_docs, seed=seed))
+        return iter(documents(n_docs, seed=seed, split="heldout" if source == "toy-heldout" else "train"))
     if source == "pile-10k":
         return _stream_pile(n_docs, seed)
     raise ValueError(f"unknown document source {source!r}; use one of {', '.join(SOURCES)}")

@@ -122,3 +122,61 @@ def random_document(result: ScanResult, neuron: Neuron | str, seed: int = 0, max
     doc = int(present[torch.randint(len(present), (1,), generator=torch.Generator().manual_seed(seed))])
     rows = torch.nonzero(cols["doc"] == doc).flatten()[:max_tokens]
     return doc, cols["token"][rows].long(), result.activations(neuron)[rows]
+
+
+FOLLOWING = ("the target", "the rival", "a vowel-sound word", "a consonant-sound word", "anything else")
+
+
+def following_classes(words: list[str], target: int, other: int) -> Int[Tensor, "vocab"]:
+    """The class (an index into :data:`FOLLOWING`) of every token of a vocabulary as the token
+    that comes next: the target (`` an``), its rival (`` a``), a word with a leading space whose
+    first sound takes `` an`` (:func:`helpers.core.english.article_for`: "hour" yes, "unicorn"
+    no), another word with a leading space, anything else. ``words[i]`` is token ``i`` decoded."""
+    from helpers.core.english import article_for
+
+    def kind(text: str) -> int:
+        if not (text[:1] == " " and text[1:2].isalpha()):
+            return 4
+        return 2 if article_for(text) == "an" else 3
+
+    classes = torch.tensor([kind(w) for w in words])
+    classes[target], classes[other] = 0, 1
+    return classes
+
+
+def activation_by_class(
+    activations: Float[Tensor, "n"], token_class: Int[Tensor, "n"], n_classes: int = len(FOLLOWING),
+) -> pd.DataFrame:
+    """Per class: token count, the neuron's mean activation and its 95% interval (normal
+    approximation over tokens, which at :data:`MIN_BIN_COUNT` tokens or more is close to a
+    bootstrap's; NaN below). Rows in class order."""
+    x = torch.as_tensor(activations).double().flatten()
+    c = torch.as_tensor(token_class).long().flatten()
+    count = torch.bincount(c, minlength=n_classes).double()
+    total = torch.zeros(n_classes, dtype=torch.float64).scatter_add_(0, c, x)
+    squares = torch.zeros(n_classes, dtype=torch.float64).scatter_add_(0, c, x * x)
+    mean = total / count.clamp_min(1)
+    variance = (squares / count.clamp_min(1) - mean**2).clamp_min(0) * count / (count - 1).clamp_min(1)
+    half = WILSON_Z * (variance / count.clamp_min(1)).sqrt()
+    enough = count >= MIN_BIN_COUNT
+    nan = torch.full_like(mean, float("nan"))
+    return pd.DataFrame({
+        "count": count.long().numpy(), "mean": torch.where(count > 0, mean, nan).numpy(),
+        "low": torch.where(enough, mean - half, nan).numpy(), "high": torch.where(enough, mean + half, nan).numpy(),
+    })
+
+
+def activation_by_following(result: ScanResult, neuron: Neuron | str, classes: Int[Tensor, "vocab"]) -> dict[str, pd.DataFrame]:
+    """The neuron's activation split by the class (:func:`following_classes`) of the token that
+    actually comes next (``"next"``; a document's last token, with no next token, is left out)
+    and of the model's top-1 prediction (``"predicted"``)."""
+    cols = result.load(["next_token", "prediction"])
+    acts = result.activations(neuron)
+    has_next = cols["next_token"] >= 0
+    tables = {
+        "next": activation_by_class(acts[has_next], classes[cols["next_token"][has_next].long()]),
+        "predicted": activation_by_class(acts, classes[cols["prediction"].long()]),
+    }
+    for table in tables.values():
+        table.insert(0, "class", FOLLOWING)
+    return tables

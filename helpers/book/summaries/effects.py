@@ -9,7 +9,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
 from helpers.core.stats import interval, mean_interval, ratio_interval
-from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss  # noqa: F401 (the pages' tables name it)
+from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss, NaturalEffects  # noqa: F401 (the pages' tables name it)
 from helpers.methods.choice import LayerRanks
 from helpers.methods.effects import NeuronEffects
 from helpers.paper import Study
@@ -316,3 +316,41 @@ def effects_table(all_effects: list[NeuronEffects]) -> pd.DataFrame:
         rows.append({"neuron": str(effects.neuron), "total": _cell(torch.tensor(total)), "direct": _cell(torch.tensor(direct)),
                      "indirect": _cell(torch.tensor(indirect)), "direct share": round(direct[0] / total[0], 3) if total[0] else float("nan")})
     return pd.DataFrame(rows)
+
+
+def heldout_source(dataset: str) -> str:
+    """The documents a page measures natural positions on: the bundled corpus's held-out split
+    for ``"toy"``, else the same source (drawn with another seed than the scan's)."""
+    return "toy-heldout" if dataset == "toy" else dataset
+
+
+def beyond_summary(main: Ablation, unseen: Ablation, natural: NaturalEffects, neuron: Neuron, target: str, other: str) -> dict:
+    """The neuron's mean-ablation necessity on the templates' pairs and on unseen frames, and
+    its total and direct effect at natural corpus positions before the target and its rival.
+    Each interval says what it resamples: pairs, or positions."""
+    mean = main.kinds.index("mean") if "mean" in main.kinds else 0
+    s = main.set_names.index(str(neuron))
+    here, there = interval(main.necessity[mean, s]), interval(unseen.necessity[mean, s])
+    values = dict(templates_necessity=str(here), unseen_necessity=str(there), n_unseen=unseen.necessity.shape[-1])
+    for label, mask in (("target", natural.before_target), ("other", ~natural.before_target)):
+        values[f"natural_{label}_n"] = int(mask.sum())
+        values[f"natural_{label}_total"] = str(interval(natural.total[mask])) if mask.any() else "no positions"
+        values[f"natural_{label}_direct"] = str(interval(natural.direct[mask])) if mask.any() else "no positions"
+    if not there.has_bounds or not here.has_bounds:
+        values["unseen_phrase"] = f"The unseen frames give {there.n} pairs: too few for an interval, so no comparison is drawn."
+    elif there.high < here.low:
+        values["unseen_phrase"] = "On frames the model never read, the neuron matters less than on the templates: part of what the templates show is the templates."
+    elif there.low > here.high:
+        values["unseen_phrase"] = "On frames the model never read, the neuron matters more than on the templates."
+    else:
+        values["unseen_phrase"] = "On frames the model never read, its necessity is not distinguishable from the templates'."
+    before = natural.total[natural.before_target]
+    if before.numel() and interval(before).has_bounds:
+        natural_here = interval(before)
+        values["natural_phrase"] = (
+            f"At natural positions before {target!r}, removing it lowers the logit difference ({natural_here})." if natural_here.high < 0 else
+            f"At natural positions before {target!r}, removing it does not lower the logit difference measurably ({natural_here})."
+        )
+    else:
+        values["natural_phrase"] = f"Too few natural positions precede {target!r} here for an interval."
+    return values

@@ -71,6 +71,51 @@ def effects_findings(effects: NeuronEffects) -> dict:
 
 
 def sweep_findings(result: Sweep, as_good: float) -> dict:
+    """How many measured models have a stably chosen neuron that recovers at least ``as_good``
+    of its layer's recovery on held-out pairs."""
+    from helpers.methods.choice import STABLE
+
     measured = result.measured
-    share = (measured.recovery / measured.whole_layer) if not measured.empty else pd.Series(dtype=float)
-    return dict(n_measured=len(measured), n_single=int((share >= as_good).sum()))
+    if measured.empty:
+        return dict(n_measured=0, n_single=0)
+    share = measured.recovery / measured.whole_layer
+    stable = measured.stability.isna() | (measured.stability >= STABLE) if "stability" in measured else True
+    return dict(n_measured=len(measured), n_single=int(((share >= as_good) & stable).sum()))
+
+
+def reading_findings(by_next: pd.DataFrame) -> dict:
+    """Which reading (article or vowel) the activations by next token support, and the means."""
+    from helpers.book.summaries.scan import reading_of
+
+    return dict(reading=reading_of(by_next), before_target=float(by_next["mean"][0]), before_vowel=float(by_next["mean"][2]),
+                before_consonant=float(by_next["mean"][3]))
+
+
+def though_findings(token: str, neuron, curve: pd.DataFrame, counts: dict) -> dict:
+    """The shared token's neuron: its best top-1 share over bins of 20+ tokens, and the counts."""
+    from helpers.book.summaries.congruence import best_bin
+
+    return dict(token=token, neuron=str(neuron), best=best_bin(curve)[0], predicted=int(counts["predicted"]), actual=int(counts["actual"]))
+
+
+def hubs_findings(n_tokens_of_largest: int, neuron: str, d_vocab: int, n_neurons: int) -> dict:
+    return dict(largest=int(n_tokens_of_largest), neuron=neuron, d_vocab=int(d_vocab), n_neurons=int(n_neurons))
+
+
+def mutual_findings(curves: dict[str, pd.DataFrame]) -> dict:
+    """Each top pair's best top-1 share over bins of 20+ tokens."""
+    from helpers.book.summaries.congruence import best_bin
+
+    return dict(best={name: best_bin(curve)[0] for name, curve in curves.items()})
+
+
+def drives_findings(values: dict) -> dict:
+    """The top head by patching: its share of the neuron's activation gap, with the interval."""
+    gap = values["act_gap_mean"]
+    return dict(head=values["top_head"], share=values["top_head_share"], low=values["top_head_effect_low"] / gap if gap else None,
+                high=values["top_head_effect_high"] / gap if gap else None)
+
+
+def ordinary_text_findings(loss: dict) -> dict:
+    """The loss change before the target when the neuron is mean-ablated over ordinary text."""
+    return dict(mean=loss["loss_an_mean"], low=loss["loss_an_low"], high=loss["loss_an_high"], n=loss["loss_an_n"])

@@ -178,3 +178,48 @@ def correlation_paper_rows(
             f"{start_or_never(always_top_above(pseudo, level))} (pseudo), {start_or_never(always_top_above(real, level))} (real)",
         ),
     ]
+
+
+def reading_of(by_next: pd.DataFrame) -> str:
+    """Which reading the activations support, from :func:`activation_by_class` rows in
+    :data:`FOLLOWING` order: ``"article"`` (higher before the target than before a vowel-sound
+    word without it, and no higher before such a word than before a consonant-sound word),
+    ``"vowel"`` (higher before bare vowel-sound words than consonant-sound ones, and not below
+    the target), ``"both"`` (highest before the target, and higher before bare vowel-sound words
+    than consonant-sound ones), ``"undecided"`` (intervals that do not separate them) or
+    ``"too few"`` (a class without an interval)."""
+    an, vowel, consonant = by_next.iloc[0], by_next.iloc[2], by_next.iloc[3]
+    if any(row["low"] != row["low"] for row in (an, vowel, consonant)):
+        return "too few"
+    above = lambda a, b: a["low"] > b["high"]  # noqa: E731
+    if above(an, vowel):
+        return "both" if above(vowel, consonant) else "article"
+    return "vowel" if above(vowel, consonant) else "undecided"
+
+
+def reading_phrase(by_next: pd.DataFrame, target: str) -> str:
+    """The sentence for :func:`reading_of`'s verdict, with the three means."""
+    an, vowel, consonant = by_next.iloc[0], by_next.iloc[2], by_next.iloc[3]
+    means = (f"before {target!r} {an['mean']:.3f}, before a vowel-sound word without it {vowel['mean']:.3f}, before a "
+             f"consonant-sound word {consonant['mean']:.3f}")
+    return {
+        "too few": (f"Too few tokens in one of the classes (before {target!r}: {an['count']}, before a vowel-sound word: "
+                    f"{vowel['count']}, before a consonant-sound word: {consonant['count']}; each needs {MIN_BIN_COUNT}) to tell "
+                    "the two readings apart."),
+        "article": f"The data support the article reading ({means}): it predicts the article, not the next word's sound.",
+        "both": f"Both readings hold in part ({means}): it tracks the coming sound, most where the article is due.",
+        "vowel": f"The data support the vowel reading ({means}): it encodes the next word's sound more than the article.",
+        "undecided": f"Undecided ({means}): the intervals do not separate the readings.",
+    }[reading_of(by_next)]
+
+
+def interval_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """An :func:`activation_by_class` table for the page: class, token count, and the mean with
+    its interval in one cell (``0.412 [0.398, 0.426]``, or ``(no interval)`` for few tokens)."""
+    def cell(row) -> str:
+        if row["count"] == 0:
+            return "no tokens"
+        return f"{row['mean']:.3f} (no interval)" if row["low"] != row["low"] else f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+
+    return pd.DataFrame({"class": table["class"], "tokens": table["count"].map("{:,}".format),
+                         "mean activation [95% interval]": [cell(r) for _, r in table.iterrows()]})

@@ -25,8 +25,8 @@
 context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context
 
 # %% tags=["remove-cell"]
-from helpers.book.claims import scorecard, scorecard_summary
-from helpers.book.display import glue, show_table
+from helpers.book.claims import scorecard, scorecard_summary, scorecard_view
+from helpers.book.display import glue, note, show_table
 from helpers.book.findings import read_findings
 from helpers.book.page import setup_page
 
@@ -35,15 +35,13 @@ page = setup_page(context)
 
 # %% tags=["remove-input"]
 table = scorecard(read_findings(), page.paper, page.model_name)
-glue(**scorecard_summary(table, page.model_name))
-show_table(table, caption="The study's claims, the study's values and this run's")
+summary = scorecard_summary(table, page.model_name)
+glue(n_claims=summary["n_claims"], n_holds=summary["n_holds"])
+note(summary["summary_sentence"] + " " + summary["weights_sentence"])
+show_table(scorecard_view(table, page.model_name), caption="The study's claims: the study's values and this run's, each judged by the same rule")
 
 # %% [markdown]
-# {glue:text}`summary_sentence`
-#
-# {glue:text}`weights_sentence`
-#
-# The thresholds are named constants in `helpers.book.claims` (for instance, "about as good as
+# On this run {glue:text}`n_holds` of the {glue:text}`n_claims` claims hold. The thresholds are named constants in `helpers.book.claims` (for instance, "about as good as
 # its whole layer" means at least 0.8 of the layer's recovery), and each rule is tested on
 # planted numbers in `tests/test_claims.py`. The study's verdicts use the same rules on the
 # values read off its figures; where it gave a claim in words only, its column says so.

@@ -23,8 +23,10 @@
 # one neuron, L31N892, that on its own recovers about as much as the whole layer.
 #
 # Nothing here assumes that answer: the layer is the one layer patching ranks first, and
-# the neuron is whichever the numbers put on top. That neuron, ranked first on this page's
-# prompts, is the one every later page studies when its `neuron` parameter is `"auto"`.
+# the neuron is whichever the numbers put on top. The neuron every later page studies (when
+# its `neuron` parameter is `"auto"`) is ranked first on selection pairs that no page measures
+# on; this page patches the layer on the study's own pair, as the study did, and then checks
+# the choice on held-out pairs.
 #
 # The study's neuron patching is from {cite}`miller2023an`; attribution patching, at the end
 # of the page, is {cite}`nanda2023attribution`, with its failure modes analysed in
@@ -104,6 +106,13 @@ show(neuron_recovery_scatter(results, f"Patching each neuron of MLP layer {chose
 # position is {glue:text}`same_top`. With `neuron="auto"`, {glue:text}`page_neuron_phrase`.
 
 # %% [markdown]
+# ### The top and bottom neurons
+
+# %% tags=["remove-input"]
+show_table(neuron_table(results, top_k), caption=f"The {top_k} largest recoveries at every position", precision=4)
+show_table(neuron_table(results, 5, largest=False), caption="The 5 smallest", precision=4)
+
+# %% [markdown]
 # ## Chosen on some pairs, measured on others
 #
 # A neuron ranked first on the pairs it was picked on is flattered by them. The book's neuron
@@ -117,12 +126,6 @@ glue(**held_out_summary(page.choice, held))
 
 # %% [markdown]
 # {glue:text}`held_out_phrase`
-#
-# ### The top and bottom neurons
-
-# %% tags=["remove-input"]
-show_table(neuron_table(results, top_k), caption=f"The {top_k} largest recoveries at every position", precision=4)
-show_table(neuron_table(results, 5, largest=False), caption="The 5 smallest", precision=4)
 
 # %% tags=["remove-cell"]
 glue(paper_verdict=study_verdict(page.paper, page.on_paper_model, page.model_name, results["all"].top_neuron), paper_whole=page.paper.whole_layer_last)

@@ -116,6 +116,25 @@ show(
 glue(**counts_summary(real_counts, pseudo_counts, page.paper))
 
 # %% [markdown]
+# `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
+# the pseudo-prediction at {glue:text}`predicted_pseudo`, while it is actually the next
+# token at {glue:text}`actual` positions ({glue:text}`both_real` of which the model got
+# right as its top-1). Predicted over actual is {glue:text}`ratio_real:.2f` with the real
+# logits and {glue:text}`ratio_pseudo:.2f` with the pseudo-prediction; the study's ratio,
+# with the pseudo-prediction on pile-10k, was {glue:text}`paper_ratio:.2f`. A ratio well
+# below 1 does not by itself mean the model is wrong: `' an'` can be likely without being
+# the single most likely token.
+#
+# ## What the pseudo-prediction changes
+#
+# The pseudo-prediction and the real top-1 agree at {glue:text}`agreement:.1%` of all
+# positions. Where they differ, it is because the processed unembedding is not the
+# transposed embedding:
+# the final layer norm's weight is folded into the unembedding, the unembedding has its own
+# bias, and where a model ties the two matrices (GPT-2 does) it ties them before that processing. Both curves are
+# on the figure above, so where they part is visible bin by bin.
+
+# %% [markdown]
 # ## Article or vowel?
 #
 # The neuron's top examples come before `' an'`, which come before words that start with a
@@ -134,25 +153,6 @@ show_table(interval_columns(by_following["predicted"]), caption=f"{page.neuron}'
 
 # %% [markdown]
 # {glue:text}`reading_phrase`
-
-# %% [markdown]
-# `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
-# the pseudo-prediction at {glue:text}`predicted_pseudo`, while it is actually the next
-# token at {glue:text}`actual` positions ({glue:text}`both_real` of which the model got
-# right as its top-1). Predicted over actual is {glue:text}`ratio_real:.2f` with the real
-# logits and {glue:text}`ratio_pseudo:.2f` with the pseudo-prediction; the study's ratio,
-# with the pseudo-prediction on pile-10k, was {glue:text}`paper_ratio:.2f`. A ratio well
-# below 1 does not by itself mean the model is wrong: `' an'` can be likely without being
-# the single most likely token.
-#
-# ## What the pseudo-prediction changes
-#
-# The pseudo-prediction and the real top-1 agree at {glue:text}`agreement:.1%` of all
-# positions. Where they differ, it is because the processed unembedding is not the
-# transposed embedding:
-# the final layer norm's weight is folded into the unembedding, the unembedding has its own
-# bias, and where a model ties the two matrices (GPT-2 does) it ties them before that processing. Both curves are
-# on the figure above, so where they part is visible bin by bin.
 
 # %% [markdown]
 # ## Beside the original study

@@ -176,8 +176,11 @@ natural = natural_effects(page.model, natural_windows, page.neuron, reference.me
 glue(**beyond_summary(result, unseen, natural, page.neuron, target, other), natural_source=heldout_source(dataset))
 
 # %% [markdown]
-# Share of the gap lost by mean ablation: {glue:text}`templates_necessity` on the template
-# pairs, {glue:text}`unseen_necessity` on unseen frames (pairs resampled).
+# On the unseen frames the model prefers `' an'` on the clean prompt and `' a'` on the
+# corrupted one in {glue:text}`unseen_right` of {glue:text}`n_unseen` pairs, with a mean gap of
+# {glue:text}`unseen_gap` (the unit of the shares below; where it is small or of the wrong
+# sign, shares swing). Share of the gap lost by mean ablation: {glue:text}`templates_necessity`
+# on the template pairs, {glue:text}`unseen_necessity` on unseen frames (pairs resampled).
 # {glue:text}`unseen_phrase`
 #
 # At natural positions (positions resampled): before `' an'` ({glue:text}`natural_target_n`

@@ -201,3 +201,11 @@ def test_the_new_rows_decide_on_planted_findings():
     assert verdict("stable_choice", {**stable, "evaluation_rank": 2}) == FAILS
     assert verdict("stable_choice", {**stable, "stability": 0.5}) == FAILS
     assert verdict("stable_choice", {**stable, "stability": None}) == NOT_APPLICABLE
+
+
+def test_the_shown_values_carry_their_intervals_and_tokens_once_quoted():
+    by_key = {c.key: c for c in CLAIMS}
+    assert by_key["ordinary_text"].shown({"mean": 0.012, "low": 0.009, "high": 0.015, "n": 969}) == "0.012 [0.009, 0.015] nats over 969 tokens"
+    assert by_key["ordinary_text"].shown({"mean": 0.012, "low": None, "high": None, "n": 9}) == "0.012 (no interval) nats over 9 tokens"
+    prompt = {"target": "' an'", "top_clean": "' an'", "p_target_clean": 0.9, "top_alone": "' a'", "p_target_alone": 0.1}
+    assert by_key["prompt"].shown(prompt) == "P(' an') = 0.900, top-1 ' an'"

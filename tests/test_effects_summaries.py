@@ -171,15 +171,17 @@ def test_beyond_the_templates_compares_by_intervals_and_says_what_they_resample(
     from helpers.book.summaries.effects import beyond_summary
     from helpers.methods.ablation import NaturalEffects
 
-    def made(lost: torch.Tensor) -> Ablation:
+    def made(lost: torch.Tensor, kinds=("mean",), sets=("L0N1",)) -> Ablation:
         n = lost.numel()
         clean, corrupted = torch.full((n,), 2.0), torch.zeros(n)
-        return Ablation(layer=0, kinds=("mean",), set_names=("L0N1",), ablated_diff=(clean - 2.0 * lost)[None, None],
-                        ablated_prob=torch.full((1, 1, n), 0.5), restored_diff=torch.zeros(1, n), restored_prob=torch.zeros(1, n),
-                        clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.ones(n), corrupted_prob=torch.zeros(n))
+        ablated = (clean - 2.0 * lost)[None, None].expand(len(kinds), len(sets), n)
+        return Ablation(layer=0, kinds=kinds, set_names=sets, ablated_diff=ablated,
+                        ablated_prob=torch.full((len(kinds), len(sets), n), 0.5), restored_diff=torch.zeros(len(sets), n),
+                        restored_prob=torch.zeros(len(sets), n), clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.ones(n),
+                        corrupted_prob=torch.zeros(n))
 
     generator = torch.Generator().manual_seed(0)
-    templates = made(0.3 + 0.01 * torch.randn(48, generator=generator))
+    templates = made(0.3 + 0.01 * torch.randn(48, generator=generator), kinds=("zero", "mean"), sets=(LAYER_SET, "L0N1"))
     natural = NaturalEffects(total=torch.cat([-0.5 + 0.05 * torch.randn(40, generator=generator), 0.01 * torch.randn(60, generator=generator)]),
                              direct=torch.zeros(100), before_target=torch.arange(100) < 40)
     less = beyond_summary(templates, made(0.1 + 0.01 * torch.randn(30, generator=generator)), natural, Neuron(0, 1), " an", " a")

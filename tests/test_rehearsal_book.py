@@ -13,7 +13,8 @@ from helpers.book.build import ROOT, toc_pages
 from helpers.core.rehearsal import write_rehearsal_model
 
 pytestmark = pytest.mark.book
-PAGES_WITH_A_STUDY_TABLE = {"01_prompt", "02_logit_lens", "03_layer_patching", "04_neuron_patching", "06_correlation", "08_top_neuron_per_token", "09_mutual_exclusive", "15_sweep"}
+PAGES_WITH_A_STUDY_TABLE = {"01_prompt", "02_logit_lens", "03_layer_patching", "04_neuron_patching", "06_correlation", "07_congruence",
+                            "08_top_neuron_per_token", "09_mutual_exclusive", "11_ablation", "12_direct_indirect", "13_inputs", "15_sweep"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,16 @@ def test_every_page_executes_on_the_paper_path(executed):
         text = html_of(root / "book" / f"{page.stem}.ipynb")
         assert "the model of the original study" in text, f"{page.stem} does not take the GPT-2 Large branch"
         if page.stem in PAGES_WITH_A_STUDY_TABLE:
-            assert "paper (GPT-2 Large" in text, f"{page.stem} shows no table beside the study"
+            assert "the study, GPT-2 Large" in text, f"{page.stem} shows no table beside the study"
+
+
+def test_the_scorecard_renders_and_says_the_weights_are_random(executed):
+    """The scorecard runs last and reads every page's findings; on random weights it says the
+    verdicts are an untrained network's, and no claim is left 'not measured'."""
+    root, log = executed
+    assert log.index("executed    book/00_scorecard.py") > max(log.index(f"executed    book/{p.stem}.py") for p in toc_pages(ROOT) if p.stem != "00_scorecard")
+    text = html_of(root / "book" / "00_scorecard.ipynb")
+    assert "These weights are random" in text and "not measured" not in text
 
 
 def test_counts_of_a_few_documents_are_not_put_beside_the_studys(executed):

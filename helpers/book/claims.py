@@ -241,14 +241,14 @@ def _sweep(v: dict) -> Verdict:
 CLAIMS: tuple[Claim, ...] = (
     Claim("prompt", "prompt", "The study's prompt makes the target the top prediction.",
           "the target is the clean prompt's top-1 token",
-          lambda v: Verdict(HOLDS if v["top_clean"] == v["target"] else FAILS, f"top-1 {v['top_clean']!r}, P = {v['p_target_clean']:.3f}"),
-          lambda v: f"P({v['target']!r}) = {v['p_target_clean']:.3f}, top-1 {v['top_clean']!r}",
+          lambda v: Verdict(HOLDS if v["top_clean"] == v["target"] else FAILS, f"top-1 {v['top_clean']}, P = {v['p_target_clean']:.3f}"),
+          lambda v: f"P({v['target']}) = {v['p_target_clean']:.3f}, top-1 {v['top_clean']}",
           study=lambda s: f"P(' an') = {s.p_target_clean:.2f}",
           study_rule=lambda s: Verdict(HOLDS if s.p_target_clean > 0.5 else UNDECIDED, f"P = {s.p_target_clean:.2f} > 0.5, so it is the top-1")),
     Claim("first_sentence", "prompt", "The first sentence is needed: alone, the second does not predict the target.",
           "the second sentence alone does not have the target as its top-1 token",
-          lambda v: Verdict(HOLDS if v["top_alone"] != v["target"] else FAILS, f"alone, top-1 {v['top_alone']!r} (P(target) = {v['p_target_alone']:.3f})"),
-          lambda v: f"alone: top-1 {v['top_alone']!r}",
+          lambda v: Verdict(HOLDS if v["top_alone"] != v["target"] else FAILS, f"alone, top-1 {v['top_alone']} (P(target) = {v['p_target_alone']:.3f})"),
+          lambda v: f"alone: top-1 {v['top_alone']}",
           study=lambda s: "alone: tokens like ' up' (stated, no number)"),
     Claim("lens_jump", "lens", "The logit lens jumps right after the neuron's MLP layer.",
           "the largest step between consecutive points of the lens follows the neuron's layer's MLP",
@@ -308,7 +308,7 @@ CLAIMS: tuple[Claim, ...] = (
           study=lambda s: "not measured"),
     Claim("ordinary_text", "ordinary_text", "Reviewers: the neuron matters on ordinary text, not only on the chosen prompts.",
           "mean-ablating it everywhere raises the next-token loss before the target, interval above 0",
-          _ordinary, lambda v: f"{_interval(v, 'mean')} nats over {v['n']:,} tokens",
+          _ordinary, lambda v: f"{_interval({'value': v['mean'], 'value_low': v['low'], 'value_high': v['high']}, 'value')} nats over {v['n']:,} tokens",
           study=lambda s: "top examples only"),
     Claim("drives", "drives", "Reviewers: what drives the neuron; one head moves the noun to it.",
           "the top head by patching carries at least a quarter of the neuron's activation gap, interval above it",
@@ -373,6 +373,25 @@ def scorecard(records: dict[str, dict], study: Study, model_name: str) -> "pd.Da
     return pd.DataFrame(rows)
 
 
+def scorecard_view(table: "pd.DataFrame", model_name: str) -> "pd.DataFrame":
+    """The scorecard as the page shows it: four columns, the rule under each claim, the
+    study's verdict under its value, the reason and the measuring page under each verdict."""
+    import html
+
+    import pandas as pd
+
+    def small(text: str) -> str:
+        return f"<br><small>{html.escape(text)}</small>" if text else ""
+
+    return pd.DataFrame({
+        "claim": [f"{html.escape(c)}{small('Rule: ' + r)}" for c, r in zip(table.claim, table.criterion)],
+        "the study, GPT-2 Large": [f"{html.escape(v)}{small(st)}" for v, st in zip(table["the study, GPT-2 Large"], table["study's verdict"])],
+        f"this run, {model_name}": [html.escape(v) for v in table["this run"]],
+        "verdict": [f"<b>{html.escape(v)}</b>{small(w)}" + (f'<br><small><a href="{p}.html">{p}</a></small>' if p else "")
+                    for v, w, p in zip(table.verdict, table.why, table.page)],
+    })
+
+
 def scorecard_summary(table: "pd.DataFrame", model_name: str) -> dict:
     """The sentences under the scorecard: how many claims hold, fail, stay undecided or could
     not be decided on this run, and whether the run's weights are trained."""
@@ -381,10 +400,7 @@ def scorecard_summary(table: "pd.DataFrame", model_name: str) -> dict:
     counts = table.verdict.value_counts()
     parts = [f"{counts.get(status, 0)} {status}" for status in (HOLDS, FAILS, UNDECIDED, NOT_APPLICABLE, NEEDS_STUDY_MODEL, NOT_MEASURED)
              if counts.get(status, 0)]
-    held = list(table.claim[table.verdict == HOLDS])
-    sentence = f"Of {len(table)} claims on `{model_name}`: " + ", ".join(parts) + "."
-    if held:
-        sentence += " Those that hold: " + " ".join(held)
+    sentence = f"Of {len(table)} claims on {model_name}: " + ", ".join(parts) + "."
     weights = (
         "These weights are random (the GPT-2 Large-shaped rehearsal): every verdict is an untrained network's and says nothing of GPT-2 Large's learned behaviour."
         if is_rehearsal(model_name) else

@@ -6,8 +6,14 @@ default, and :func:`choose_neuron` resolves them:
 - ``layer="auto"``: the MLP layer whose output, patched from the clean run into the corrupted
   run at the last position, recovers most of the logit difference (layer patching);
 - ``neuron="auto"``: the neuron of that layer that neuron patching ranks first, restored at
-  every position as in the study, on the page's own prompts;
+  every position as in the study;
 - ``neuron="L3N73"``: that neuron (its layer follows; a different ``layer`` is an error).
+
+Both "auto" choices are made on the prompts given: one pair (the study's way) or a prompt set
+of selection pairs, where the means over pairs decide and :func:`bootstrap_stability` says
+how often resamples of those pairs make the same choice. :func:`held_out` measures the
+chosen neuron on other pairs; :func:`layer_ranks` places it in its layer by necessity and by
+sufficiency.
 
 The choice is computed once and kept on disk under ``.cache/choices`` (``helpers.core.cache``),
 keyed by a hash of every weight tensor, the prompts' tokens and the two specs, so the pages

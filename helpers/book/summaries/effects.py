@@ -8,7 +8,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
-from helpers.core.stats import interval, mean_interval, ratio_interval
+from helpers.core.stats import Interval, interval, mean_interval, ratio_interval
 from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss, NaturalEffects  # noqa: F401 (the pages' tables name it)
 from helpers.methods.choice import LayerRanks
 from helpers.methods.effects import NeuronEffects
@@ -328,10 +328,14 @@ def beyond_summary(main: Ablation, unseen: Ablation, natural: NaturalEffects, ne
     """The neuron's mean-ablation necessity on the templates' pairs and on unseen frames, and
     its total and direct effect at natural corpus positions before the target and its rival.
     Each interval says what it resamples: pairs, or positions."""
-    mean = main.kinds.index("mean") if "mean" in main.kinds else 0
-    s = main.set_names.index(str(neuron))
-    here, there = interval(main.necessity[mean, s]), interval(unseen.necessity[mean, s])
-    values = dict(templates_necessity=str(here), unseen_necessity=str(there), n_unseen=unseen.necessity.shape[-1])
+    def lost(result: Ablation) -> Interval:
+        kind = result.kinds.index("mean") if "mean" in result.kinds else 0
+        return interval(result.necessity[kind, result.set_names.index(str(neuron))])
+
+    here, there = lost(main), lost(unseen)
+    right = int(((unseen.clean_diff > 0) & (unseen.corrupted_diff < 0)).sum())
+    values = dict(templates_necessity=str(here), unseen_necessity=str(there), n_unseen=unseen.necessity.shape[-1],
+                  unseen_right=right, unseen_gap=str(interval(unseen.clean_diff - unseen.corrupted_diff)))
     for label, mask in (("target", natural.before_target), ("other", ~natural.before_target)):
         values[f"natural_{label}_n"] = int(mask.sum())
         values[f"natural_{label}_total"] = str(interval(natural.total[mask])) if mask.any() else "no positions"

@@ -56,7 +56,8 @@ def test_phrases_about_the_pages_neuron():
     study_choice = NeuronChoice(Neuron(31, 892), 31, "ranked first by layer patching", "ranked first by neuron patching of layer 31 on this page's prompts")
     assert neuron_source(study_choice, PAPER, True).endswith(", the study's L31N892")
     assert neuron_source(study_choice, PAPER, False) == study_choice.neuron_source
-    assert bin_phrase(None) == "no range of activations" and bin_phrase(3.8) == "every bin from 3.8 upward"
+    assert bin_phrase(None) == "no range of activations (counting bins of at least 20 tokens)"
+    assert bin_phrase(3.8) == "every bin of at least 20 tokens from 3.8 upward"
     assert start_or_never(None) == "never" and start_or_never(9.96) == 10.0
 
 

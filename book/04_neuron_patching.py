@@ -193,14 +193,19 @@ show(model_attribution_vs_exact(exact_model, estimates["all"], "Attribution esti
 glue(**model_attribution_summary(exact_model, estimates["all"], agreement_stats, page.model.cfg, page.contrast))
 
 # %% [markdown]
-# In this run {glue:text}`exact_scope_phrase`. Over those {glue:text}`n_exact` neurons the
-# estimate and the exact values have Pearson correlation {glue:text}`r_model:.3f` and rank
-# correlation {glue:text}`rho_model:.3f`, and {glue:text}`overlap_model:.0%` of the exact top
-# {glue:text}`top_k` are in the estimate's top {glue:text}`top_k`.
-#
-# Layer by layer (below), the estimate tracks the exact values best in layer
+# In this run {glue:text}`exact_scope_phrase`. Layer by layer, where an estimate is used to
+# pick neurons, the median Pearson correlation between the estimate and the exact values is
+# {glue:text}`median_layer_r:.3f` and the median rank correlation (tied values sharing their
+# rank) {glue:text}`median_layer_rho:.3f`; the estimate tracks the exact values best in layer
 # {glue:text}`best_agreement_layer` (Pearson {glue:text}`best_agreement_r:.3f`) and worst in
 # layer {glue:text}`worst_agreement_layer` ({glue:text}`worst_agreement_r:.3f`).
+#
+# Pooled over all {glue:text}`n_exact` neurons the correlations are
+# {glue:text}`r_model:.3f` (Pearson) and {glue:text}`rho_model:.3f` (rank), and
+# {glue:text}`overlap_model:.0%` of the exact top {glue:text}`top_k` are in the estimate's top
+# {glue:text}`top_k`; but the ten largest exact values carry {glue:text}`top_ten_carry:.0%` of
+# the exact values' variance, so a pooled correlation says mostly how well those few are
+# estimated.
 
 # %% tags=["hide-input"]
 show(layer_agreement_figure(agreement_stats, "Agreement of attribution with exact patching, layer by layer"))

@@ -371,6 +371,10 @@ def test_page_summaries_on_a_run(tiny, study):
     pearson = [s["pearson"] for s in stats["per_layer"]]
     assert summary["worst_agreement_r"] == min(pearson) and summary["best_agreement_r"] == max(pearson)
     assert summary["n_exact"] == f"{N_LAYERS * D_MLP:,}" and summary["r_model"] == stats["pooled"]["pearson"]
+    assert summary["median_layer_r"] == pytest.approx(float(torch.tensor(pearson).median()))
+    values = exact.values.flatten().double()
+    squares = (values - values.mean()).pow(2)
+    assert summary["top_ten_carry"] == pytest.approx(float(squares.sort(descending=True).values[:10].sum() / squares.sum()))
     diagnosis = failure_modes(tiny, study, exact, estimate, k=4)
     found = failure_mode_summary(diagnosis)
     assert found["worst_gap_neuron"] == str(diagnosis.neurons[0]) and found["worst_gap_verdict"] == diagnosis.verdicts[0]

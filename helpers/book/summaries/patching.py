@@ -1,6 +1,8 @@
 """Summaries for the layer-patching and neuron-patching pages."""
 from __future__ import annotations
 
+import torch
+
 from helpers.book.page import NeuronChoice
 from helpers.methods.choice import STABLE, HeldOut
 from helpers.core.names import Neuron, show_token
@@ -186,6 +188,10 @@ def model_attribution_summary(exact: PatchResult, estimate: PatchResult, stats: 
     check covers what it covers."""
     n_layers, d_mlp = model_cfg.n_layers, model_cfg.d_mlp
     pearson = [s["pearson"] for s in stats["per_layer"]]
+    spearman = [s["spearman"] for s in stats["per_layer"]]
+    values = exact.values[~exact.values.isnan()].double()
+    squares = (values - values.mean()).pow(2)
+    carried = float(squares.topk(min(10, squares.numel())).values.sum() / squares.sum()) if squares.sum() > 0 else float("nan")
     worst = min(range(len(pearson)), key=pearson.__getitem__)
     best = max(range(len(pearson)), key=pearson.__getitem__)
     first_diff = contrast.diff_positions[0] if exact.positions == "all" else contrast.clean.shape[1] - 1
@@ -200,6 +206,8 @@ def model_attribution_summary(exact: PatchResult, estimate: PatchResult, stats: 
         worst_agreement_r=pearson[worst],
         best_agreement_layer=stats["layers"][best],
         best_agreement_r=pearson[best],
+        median_layer_r=float(torch.tensor(pearson).median()), median_layer_rho=float(torch.tensor(spearman).median()),
+        top_ten_carry=carried,
         exact_scope_phrase=exact_scope_phrase(stats["layers"], n_layers, d_mlp, flops),
     )
 

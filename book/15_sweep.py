@@ -74,9 +74,11 @@ note(summary["missing_phrase"])
 show_table(sweep_table(result), caption="How each model does the task")
 
 # %% [markdown]
-# Every causal number below is a mean over the prompt set's pairs (the page's own pair,
-# the study's by default, first), recovery with its 95% interval; "neurons to half" stops at the parameter
-# `max_neurons`.
+# Each model's neuron is chosen on 16 selection pairs; beside it, the share of bootstrap
+# resamples of those pairs that choose it again (below 90% the choice is marked unstable).
+# Every causal number below is a mean over other, held-out pairs (the page's own pair, the
+# study's by default, first), recovery with its 95% interval over pairs; "neurons to half"
+# stops at the parameter `max_neurons`.
 
 # %% tags=["remove-input"]
 show_table(neuron_table(result), caption="Each model's top neuron")

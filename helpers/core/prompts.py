@@ -91,6 +91,8 @@ def make_contrast(
             raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each, or lists of prompts to make_pairs")
     clean_tokens = model.to_tokens(clean)
     corrupted_tokens = model.to_tokens(corrupted)
+    if clean_tokens.shape == corrupted_tokens.shape and bool((clean_tokens == corrupted_tokens).all()):
+        raise ValueError("the clean and corrupted prompts are the same tokens, so there is nothing to patch; change the corrupted prompt's word")
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError(
             f"clean and corrupted prompts must have the same number of tokens "
@@ -136,6 +138,9 @@ def make_pairs(
                 "every prompt of one batch must have the same number of tokens (group pairs by length)"
             )
         differ = int((c != k).sum())
+        if differ == 0:
+            raise ValueError(f"pair {i} ({clean[i]!r}) does not differ: its clean and corrupted prompts are the same tokens; "
+                             "change the corrupted prompt's word")
         if differ > max_diff_positions:
             raise ValueError(
                 f"pair {i} ({clean[i]!r}) differs in {differ} positions, more than max_diff_positions={max_diff_positions}; "

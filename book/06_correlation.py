@@ -35,14 +35,15 @@ level = 0.9
 
 # %% tags=["remove-cell"]
 from helpers.book.findings import record_findings
-from helpers.book.summaries.findings import correlation_findings, reading_findings
+from helpers.book.summaries.findings import correlation_findings, random_text_findings, reading_findings
 from helpers.book.display import glue, paper_beside, show, show_table
 from helpers.book.figures.scan import prediction_counts_figure, top_prediction_curve_figure
 from helpers.book.page import setup_page
 from helpers.book.summaries.scan import (
-    correlation_paper_rows, correlation_summary, counts_comparable, counts_summary, interval_columns, reading_phrase, study_counts, study_curve_applies,
+    random_text_summary, correlation_paper_rows, correlation_summary, counts_comparable, counts_summary, interval_columns, reading_phrase, study_counts, study_curve_applies,
 )
 from helpers.core.models import single_token, vocabulary
+from helpers.methods.random_text import random_text_activations
 from helpers.scan.statistics import activation_by_following, correlation_table, following_classes
 from helpers.scan.store import scan
 
@@ -153,6 +154,20 @@ show_table(interval_columns(by_following["predicted"]), caption=f"{page.neuron}'
 
 # %% [markdown]
 # {glue:text}`reading_phrase`
+#
+# ### On random text
+#
+# The same neuron on sequences of tokens drawn uniformly from the vocabulary, where no article
+# is ever due.
+
+# %% tags=["remove-cell"]
+random_acts = random_text_activations(page.model, page.neuron, seed=page.seeds.draws)
+random_values = random_text_summary(random_acts, by_following["next"], target)
+glue(**random_values)
+
+# %% [markdown]
+# Over {glue:text}`random_tokens` random tokens its mean activation is
+# {glue:text}`random_mean:.3f`. {glue:text}`random_phrase`
 
 # %% [markdown]
 # ## Beside the original study
@@ -165,4 +180,5 @@ paper_beside(
 )
 
 # %% tags=["remove-cell"]
-record_findings(page, correlation=correlation_findings(real_curve, real_counts), reading=reading_findings(by_following["next"]))
+record_findings(page, correlation=correlation_findings(real_curve, real_counts), reading=reading_findings(by_following["next"]),
+                random_text=random_text_findings(random_values))

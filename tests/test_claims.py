@@ -193,6 +193,8 @@ def test_the_new_rows_decide_on_planted_findings():
     assert verdict("drives", {"head": "L3H1", "share": 0.3, "low": 0.1, "high": 0.5}) == UNDECIDED
     assert verdict("ordinary_text", {"mean": 0.01, "low": 0.005, "high": 0.02, "n": 900}) == HOLDS
     assert verdict("ordinary_text", {"mean": 0.01, "low": None, "high": None, "n": 5}) == NOT_APPLICABLE
+    assert verdict("random_text", {"share": 0.004, "level": 2.9, "tokens": 4032}) == HOLDS
+    assert verdict("random_text", {"share": 0.05, "level": 2.9, "tokens": 4032}) == FAILS
     assert verdict("reading", {"reading": "article", "before_target": 3, "before_vowel": 0, "before_consonant": 0}) == HOLDS
     assert verdict("reading", {"reading": "both", "before_target": 3, "before_vowel": 1, "before_consonant": 0}) == FAILS
     stable = {"neuron": "L3N50", "stability": 0.98, "n_selection": 16, "n_evaluation": 47, "evaluation": 0.17, "evaluation_low": 0.16,

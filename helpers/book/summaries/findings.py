@@ -119,3 +119,9 @@ def drives_findings(values: dict) -> dict:
 def ordinary_text_findings(loss: dict) -> dict:
     """The loss change before the target when the neuron is mean-ablated over ordinary text."""
     return dict(mean=loss["loss_an_mean"], low=loss["loss_an_low"], high=loss["loss_an_high"], n=loss["loss_an_n"])
+
+
+def random_text_findings(values: dict) -> dict:
+    """From :func:`helpers.book.summaries.scan.random_text_summary`: the share of random tokens
+    reaching the neuron's mean before the target, that level, and how many tokens."""
+    return dict(share=values["random_share"], level=values["random_level"], tokens=values["random_tokens"])

@@ -223,3 +223,23 @@ def interval_columns(table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({"class": table["class"], "tokens": table["count"].map("{:,}".format),
                          "mean activation [95% interval]": [cell(r) for _, r in table.iterrows()]})
+
+
+QUIET_SHARE = 0.01  # on random text the neuron is quiet when at most this share of tokens reaches its mean before the target
+
+
+def random_text_summary(random_acts, by_next: pd.DataFrame, target: str) -> dict:
+    """The neuron on random token sequences against its mean activation before the target in
+    the corpus: the share of random tokens that reach that mean, and whether that is at most
+    :data:`QUIET_SHARE` (quiet on random text)."""
+    import torch
+
+    level = float(by_next["mean"][0])
+    share = float((torch.as_tensor(random_acts) >= level).double().mean())
+    quiet = share <= QUIET_SHARE
+    phrase = (f"On random text the neuron is quiet: {share:.2%} of random tokens reach its mean activation before {target!r} "
+              f"({level:.3f}); what it does on the corpus is not something it does on any input." if quiet else
+              f"On random text {share:.2%} of tokens reach its mean activation before {target!r} ({level:.3f}): it fires on "
+              "inputs with no article to predict, so firing alone does not mean an article is due.")
+    return dict(random_share=share, random_level=level, random_mean=float(torch.as_tensor(random_acts).mean()),
+                random_tokens=int(torch.as_tensor(random_acts).numel()), random_phrase=phrase, random_quiet=quiet)

@@ -52,7 +52,8 @@ def test_the_scorecard_renders_and_says_the_weights_are_random(executed):
     root, log = executed
     assert log.index("executed    book/00_scorecard.py") > max(log.index(f"executed    book/{p.stem}.py") for p in toc_pages(ROOT) if p.stem != "00_scorecard")
     text = html_of(root / "book" / "00_scorecard.ipynb")
-    assert "These weights are random" in text and "not measured" not in text
+    assert "These weights are random" in text
+    assert "<b>not measured</b>" not in text, "every claim's page ran and recorded its finding"
 
 
 def test_counts_of_a_few_documents_are_not_put_beside_the_studys(executed):

@@ -32,6 +32,7 @@ context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt se
 n_random = 5
 reference_docs = 100
 window = 64
+rank_pairs = 48  # pairs on which every neuron of the layer is patched, both ways, for the neuron's ranks
 
 # %% tags=["remove-cell"]
 from helpers.book.findings import record_findings
@@ -48,7 +49,7 @@ from helpers.methods.choice import layer_ranks
 from helpers.scan.documents import document_windows
 
 # %% tags=["remove-input"]
-page = setup_page(context, "neuron", "corpus", "prompt_set", n_random=n_random, reference_docs=reference_docs, window=window)
+page = setup_page(context, "neuron", "corpus", "prompt_set", n_random=n_random, reference_docs=reference_docs, window=window, rank_pairs=rank_pairs)
 pairs, target, other, dataset = page.pairs, page.target, page.other, page.dataset
 windows = document_windows(page.model, dataset, reference_docs, page.seeds.reference, window)
 reference = reference_activations(page.model, windows, page.neuron.layer)
@@ -78,7 +79,7 @@ reference = reference_activations(page.model, windows, page.neuron.layer)
 result = ablate(page.model, pairs, page.neuron.layer, ablation_sets(page.model, page.neuron, n_random, page.seeds.draws), reference, seed=page.seeds.draws)
 glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ablation_summary(result, page.neuron),
      reference_positions=reference.pool.shape[0], reference_docs=reference_docs, dataset=dataset,
-     ranks_phrase=ranks_phrase(layer_ranks(page.model, pairs, page.neuron)))
+     ranks_phrase=ranks_phrase(layer_ranks(page.model, page.prompt_set(min(rank_pairs, pairs.n_pairs)), page.neuron)))
 
 # %% [markdown]
 # The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and

@@ -182,6 +182,7 @@ class LayerRanks:
     necessity_value: float
     sufficiency_rank: int
     sufficiency_value: float
+    n_pairs: int = 1
 
 
 def layer_ranks(model: TransformerBridge, pairs: Contrast, neuron: Neuron) -> LayerRanks:
@@ -191,4 +192,4 @@ def layer_ranks(model: TransformerBridge, pairs: Contrast, neuron: Neuron) -> La
         means = over_pairs(neuron_patching, model, pairs, layer=neuron.layer, positions="all", direction=direction).values.mean(0)
         ranks[direction] = int((means > means[neuron.index]).sum()) + 1
         values[direction] = float(means[neuron.index])
-    return LayerRanks(neuron, model.cfg.d_mlp, ranks["necessity"], values["necessity"], ranks["sufficiency"], values["sufficiency"])
+    return LayerRanks(neuron, model.cfg.d_mlp, ranks["necessity"], values["necessity"], ranks["sufficiency"], values["sufficiency"], pairs.n_pairs)

@@ -117,7 +117,8 @@ def kinds_phrase(neuron_losses: list[float], layer_losses: list[float], kinds: t
 def ranks_phrase(ranks: LayerRanks) -> str:
     """Where the neuron ranks in its layer by necessity and by sufficiency, and whether the two
     readings disagree (one rank first, the other beyond the top ten)."""
-    text = (f"Among the {ranks.n_neurons:,} neurons of its layer, each patched alone at every position, {ranks.neuron} ranks "
+    text = (f"Among the {ranks.n_neurons:,} neurons of its layer, each patched alone at every position (means over "
+            f"{ranks.n_pairs} pair{'s' if ranks.n_pairs != 1 else ''}), {ranks.neuron} ranks "
             f"{ranks.necessity_rank} by necessity (the corrupted activation put into the clean prompt loses "
             f"{ranks.necessity_value:.3f} of the gap) and {ranks.sufficiency_rank} by sufficiency (the clean activation "
             f"put into the corrupted prompt recovers {ranks.sufficiency_value:.3f}).")

@@ -51,7 +51,6 @@ def test_prompt_set_errors_are_one_line(tiny, monkeypatch):
         (lambda: make_pairs(tiny, [CLEAN], ["I went up the pear tree and picked a pear. I climbed up the lemon"]), r"differs in 2 positions, more than max_diff_positions=1"),
         (lambda: make_pairs(tiny, CLEAN, CORRUPTED), "make_pairs takes lists"),
         (lambda: make_pairs(tiny, [CLEAN, CLEAN], [CORRUPTED, CLEAN]), r"pair 1 .* does not differ: its clean and corrupted prompts are the same tokens"),
-        (lambda: make_contrast(tiny, CLEAN, CLEAN), "the clean and corrupted prompts are the same tokens, so there is nothing to patch"),
         (lambda: study_like_pairs(tiny, 50), r"only \d+ study-like pairs of 20 tokens \(the first pair.s length\) could be drawn for this tokenizer; ask for n_pairs <= \d+"),
         (lambda: over_pairs(neuron_patching, tiny, make_contrast(tiny, CLEAN, CORRUPTED).__class__(
             clean=torch.zeros(2, 3, dtype=torch.long), corrupted=torch.zeros(2, 4, dtype=torch.long), target=1, other=2,

@@ -91,8 +91,6 @@ def make_contrast(
             raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each, or lists of prompts to make_pairs")
     clean_tokens = model.to_tokens(clean)
     corrupted_tokens = model.to_tokens(corrupted)
-    if clean_tokens.shape == corrupted_tokens.shape and bool((clean_tokens == corrupted_tokens).all()):
-        raise ValueError("the clean and corrupted prompts are the same tokens, so there is nothing to patch; change the corrupted prompt's word")
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError(
             f"clean and corrupted prompts must have the same number of tokens "

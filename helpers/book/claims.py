@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers.core.stats import rank_correlation
+from helpers.core.stats import interval_cell, rank_correlation
+from helpers.scan.statistics import MIN_BIN_COUNT
 from helpers.methods.choice import STABLE
 from helpers.paper import Study
 
@@ -29,7 +30,6 @@ NOT_APPLICABLE, NEEDS_STUDY_MODEL, NOT_MEASURED = "not applicable", "needs a GPT
 AS_GOOD_AS_LAYER = 0.8  # one neuron recovers at least this share of its whole layer's recovery
 RUNNER_UP_SHARE = 0.25  # ... while the next neuron recovers at most this share of the first's
 STANDS_OUT = 2.0  # a layer stands out when it recovers at least twice the next layer
-MIN_BIN_COUNT = 20  # a bin's proportion counts only when it rests on this many tokens
 RISING = 0.8  # rank correlation of bin position and proportion for "rises with activation"
 NULL_LEVEL = 0.95
 
@@ -126,8 +126,7 @@ class Claim:
 
 
 def _interval(v: dict, name: str) -> str:
-    low, high = v.get(f"{name}_low"), v.get(f"{name}_high")
-    return f"{v[name]:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else " (no interval)")
+    return interval_cell(v[name], v.get(f"{name}_low"), v.get(f"{name}_high"))
 
 
 def _lens_rule(v: dict) -> Verdict:
@@ -172,7 +171,7 @@ def _under(v: dict) -> Verdict:
 
 def _kinds(v: dict) -> Verdict:
     kinds = v["kinds"]
-    lows = {k: kinds[k]["low"] for k in kinds}
+    lows = {k: kinds[k]["mean_low"] for k in kinds}
     spread = f"{min(kinds[k]['mean'] for k in kinds):.3f} to {max(kinds[k]['mean'] for k in kinds):.3f} across {', '.join(kinds)}"
     if all(low is not None and low > 0 for low in lows.values()):
         return Verdict(HOLDS, f"every kind's interval lies above 0; means {spread}")
@@ -308,7 +307,7 @@ CLAIMS: tuple[Claim, ...] = (
           study=lambda s: "not measured"),
     Claim("ordinary_text", "ordinary_text", "Reviewers: the neuron matters on ordinary text, not only on the chosen prompts.",
           "mean-ablating it everywhere raises the next-token loss before the target, interval above 0",
-          _ordinary, lambda v: f"{_interval({'value': v['mean'], 'value_low': v['low'], 'value_high': v['high']}, 'value')} nats over {v['n']:,} tokens",
+          _ordinary, lambda v: f"{interval_cell(v['mean'], v['low'], v['high'])} nats over {v['n']:,} tokens",
           study=lambda s: "top examples only"),
     Claim("random_text", "random_text", "Reviewers: on random text the neuron stays quiet.",
           "at most 1% of uniformly drawn tokens reach the neuron's mean activation before the target in the corpus",

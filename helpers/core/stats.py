@@ -48,6 +48,14 @@ class Interval:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
+def interval_cell(mean: float, low: float | None, high: float | None) -> str:
+    """A table cell: ``0.107 [0.104, 0.111]``, or ``0.107 (no interval)`` when a bound is
+    missing (NaN, or None after a JSON round trip)."""
+    if low is None or high is None or low != low or high != high:
+        return f"{mean:.3f} (no interval)"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def mean_interval(
     values: Float[Tensor, "... pair"], level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0, min_pairs: int = MIN_PAIRS,
 ) -> Float[Tensor, "... 3"]:

@@ -33,10 +33,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.hooks import mlp_post
+from helpers.core.hooks import final_resid, mlp_post, run_until
 from helpers.core.checks import check_choice, check_layer, check_neurons, check_positive_int
 from helpers.core.names import Neuron
-from helpers.core.prompts import Contrast, last_logits, wide
+from helpers.core.prompts import Contrast, last_logits, read_out, wide
+from helpers.methods.effects import frozen_readout
 
 LAYER_SET = "whole layer"  # the name of the set of every neuron of the layer
 
@@ -244,12 +245,7 @@ def ablated_loss(
     check_positive_int("batch_size", batch_size)
     index = check_neurons(neurons, model.cfg.d_mlp)
     post = mlp_post(layer)
-
-    def mean_ablate(act, hook):
-        act = act.clone()
-        act[..., index] = value[index].to(act)
-        return act
-
+    mean_ablate = set_neurons_hook(index, value)
     normal, ablated = [], []
     for start in range(0, windows.shape[0], batch_size):
         batch = windows[start : start + batch_size]
@@ -283,21 +279,11 @@ def natural_effects(
     batch_size: int = 16,
 ) -> NaturalEffects:
     """:class:`NaturalEffects` of ``neuron`` mean-ablated (to ``value[neuron.index]``) over
-    ``windows``: one clean and one ablated pass per batch, read only where the next token is
-    ``target`` or ``other``."""
-    from helpers.core.hooks import final_resid
-    from helpers.core.prompts import frozen_norm, read_out
-
+    ``windows``: one clean and one ablated pass per batch, each stopped at the final norm (no
+    logits are made), read only where the next token is ``target`` or ``other``."""
     check_positive_int("batch_size", batch_size)
-    post, final, index = mlp_post(neuron.layer), final_resid(model), neuron.index
+    post, final, scale, index = mlp_post(neuron.layer), final_resid(model), "ln_final.hook_scale", neuron.index
     w_out = wide(model.blocks[neuron.layer].mlp.W_out[index].detach())
-    direction = wide(model.W_U[:, target]) - wide(model.W_U[:, other])
-
-    def mean_ablate(act, hook):
-        act = act.clone()
-        act[..., index] = value[index].to(act)
-        return act
-
     totals, directs, before = [], [], []
     for start in range(0, windows.shape[0], batch_size):
         batch = windows[start : start + batch_size]
@@ -307,20 +293,31 @@ def natural_effects(
             continue
         kept = {}
 
-        def keep(resid, hook):
-            kept["ablated"] = resid[where]
-            return resid
+        def keep(name: str):
+            def hook(x, hook):
+                kept[name] = x[where]  # [position, ...]
+                return x
+            return hook
 
-        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in {post, final, "ln_final.hook_scale"})
-        model.run_with_hooks(batch, fwd_hooks=[(post, mean_ablate), (final, keep)])
-        normal = cache[final][where]  # [position, d_model]
-        totals.append(read_out(model, kept["ablated"], target, other) - read_out(model, normal, target, other))
-        write = (value[index] - cache[post][..., index][where]).float()[:, None] * w_out  # [position, d_model]
-        directs.append(frozen_norm(model, write, cache["ln_final.hook_scale"][where]) @ direction)
+        run_until(model, batch, scale, [(post, keep("act")), (final, keep("clean")), (scale, keep("scale"))])
+        run_until(model, batch, final, [(post, set_neurons_hook([index], value)), (final, keep("ablated"))])
+        totals.append(read_out(model, kept["ablated"], target, other) - read_out(model, kept["clean"], target, other))
+        write = (value[index] - kept["act"][:, index]).float()[:, None] * w_out  # [position, d_model]
+        directs.append(frozen_readout(model, write, kept["scale"][:, 0], target, other))
         before.append(batch[:, 1:][where[:, :-1]] == target)
     if not totals:
         raise ValueError("no position of these windows is followed by the target or its rival; give more documents")
     return NaturalEffects(torch.cat(totals).float(), torch.cat(directs).float(), torch.cat(before))
+
+
+def set_neurons_hook(index, value: Float[Tensor, "d_mlp"]):
+    """A hook on ``mlp.hook_post`` that sets neurons ``index`` to ``value[index]`` at every
+    position (mean ablation when ``value`` is the reference mean)."""
+    def set_neurons(act, hook):
+        act = act.clone()
+        act[..., index] = value[index].to(act)
+        return act
+    return set_neurons
 
 
 def _token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "token"]:

@@ -34,7 +34,7 @@ from helpers.core.cache import cached
 from helpers.core.models import weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
-from helpers.core.stats import Interval, interval
+from helpers.core.stats import Interval, bootstrap_means, interval
 from helpers.methods.congruence import token_congruence
 from helpers.methods.layer_patching import layer_patching
 from helpers.methods.neuron_patching import neuron_patching
@@ -74,14 +74,14 @@ def bootstrap_stability(
     resamples: int = RESAMPLES, seed: int = 0,
 ) -> float:
     """The share of bootstrap resamples of the pairs whose mean recovery ranks the same layer
-    first (when ``layer_values`` is given) and the same neuron first within it."""
-    n = neuron_values.shape[0]
-    draws = torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(seed))  # [resample, pair]
-    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, draws, torch.ones(resamples, n, dtype=torch.float64)) / n
-    same = (weights @ neuron_values.double()).argmax(-1) == chosen  # [resample]
+    first (when ``layer_values`` is given; a NaN cell is left out of its layer's mean, as in the
+    choice) and the same neuron first within it; every quantity sees the same draws
+    (:func:`helpers.core.stats.bootstrap_means`)."""
+    same = bootstrap_means(neuron_values.T, resamples, seed).argmax(0) == chosen  # [resample]
     if layer_values is not None:
-        means = weights @ layer_values.double().nan_to_num(nan=-torch.inf)  # [resample, layer]
-        same &= means.argmax(-1) == chosen_layer
+        present = ~layer_values.isnan()
+        means = bootstrap_means(layer_values.nan_to_num(0).T, resamples, seed) / bootstrap_means(present.T.double(), resamples, seed)
+        same &= means.nan_to_num(nan=-torch.inf).argmax(0) == chosen_layer  # [layer, resample] -> [resample]
     return float(same.double().mean())
 
 
@@ -104,8 +104,8 @@ def choose_neuron(
     def compute() -> NeuronChoice:
         layer_values = None
         if fixed_layer is None:
-            mlp_maps = [layer_patching(model, prompts.pair(i), components=("mlp_out",))["mlp_out"].values for i in range(n)]
-            layer_values = torch.stack(mlp_maps)[:, :, -1]  # [pair, layer]: each MLP layer patched at the last position
+            mlp_out = over_pairs(lambda m, pair: layer_patching(m, pair, components=("mlp_out",))["mlp_out"], model, prompts)
+            layer_values = mlp_out.values[:, :, -1]  # [pair, layer]: each MLP layer patched at the last position
             chosen_layer = best_layer(layer_values.nanmean(0, keepdim=True).T, 0)
             layer_source = "ranked first by layer patching" + ("" if n == 1 else f" (mean over {n} selection pairs)")
         else:

@@ -8,7 +8,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
-from helpers.core.stats import Interval, interval, mean_interval, ratio_interval
+from helpers.core.stats import Interval, interval, interval_cell, mean_interval, ratio_interval
 from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss, NaturalEffects  # noqa: F401 (the pages' tables name it)
 from helpers.methods.choice import LayerRanks
 from helpers.methods.effects import NeuronEffects
@@ -59,10 +59,8 @@ def ablation_table(result: Ablation, neuron: Neuron, value: str = "share") -> pd
 
 
 def _cell(values: torch.Tensor) -> str:
-    """``(mean, low, high)`` as ``0.107 [0.104, 0.111]``, or ``0.107 (no interval)`` when the
-    bounds are NaN (fewer pairs than :data:`helpers.core.stats.MIN_PAIRS`)."""
-    mean, low, high = values.tolist()
-    return f"{mean:.3f} (no interval)" if low != low else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    """``(mean, low, high)`` as a table cell (:func:`helpers.core.stats.interval_cell`)."""
+    return interval_cell(*values.tolist())
 
 
 def ablation_summary(result: Ablation, neuron: Neuron) -> dict:

@@ -7,7 +7,6 @@ import torch
 
 from helpers.core.names import Neuron, show_token
 from helpers.core.prompts import NextTokens
-from helpers.core.stats import mean_interval
 from helpers.methods.choice import HeldOut, NeuronChoice
 from helpers.methods.effects import NeuronEffects
 from helpers.methods.logit_lens import LogitLens, sublayer_after
@@ -58,16 +57,13 @@ def correlation_findings(curve: pd.DataFrame, counts: dict[str, int]) -> dict:
 
 def ablation_findings(summary: dict, kinds: tuple[str, ...]) -> dict:
     """Each ablation kind's necessity of the neuron (mean and interval over pairs)."""
-    return dict(kinds={k: {"mean": summary[f"{k}_mean"], "mean_low": summary[f"{k}_low"], "mean_high": summary[f"{k}_high"],
-                           "low": summary[f"{k}_low"]} for k in kinds})
+    return dict(kinds={k: {"mean": summary[f"{k}_mean"], "mean_low": summary[f"{k}_low"], "mean_high": summary[f"{k}_high"]} for k in kinds})
 
 
 def effects_findings(effects: NeuronEffects) -> dict:
-    """The direct share of the total effect: the ratio of the two means over pairs, with a
-    bootstrap interval on that ratio (same resamples for both means)."""
-    both = mean_interval(torch.stack([effects.direct, effects.total]))
-    ratio = float(both[0, 0] / both[1, 0]) if both[1, 0] else float("nan")
-    return dict(direct_share=ratio, n_pairs=effects.total.numel())
+    """The direct share of the total effect: the ratio of the two means over pairs (no interval)."""
+    total = float(effects.total.double().mean())
+    return dict(direct_share=float(effects.direct.double().mean()) / total if total else float("nan"), n_pairs=effects.total.numel())
 
 
 def sweep_findings(result: Sweep, as_good: float) -> dict:
@@ -79,7 +75,7 @@ def sweep_findings(result: Sweep, as_good: float) -> dict:
     if measured.empty:
         return dict(n_measured=0, n_single=0)
     share = measured.recovery / measured.whole_layer
-    stable = measured.stability.isna() | (measured.stability >= STABLE) if "stability" in measured else True
+    stable = measured.stability.isna() | (measured.stability >= STABLE)
     return dict(n_measured=len(measured), n_single=int(((share >= as_good) & stable).sum()))
 
 

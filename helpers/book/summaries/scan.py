@@ -6,6 +6,7 @@ import pandas as pd
 
 from helpers.book.page import NeuronChoice
 from helpers.core.names import Neuron, show_token
+from helpers.core.stats import interval_cell
 from helpers.paper import Study
 from helpers.scan.statistics import MIN_BIN_COUNT, always_top_above
 from helpers.scan.store import ScanResult
@@ -216,13 +217,8 @@ def reading_phrase(by_next: pd.DataFrame, target: str) -> str:
 def interval_columns(table: pd.DataFrame) -> pd.DataFrame:
     """An :func:`activation_by_class` table for the page: class, token count, and the mean with
     its interval in one cell (``0.412 [0.398, 0.426]``, or ``(no interval)`` for few tokens)."""
-    def cell(row) -> str:
-        if row["count"] == 0:
-            return "no tokens"
-        return f"{row['mean']:.3f} (no interval)" if row["low"] != row["low"] else f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
-
-    return pd.DataFrame({"class": table["class"], "tokens": table["count"].map("{:,}".format),
-                         "mean activation [95% interval]": [cell(r) for _, r in table.iterrows()]})
+    cells = ["no tokens" if r["count"] == 0 else interval_cell(r["mean"], r["low"], r["high"]) for _, r in table.iterrows()]
+    return pd.DataFrame({"class": table["class"], "tokens": table["count"].map("{:,}".format), "mean activation [95% interval]": cells})
 
 
 QUIET_SHARE = 0.01  # on random text the neuron is quiet when at most this share of tokens reaches its mean before the target

@@ -79,3 +79,63 @@ def test_the_neuron_browser_shows_neurons_from_disk_and_served(html_root):
         assert report["first"]["bar_tokens"] == index["n_tokens"] and report["first"]["logit_rows"] > 0, (how, report["first"])
         assert report["typed"]["title"] == other and report["typed"]["examples"] > 0, (how, report["typed"])
     assert f'href="{BROWSER_PAGE}.html#L' in (html_root / "book" / "05_max_activating.html").read_text()
+
+
+# the pages that read each cache: the processed weights and the neuron choice (every page below),
+# a corpus scan (06), a congruence pass (10), the neuroscope pass (14), the sweep's rows (15)
+CACHE_PAGES = ["06_correlation", "10_prediction_neurons", "14_neuroscope", "15_sweep"]
+
+
+def damage_caches(cache: Path) -> dict[str, int]:
+    """Damage every entry of every cache of the build, each kind its own way; how many files
+    of each kind were damaged."""
+    damaged = {}
+
+    def hit(kind: str, path: Path, how: str) -> None:
+        raw = bytearray(path.read_bytes())
+        if how == "zero":  # same size, 256 bytes zeroed in the middle
+            middle = len(raw) // 2
+            raw[middle:middle + 256] = bytes(min(256, len(raw) - middle))
+        else:
+            raw = raw[: len(raw) // 2]
+        path.write_bytes(bytes(raw))
+        damaged[kind] = damaged.get(kind, 0) + 1
+
+    for kind, how in (("processed", "truncate"), ("choices", "zero"), ("congruence", "truncate"), ("sweep", "zero")):
+        for path in sorted((cache / kind).glob("*.safetensors")):
+            hit(kind, path, how)
+    for path in sorted((cache / "neuroscope").glob("*/neuroscope.safetensors")):
+        hit("neuroscope", path, "zero")
+    for path in sorted((cache / "scans").glob("*/manifest.json")):
+        hit("scans", path, "truncate")
+    return damaged
+
+
+def stderr_of(notebook: Path) -> str:
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
+
+
+@pytest.mark.skipif(os.environ.get("AN_NEURON_BOOK_PREBUILT") == "1", reason="re-executes pages with the default profile")
+def test_damaged_caches_are_named_recomputed_and_give_the_same_numbers(html_root):
+    """Every cache entry of the built book damaged (cut short, or zeroed in place at the same
+    size); the pages that read them executed again: each damaged kind is named in a warning on
+    a page, and every glued value is what the first build glued."""
+    from helpers.book.findings import glued_values
+
+    before = {page: glued_values(ROOT / "book" / f"{page}.ipynb") for page in CACHE_PAGES}
+    damaged = damage_caches(ROOT / ".cache")
+    assert set(damaged) == {"processed", "choices", "congruence", "sweep", "neuroscope", "scans"}, damaged
+    result = subprocess.run([sys.executable, "-m", "helpers.book.build", "--no-html", "--force", "--pages", *CACHE_PAGES],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    warnings = "".join(stderr_of(ROOT / "book" / f"{page}.ipynb") for page in CACHE_PAGES)
+    for kind, phrase in (("processed", "processed-"), ("choices", "choice-"), ("congruence", "congruence-"), ("sweep", "sweep-"),
+                         ("neuroscope", "rebuilding it from the part files"), ("scans", "computing the scan again")):
+        assert phrase in warnings, f"no page named the damaged {kind} entry"
+    for page in CACHE_PAGES:
+        after = glued_values(ROOT / "book" / f"{page}.ipynb")
+        changed = {name: (before[page].get(name), value) for name, value in after.items() if before[page].get(name) != value}
+        assert after.keys() == before[page].keys() and not changed, (page, changed)

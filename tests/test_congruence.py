@@ -265,7 +265,7 @@ def test_bad_input_gives_one_line_errors(model, weights):
 def test_cache_writes_once_and_reloads_the_same_pass(model, tmp_path):
     first = search(model, "W_E", "cosine", layers=[0, 2], cache=tmp_path)
     files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].suffix == ".pt"
+    assert len(files) == 1 and files[0].suffix == ".safetensors"
     second = search(model, "W_E", "cosine", layers=[0, 2], cache=tmp_path)
     assert list(tmp_path.iterdir()) == files
     for name in ("token_values", "token_neurons", "neuron_values", "neuron_tokens", "power_sums"):

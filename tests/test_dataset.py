@@ -172,6 +172,23 @@ def test_corrupt_shard_is_logged_and_recomputed(model, docs, scanned, tmp_path, 
     assert repaired.n_tokens == scanned.n_tokens
 
 
+def test_a_damaged_manifest_is_named_and_the_scan_computed_again(model, docs, scanned, tmp_path, caplog):
+    """A truncated manifest stopped every later run with "delete the folder"; now opening it
+    says what to run, and running the scan again repairs it to the same files."""
+    kwargs = dict(batch_size=3, shard_docs=4, top_k=5, pseudo=True, progress=False)
+    shutil.copytree(scanned.out_dir, tmp_path, dirs_exist_ok=True)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(ScanMismatch, match="is not a scan manifest.*run scan\\(...\\) with the same parameters") as error:
+        open_scan(tmp_path)
+    assert "\n" not in str(error.value)
+    with caplog.at_level(logging.WARNING, logger="helpers.scan.store"):
+        repaired = scan(model, docs, NEURONS, tmp_path, **kwargs)
+    assert "is not a scan manifest" in caplog.text and "computing the scan again" in caplog.text
+    assert files(tmp_path) == files(scanned.out_dir)
+    assert torch.equal(repaired.topk_values, scanned.topk_values)
+
+
 def test_mismatched_parameters_or_documents_raise(model, docs, scanned):
     with pytest.raises(ScanMismatch, match="batch_size: 2 requested, 3 on disk"):
         scan(model, docs, NEURONS, scanned.out_dir, batch_size=2, shard_docs=4, top_k=5, pseudo=True, progress=False)

@@ -154,6 +154,9 @@ def test_ablation_bad_input_is_one_line(tiny, pairs, windows):
         (lambda: ablate(tiny, pairs, 2, {"a": [1]}, reference), "reference activations are of layer 1, not 2"),
         (lambda: ablate(tiny, pairs, 1, {"a": [999]}, reference), "neuron 999 is out of range"),
         (lambda: ablate(tiny, pairs, 1, {}, reference), "no neurons to ablate"),
+        # one pair of equal prompts (a valid null check elsewhere) has no gap to take a share of: -inf/NaN before
+        (lambda: ablate(tiny, make_contrast(tiny, CLEAN, CLEAN), 1, {"a": [1]}, reference),
+         r"pair\(s\) \[0\] have the same logit difference clean and corrupted: necessity and sufficiency are shares of that gap"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as info:

@@ -43,16 +43,44 @@ def sources(model, tokens, names):
 
 # --- the decomposition is exact -----------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def biased():
+    """``tiny``'s shape with every bias and norm weight drawn at random: a fresh model's zero
+    biases hide a dropped bias term (the attention biases, the neuron's own bias)."""
+    model = random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=11, random_biases=True)
+    return model, study_like_pairs(model, 6, seed=2)
+
+
+@pytest.mark.parametrize("which", ["tiny", "biased"])
 @pytest.mark.parametrize("neuron", [Neuron(0, 3), NEURON])
-def test_the_parts_sum_to_the_models_pre_activation(tiny, pairs, neuron):
-    dec = decompose_inputs(tiny, pairs, neuron, max_rows=5)
+def test_the_parts_sum_to_the_models_pre_activation(request, tiny, pairs, which, neuron):
+    model, pairs = (tiny, pairs) if which == "tiny" else request.getfixturevalue("biased")
+    dec = decompose_inputs(model, pairs, neuron, max_rows=5)
     pre = f"blocks.{neuron.layer}.mlp.hook_pre"
-    clean = sources(tiny, pairs.clean, {pre})[pre][:, -1, neuron.index]
+    clean = sources(model, pairs.clean, {pre})[pre][:, -1, neuron.index]
     torch.testing.assert_close(dec.clean_pre, clean, msg="the decomposition should read the model's own hook_pre")
     torch.testing.assert_close(dec.clean.sum(0), dec.clean_pre, atol=1e-5, rtol=0, msg="clean parts must sum to hook_pre: is b_in the forward's bias?")
     torch.testing.assert_close(dec.corrupted.sum(0), dec.corrupted_pre, atol=1e-5, rtol=0)
     assert dec.clean.shape == (len(dec.labels), pairs.n_pairs)
     assert dec.labels[:3] == ("embed", "pos_embed", "L0H0") and dec.labels[-1] == "b_in"
+    if which == "biased":  # each bias term is large enough that leaving it out breaks the sum
+        for label in ("b_O", "b_in"):
+            assert dec.clean[dec.index(label)].abs().min() > 1e-3, label
+
+
+def test_the_neurons_bias_is_the_one_the_forward_pass_adds(biased):
+    """``neuron_bias`` against the model itself: the pre-activation minus the normalised input
+    times ``W_in`` (the processed bias differs from the unprocessed ``b_in`` under random norms)."""
+    model, pairs = biased
+    layer = NEURON.layer
+    names = {f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.mlp.hook_pre"}
+    cache = sources(model, pairs.clean, names)
+    x = cache[f"blocks.{layer}.hook_resid_mid"][:, -1]
+    x = x - x.mean(-1, keepdim=True)
+    normalized = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    added = cache[f"blocks.{layer}.mlp.hook_pre"][:, -1, NEURON.index] - normalized @ model.blocks[layer].mlp.W_in[:, NEURON.index]
+    torch.testing.assert_close(added, neuron_bias(model, NEURON).expand_as(added), atol=1e-5, rtol=0)
+    assert abs(float(neuron_bias(model, NEURON).detach())) > 1e-3
 
 
 def test_each_head_term_equals_a_loop_over_a_full_cache(tiny, pairs):

@@ -112,3 +112,67 @@ def test_a_cached_load_has_the_processed_weight_attributes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the fallback warns
         assert neuron_patching(cached, make_contrast(cached), 3, "all").engine == "suffix"
+
+
+def folder_variant(tmp_path, name, edit_state=None, edit_config=None):
+    """A copy of the bundled toy folder with its weights or config edited."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from helpers.core.models import BUNDLED_MODELS
+
+    folder = tmp_path / name
+    shutil.copytree(BUNDLED_MODELS["toy"], folder)
+    state = load_file(folder / "model.safetensors")
+    save_file(edit_state(state) if edit_state else state, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(edit_config(config) if edit_config else config))
+    return folder
+
+
+@pytest.mark.parametrize("name, edit_state, edit_config, match", [
+    ("missing", lambda s: {k: v for k, v in s.items() if k != "transformer.h.0.mlp.c_fc.weight"}, None,
+     r"1 tensor\(s\) the config needs are missing: transformer.h.0.mlp.c_fc.weight"),
+    ("one-layer-more", None, lambda c: dict(c, n_layer=c["n_layer"] + 1), r"12 tensor\(s\) the config needs are missing: transformer.h.4."),
+    ("wider", None, lambda c: dict(c, n_inner=2 * c["n_inner"]), r"have another shape: transformer.h.0.mlp.c_fc.weight \[128, 512\] \(the config needs \[128, 1024\]\)"),
+])
+def test_a_folder_that_does_not_hold_its_config_model_is_refused(tmp_path, name, edit_state, edit_config, match):
+    """Each of these loaded before (a fresh random weight, a random last layer, or transformers'
+    hidden report): now one line naming the folder and the tensors."""
+    folder = folder_variant(tmp_path, name, edit_state, edit_config)
+    with pytest.raises(ModelUnavailable, match=match) as info:
+        load_model(str(folder), cache=None)
+    assert "\n" not in str(info.value) and str(folder) in str(info.value)
+
+
+def test_a_truncated_weight_file_is_refused(tmp_path):
+    folder = folder_variant(tmp_path, "truncated")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelUnavailable, match="not a readable safetensors file"):
+        check_model_folder(folder)
+
+
+def test_hub_layout_loads_and_an_unused_tensor_is_named_through_quiet_loading(tmp_path):
+    """GPT-2's hub files name tensors without the ``transformer.`` prefix and keep the causal
+    mask buffers (``attn.bias``), which transformers ignores: no warning. A tensor no part of
+    the model uses is named, and the page's quiet loading passes that warning on."""
+    import warnings
+
+    from helpers.book.page import quietly
+    from helpers.core.model_folder import ModelFolderWarning
+
+    def hub_layout(state):
+        state = {k.removeprefix("transformer."): v for k, v in state.items()}
+        return {**state, "h.0.attn.bias": torch.ones(1, 1, 4, 4)}
+
+    folder = folder_variant(tmp_path, "hub", hub_layout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelFolderWarning)
+        check_model_folder(folder)
+    extra = folder_variant(tmp_path, "extra", lambda s: {**s, "transformer.h.0.mlp.spare": torch.zeros(3)})
+    with pytest.warns(ModelFolderWarning, match=r"holds 1 tensor\(s\) the model does not use, left out: h.0.mlp.spare"):
+        model = quietly(load_model, str(extra), cache=None)
+    assert model.cfg.n_layers == 4

@@ -18,10 +18,11 @@ import torch
 from helpers.book.build import ROOT
 from helpers.core.models import load_model, random_model
 from helpers.scan.neuroscope import (
-    BINS, RESULT, _fold_shard, bucket_constants, bucket_of, check_bins, empty_state, merge_states, neuroscope, open_neuroscope,
+    BINS, RESULT, Part, _fold_shard, bucket_constants, bucket_of, check_bins, empty_state, merge_states, neuroscope, open_neuroscope,
     parse_layers, part_name, sort_state, top_per_document,
 )
 from helpers.scan.neuroscope_state import _count
+from helpers.core.cache import load_checked
 from helpers.scan.store import ScanMismatch
 
 N_CTX = 16
@@ -191,9 +192,74 @@ def test_shard_states_merge_exactly(model, docs):
     for index, (part, first) in enumerate(shards):
         _fold_shard(model, part, first, [0, 1], whole, opts)
         _fold_shard(model, part, first, [0, 1], odd if index % 2 else even, opts)
-    merged, whole = merge_states([odd, even], K), sort_state(whole, K)
-    for name, tensor in whole.items():
-        assert torch.equal(merged[name].nan_to_num(-7.0), tensor.nan_to_num(-7.0)), name
+    run_params = {"weights": "w", "documents_sha256": "d"}
+    n = len(shards)
+    merged = merge_states([Part(odd, run_params, list(range(1, n, 2))), Part(even, run_params, list(range(0, n, 2)))], K)
+    assert merged.shards == list(range(n))
+    for name, tensor in sort_state(whole, K).items():
+        assert torch.equal(merged.state[name].nan_to_num(-7.0), tensor.nan_to_num(-7.0)), name
+
+
+def test_merges_refuse_states_of_other_runs_and_shards_counted_twice(model, docs, scanned, tmp_path):
+    """Each of these merged silently before (a state carried no identity): another model,
+    other documents, and one run with itself."""
+    def part_of(result):
+        state, record = load_checked(result.out_dir / part_name(0, 1))
+        return Part(state, record["params"], record["shards"])
+
+    mine = part_of(scanned)
+    other_model = part_of(run(random_model(n_layers=2, d_model=32, n_heads=2, n_ctx=N_CTX, seed=2), docs, tmp_path / "model"))
+    other_docs = part_of(run(model, docs[:-1] + ["an owl"], tmp_path / "docs"))
+    for other, message in [(other_model, r"two runs \(model: .*; weights: '\w+' in the first, '\w+' in another\)"),
+                           (other_docs, r"two runs \(documents_sha256: "),
+                           (mine, r"shards \[0, 1, 2\] are in two of the states")]:
+        with pytest.raises(ValueError, match=message) as error:
+            merge_states([mine, other], K)
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero_bytes", "missing"])
+def test_a_damaged_result_is_rebuilt_from_its_parts(model, docs, scanned, tmp_path, caplog, damage):
+    """The result file damaged (cut short, 256 bytes zeroed: returned as it was before, or gone)
+    is named in one warning and merged again from the intact part file, with the same bits,
+    without running the model."""
+    shutil.copytree(scanned.out_dir, tmp_path, dirs_exist_ok=True)
+    result = tmp_path / RESULT
+    raw = bytearray(result.read_bytes())
+    if damage == "truncate":
+        result.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "zero_bytes":
+        raw[len(raw) // 2: len(raw) // 2 + 256] = bytes(256)
+        result.write_bytes(bytes(raw))
+    else:
+        result.unlink()
+    with caplog.at_level(logging.WARNING, logger="helpers.scan.neuroscope"):
+        same(open_neuroscope(tmp_path), scanned)
+    assert "rebuilding it from the part files" in caplog.text and len(caplog.records) == 1
+    load_checked(result)  # written again, whole
+    (tmp_path / part_name(0, 1)).write_bytes(b"")
+    result.unlink()
+    with pytest.raises(ScanMismatch, match="cannot be rebuilt; run the pass again with the same parameters"):
+        open_neuroscope(tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="helpers.scan.neuroscope"):
+        same(run(model, docs, tmp_path), scanned)  # the pass itself computes what it cannot rebuild
+    assert "computing the pass again" in caplog.text
+
+
+def test_a_damaged_manifest_is_written_again(model, docs, scanned, tmp_path, caplog):
+    shutil.copytree(scanned.out_dir, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "manifest.json").write_text('{"run_id": ')
+    with caplog.at_level(logging.WARNING, logger="helpers.scan.neuroscope"):
+        same(run(model, docs, tmp_path), scanned)
+    assert "is not a neuroscope manifest" in caplog.text
+    same(open_neuroscope(tmp_path), scanned)
+
+
+def test_no_documents_is_one_line(model, tmp_path):
+    with pytest.raises(ValueError, match="no documents to scan") as error:
+        neuroscope(model, [], None, tmp_path, progress=False)
+    assert "\n" not in str(error.value) and not any(tmp_path.iterdir())
 
 
 def files(folder):

@@ -128,13 +128,31 @@ def test_a_batch_of_pairs_is_one_clear_line(planted):
         assert "\n" not in str(info.value)
 
 
-def test_the_fingerprint_is_remembered_until_a_tensor_changes(monkeypatch):
-    model = random_model(seed=6)
+def test_the_fingerprint_sees_an_edit_through_data(tmp_path):
+    """An edit through ``.data`` bumps no version counter: the fingerprint reads the bytes, so
+    the cached choice is not returned for the edited model (it was, when the hash was kept
+    until a version counter moved)."""
+    model = random_model(n_layers=4, d_model=32, d_mlp=64, n_heads=4, seed=3)
+    contrast = make_contrast(model, CLEAN, CORRUPTED)
+    plant(model, contrast, PLANTED)
     first = weights_fingerprint(model)
-    calls = []
-    real = __import__("hashlib").sha256
-    monkeypatch.setattr("helpers.core.models.hashlib.sha256", lambda *a: calls.append(1) or real(*a))
-    assert weights_fingerprint(model) == first and not calls, "an unchanged model must not be hashed again"
-    with torch.no_grad():
-        model.blocks[0].mlp.out._original_component.weight[0, 0] += 1.0  # in place: bumps the version
-    assert weights_fingerprint(model) != first and calls
+    assert choose_neuron(model, contrast, cache=tmp_path).neuron == PLANTED
+    weight = model.blocks[PLANTED.layer].mlp.out._original_component.weight
+    version = weight._version
+    weight.data[PLANTED.index] = 0.0
+    assert weight._version == version, "the edit must be one no version counter sees"
+    assert weights_fingerprint(model) != first
+    assert choose_neuron(model, contrast, cache=tmp_path).neuron != PLANTED
+
+
+def test_empty_prompts_and_a_page_pair_that_does_not_differ_are_refused(tmp_path):
+    """Both ran before: the prompt page published "differ only at ." and ablation a necessity of -inf."""
+    from helpers.book.page import setup_page
+
+    model = random_model(n_layers=2, d_model=32, n_heads=4, seed=3)
+    for clean, corrupted, name in (("", CORRUPTED, "clean"), (CLEAN, "   ", "corrupted")):
+        with pytest.raises(ValueError, match=f"the {name} prompt is empty") as info:
+            make_contrast(model, clean, corrupted)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="clean_prompt and corrupted_prompt are the same tokens"):
+        setup_page({"model_name": "toy", "clean_prompt": CLEAN, "corrupted_prompt": CLEAN})

@@ -154,6 +154,27 @@ def test_the_sweep_marks_what_it_cannot_measure_and_runs_the_rest(model, tmp_pat
     assert skipped.status == "skipped" and "' elephants' is not a single token" in skipped.note
 
 
+def test_the_page_shows_a_sweep_where_no_model_was_measured(model, tmp_path):
+    """Every summary, table and figure of page 15 on a sweep with no measured model (the
+    recovery figure stopped with an AttributeError), and a measured row has only known columns."""
+    from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
+    from helpers.book.summaries.findings import sweep_findings
+    from helpers.book.summaries.sweep import neuron_table, sweep_paper_rows, sweep_summary, sweep_table
+    from helpers.core.models import describe
+    from helpers.methods.sweep import MEASURED_COLUMNS
+    from helpers.paper import study
+
+    nothing = sweep(["missing", "gone"], n_pairs=3, load=loader({}), cache=None, choice_cache=None)
+    assert sweep_summary(nothing)["own_phrase"].startswith("No model was measured")
+    assert neuron_table(nothing).empty and len(sweep_table(nothing)) == 2
+    for figure in (recovery_figure, similarity_figure, concentration_figure):
+        figure(nothing, "title")
+    sweep_paper_rows(nothing, study(), "toy")
+    assert sweep_findings(nothing, 0.5)["n_measured"] == 0
+    row = sweep(["a"], n_pairs=3, load=loader({"a": model}), cache=None, choice_cache=None).table.iloc[0]
+    assert set(row.index) == set(describe(model)) | set(MEASURED_COLUMNS)
+
+
 def test_the_sweep_reuses_each_models_row_and_recomputes_for_other_weights(model, tmp_path, monkeypatch):
     models = {"a": model}
     first = sweep(["a"], n_pairs=3, load=loader(models), cache=tmp_path, choice_cache=tmp_path).table

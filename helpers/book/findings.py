@@ -68,3 +68,18 @@ def read_findings(book: Path | str = ".") -> dict[str, dict]:
                 for key in record["findings"]:
                     found[key] = {**record, "page": notebook.stem, "parameters": parameters}
     return found
+
+
+def glued_values(notebook: Path | str) -> dict[str, str]:
+    """Every value glued in an executed notebook: ``{name: text}`` (its plain-text form, or its
+    Markdown for a glued phrase)."""
+    values = {}
+    for cell in json.loads(Path(notebook).read_text()).get("cells", []):
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get("scrapbook")
+            if record is None:
+                continue
+            data = {mime.removeprefix(record.get("mime_prefix", "")): text for mime, text in output.get("data", {}).items()}
+            text = data.get("text/plain", data.get("text/markdown", ""))
+            values[record["name"]] = "".join(text) if isinstance(text, list) else str(text)
+    return values

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.book.context import AUTO, Seeds, check_groups, resolve_context
 from helpers.book.display import in_book, page_header
+from helpers.core.model_folder import ModelFolderWarning
 from helpers.core.models import load_model
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, make_contrast
@@ -129,6 +132,9 @@ def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
     torch.manual_seed(seeds.torch)
     model = quietly(load_model, values["model_name"], device=values["device"], dtype=values["dtype"])
     contrast = make_contrast(model, values["clean_prompt"], values["corrupted_prompt"], values["target"], values["other"])
+    if not contrast.diff_positions:
+        raise ValueError("clean_prompt and corrupted_prompt are the same tokens: a page compares two prompts that differ in one word; "
+                         "change the word of corrupted_prompt")
     header = {k: v for k, v in values.items() if k not in ("model_name", "device", "dtype")}
     choice = None
     if "neuron" in groups:
@@ -154,8 +160,21 @@ def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
 
 
 def quietly(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` with its progress bars, prints and warnings kept off the page;
-    an exception still propagates with its message."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
+    """``fn(*args, **kwargs)`` with its progress bars, prints and library warnings kept off the
+    page. What matters still shows: a warning about the model folder
+    (:class:`ModelFolderWarning`), the package's own logged warnings (a damaged cache entry
+    named and recomputed), and an exception with its message."""
+    shown = logging.StreamHandler(sys.stderr)  # the page's stderr, taken before it is redirected
+    shown.setLevel(logging.WARNING)
+    package = logging.getLogger("helpers")
+    package.addHandler(shown)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("always")
+            result = fn(*args, **kwargs)
+    finally:
+        package.removeHandler(shown)
+    for warning in caught:
+        if issubclass(warning.category, ModelFolderWarning):
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+    return result

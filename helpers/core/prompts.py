@@ -89,6 +89,8 @@ def make_contrast(
         if not isinstance(text, str):
             count = f"{len(text)} prompts" if isinstance(text, (list, tuple)) else type(text).__name__
             raise ValueError(f"make_contrast takes one prompt pair, but the {name} prompt is {count}; pass one string each, or lists of prompts to make_pairs")
+        if not text.strip():
+            raise ValueError(f"the {name} prompt is empty; give the text the model continues (e.g. {STUDY_CLEAN!r})")
     clean_tokens = model.to_tokens(clean)
     corrupted_tokens = model.to_tokens(corrupted)
     if clean_tokens.shape != corrupted_tokens.shape:

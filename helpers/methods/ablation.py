@@ -150,6 +150,12 @@ def ablate(
         raise ValueError(f"the reference activations are of layer {reference.layer}, not {layer}; compute them for layer {layer}")
     if not neuron_sets:
         raise ValueError("no neurons to ablate: pass neuron_sets={'label': [indices], ...}")
+    clean_diff, clean_prob = _diff_and_prob(model, pairs.clean, pairs, [])
+    corrupted_diff, corrupted_prob = _diff_and_prob(model, pairs.corrupted, pairs, [])
+    level = (clean_diff == corrupted_diff).nonzero().flatten().tolist()
+    if level:
+        raise ValueError(f"pair(s) {level[:5]} have the same logit difference clean and corrupted: necessity and sufficiency "
+                         "are shares of that gap, so they are undefined; use pairs whose prompts differ")
     d_mlp = model.cfg.d_mlp
     masks = torch.stack([torch.zeros(d_mlp, dtype=torch.bool).index_fill_(0, check_neurons(s, d_mlp), True) for s in neuron_sets.values()])
     n_pairs, n_pos = pairs.clean.shape
@@ -188,8 +194,6 @@ def ablate(
 
     restore = restore_hook(masks, clean_act)
     restored_diff, restored_prob = _diff_and_prob(model, pairs.corrupted.repeat(len(masks), 1), pairs, [(post, restore)])
-    clean_diff, clean_prob = _diff_and_prob(model, pairs.clean, pairs, [])
-    corrupted_diff, corrupted_prob = _diff_and_prob(model, pairs.corrupted, pairs, [])
     return Ablation(
         layer=layer, kinds=kinds, set_names=tuple(neuron_sets),
         ablated_diff=torch.cat(diffs).reshape(shape), ablated_prob=torch.cat(probs).reshape(shape),

@@ -44,12 +44,14 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from helpers.core.cache import cached
 from helpers.core.checks import check_layers
 from helpers.core.models import single_token, weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.methods.congruence_tables import Congruence
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "congruence"
+CONGRUENCE_VERSION = 1  # bump when a change to the pass changes its numbers
 MATRICES = ("W_U", "W_E")
 MEASURES = ("dot", "cosine")
 NEURON_CHUNK = 5120
@@ -342,22 +344,20 @@ def search(
 ) -> Congruence:
     """:func:`scan` on the model's own matrices; with ``cache`` (a folder), reuse a saved pass.
 
-    A cached result is keyed by a hash of every weight tensor (``weights_fingerprint``),
-    the matrix, measure and layers, so a retrained model never reads a stale file.
+    A cached result (``helpers.core.cache``) is keyed by a hash of every weight tensor
+    (``weights_fingerprint``), the matrix, measure, layers and chunking, so a retrained model
+    never reads a stale file and a damaged one is computed again.
     """
     check_matrix(matrix)
     check_measure(measure)
     layers = check_layers(layers, model.cfg.n_layers)
     moments = measure == "cosine" if moments is None else bool(moments)
-    path = None
-    if cache is not None:
-        span = "all" if layers == list(range(model.cfg.n_layers)) else "-".join(map(str, layers))
-        kept = "-moments" if moments else ""
-        path = Path(cache) / f"congruence-{weights_fingerprint(model)}-{matrix}-{measure}{kept}-{span}.pt"
-        if path.exists():
-            return Congruence.load(path)
-    result = scan(output_weights(model), readout(model, matrix), measure, layers, matrix=matrix, moments=moments, **chunks)
-    result.meta["model"] = model.cfg.model_name
-    if path is not None:
-        result.save(path)
-    return result
+
+    def compute() -> Congruence:
+        result = scan(output_weights(model), readout(model, matrix), measure, layers, matrix=matrix, moments=moments, **chunks)
+        result.meta["model"] = model.cfg.model_name
+        return result
+
+    sources = {"version": CONGRUENCE_VERSION, "weights": weights_fingerprint(model) if cache is not None else None, "matrix": matrix,
+               "measure": measure, "layers": layers, "moments": moments, "chunks": chunks}
+    return cached(None if cache is None else Path(cache), "congruence", sources, compute, Congruence.encode, Congruence.decode)

@@ -7,9 +7,7 @@ census of Gurnee et al. 2024. Flat neuron ids follow :meth:`helpers.core.names.N
 """
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -17,7 +15,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.files import atomic_write
 from helpers.core.models import single_token
 from helpers.core.names import Neuron, show_token
 
@@ -89,18 +86,16 @@ class Congruence:
     def neuron(self, flat: int) -> Neuron:
         return Neuron.from_flat(flat, self.d_mlp)
 
-    def save(self, path: str | Path) -> Path:
-        """Write to ``path`` atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        buffer = io.BytesIO()
-        torch.save(asdict(self), buffer)
-        atomic_write(path, buffer.getvalue())
-        return path
+    TENSORS = ("token_values", "token_neurons", "neuron_values", "neuron_tokens", "power_sums")
+
+    def encode(self) -> tuple[dict[str, Tensor], dict]:
+        """Its tensors and a JSON record of the rest (for :func:`helpers.core.cache.cached`)."""
+        fields = asdict(self)
+        return {name: fields.pop(name) for name in self.TENSORS}, fields
 
     @classmethod
-    def load(cls, path: str | Path) -> "Congruence":
-        return cls(**torch.load(path, weights_only=True))
-
+    def decode(cls, tensors: dict[str, Tensor], record: dict) -> "Congruence":
+        return cls(**record, **{name: tensors[name] for name in cls.TENSORS})
 
 
 def _token_strings(model: TransformerBridge | None, ids: Tensor) -> list[str] | None:

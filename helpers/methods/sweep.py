@@ -212,6 +212,14 @@ def sweep_model(
     return ModelSweep(row=row, single=mean_single, curve=curve, logit_effect=logit_effect)
 
 
+# the columns a measured model's row adds to the model's description (``describe``)
+MEASURED_COLUMNS = (
+    "status", "note", "vocabulary", "p_target", "accuracy", "n_pairs", "layer", "neuron", "n_selection", "stability", "recovery",
+    "recovery_low", "recovery_high", "recovery_study_pair", "engine", "rank_in_layer", "whole_layer", "neurons_to_half", "max_neurons",
+    "congruence", "congruence_rank", "total_effect", "direct_effect", "direct_share",
+)
+
+
 @dataclass(frozen=True)
 class Sweep:
     """Every model's row (``table``), and per measured model what the figures need."""
@@ -221,7 +229,9 @@ class Sweep:
 
     @property
     def measured(self) -> pd.DataFrame:
-        return self.table[self.table.status == "measured"]
+        """The measured models' rows, with every column of a measured row even when none was."""
+        rows = self.table[self.table.status == "measured"]
+        return rows.reindex(columns=list(dict.fromkeys([*rows.columns, *MEASURED_COLUMNS])))
 
 
 def sweep(

@@ -43,3 +43,9 @@ def params_digest(params: dict, length: int) -> str:
 def folder_slug(text: str) -> str:
     """``text`` with every character other than letters, digits, ``-``, ``_`` and ``.`` made ``-``."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def differences(first: dict, second: dict, labels: tuple[str, str] = ("requested", "there")) -> str:
+    """The keys on which two parameter sets differ, as ``key: a requested, b there`` (one line)."""
+    keys = sorted(set(first) | set(second))
+    return "; ".join(f"{k}: {first.get(k)!r} {labels[0]}, {second.get(k)!r} {labels[1]}" for k in keys if first.get(k) != second.get(k))

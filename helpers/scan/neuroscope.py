@@ -75,11 +75,11 @@ from helpers.core.hooks import mlp_post, run_until
 from helpers.core.names import Neuron
 from helpers.scan.batching import padded_batches, plan_prompts
 from helpers.scan.documents import load_documents
-from helpers.scan.identity import folder_slug, params_digest, run_identity
+from helpers.scan.identity import differences, folder_slug, params_digest, run_identity
 from helpers.scan.neuroscope_cli import main, parse_layers  # noqa: F401 (the command line, python -m helpers.scan.neuroscope)
 # the state algebra; bucket_of, merge_states and top_per_document are re-exported for callers
 from helpers.scan.neuroscope_state import (  # noqa: F401
-    SUM_UNIT, Batch, all_merge, bucket_constants, bucket_of, empty_state, fold_layer, merge_candidates, merge_states, sort_state,
+    SUM_UNIT, Batch, Part, all_merge, bucket_constants, bucket_of, empty_state, fold_layer, merge_candidates, merge_states, sort_state,
     top_per_document,
 )
 from helpers.scan.store import ScanMismatch
@@ -107,11 +107,6 @@ def _run_id(params: dict) -> str:
     return params_digest(params, 16)
 
 
-def _differences(requested: dict, found: dict) -> str:
-    keys = sorted(set(requested) | set(found))
-    return "; ".join(f"{k}: {requested.get(k)!r} requested, {found.get(k)!r} there" for k in keys if requested.get(k) != found.get(k))
-
-
 def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
     """The folder's manifest (None if there is none); a one-line error if the manifest or
     any part file in the folder belongs to another run."""
@@ -122,10 +117,11 @@ def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
             manifest = json.loads(path.read_text())
             manifest["params"], manifest["run_id"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-            raise ScanMismatch(f"{path} is not a neuroscope manifest ({error!r}); delete {out_dir} or choose another out_dir") from None
-        if manifest["run_id"] != run_id:
+            log.warning("%s is not a neuroscope manifest (%s); writing it again (the part files say which run they hold)", path, type(error).__name__)
+            manifest = None
+        if manifest is not None and manifest["run_id"] != run_id:
             raise ScanMismatch(
-                f"{out_dir} holds another neuroscope run ({_differences(params, manifest['params'])}); use a fresh out_dir or the same parameters"
+                f"{out_dir} holds another neuroscope run ({differences(params, manifest['params'])}); use a fresh out_dir or the same parameters"
             )
     for part in sorted(out_dir.glob("part-*.safetensors")):
         try:
@@ -134,7 +130,7 @@ def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
             continue
         if found.get("run_id") != run_id:
             raise ScanMismatch(
-                f"{part} was written by another run ({_differences(params, found.get('params', {}))}); "
+                f"{part} was written by another run ({differences(params, found.get('params', {}))}); "
                 f"move it out of {out_dir} or use a fresh out_dir"
             )
     return manifest
@@ -251,21 +247,47 @@ class Neuroscope:
 
 
 def open_neuroscope(out_dir: str | Path) -> Neuroscope:
-    """A finished pass from its folder (no model needed)."""
+    """A finished pass from its folder (no model needed). A result file that is missing,
+    damaged or of another run is named in a warning and rebuilt from the part files beside it."""
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{out_dir} holds no {MANIFEST}; run neuroscope(...) into it first")
-    manifest = json.loads(path.read_text())
-    if not manifest.get("complete") or not (out_dir / RESULT).exists():
+    try:
+        manifest = json.loads(path.read_text())
+        params, run_id, complete = manifest["params"], manifest["run_id"], manifest.get("complete")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ScanMismatch(f"{path} is not a neuroscope manifest ({error!r}); run the pass again into a fresh out_dir") from None
+    if not complete:
         raise ScanMismatch(f"the pass in {out_dir} is not finished; run it again with the same parameters to resume it")
     try:
         tensors, record = load_checked(out_dir / RESULT)
+        if record.get("run_id") != run_id:
+            raise DamagedEntry(f"{out_dir / RESULT} belongs to another run than {path}")
     except DamagedEntry as error:
-        raise ScanMismatch(f"{error}; run the pass again into a fresh out_dir") from None
-    if record.get("run_id") != manifest["run_id"]:
-        raise ScanMismatch(f"{out_dir / RESULT} belongs to another run than {path}; run the pass again into a fresh out_dir")
-    return Neuroscope(out_dir, manifest["params"], tensors)
+        log.warning("%s; rebuilding it from the part files", error)
+        tensors = rebuild_result(out_dir, params, run_id)
+    return Neuroscope(out_dir, params, tensors)
+
+
+def rebuild_result(out_dir: Path, params: dict, run_id: str) -> dict[str, Tensor]:
+    """The result merged again from the run's part files, and written; a one-line
+    ``ScanMismatch`` when a part is damaged or missing (rerunning the pass then resumes)."""
+    world, parts = params["world_size"], []
+    for rank in range(world):
+        path = out_dir / part_name(rank, world)
+        try:
+            state, record = load_checked(path)
+        except DamagedEntry as error:
+            raise ScanMismatch(f"{error}: the result cannot be rebuilt; run the pass again with the same parameters (it resumes from the intact parts)") from None
+        if record.get("run_id") != run_id:
+            raise ScanMismatch(f"{path} was written by another run; run the pass again into a fresh out_dir")
+        parts.append(Part(state, record["params"], record["shards"]))
+    merged = merge_states(parts, params["k"])
+    if merged.shards != list(range(-(-params["n_docs"] // params["shard_docs"]))):
+        raise ScanMismatch(f"the part files in {out_dir} do not cover every shard; run the pass again with the same parameters to finish it")
+    save_checked(out_dir / RESULT, merged.state, {"run_id": run_id})
+    return merged.state
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,6 +361,8 @@ def neuroscope(
         source = documents if source is None else source
         documents = load_documents(documents, n_docs, seed)
     documents = list(documents if n_docs is None else islice(documents, n_docs))
+    if not documents:
+        raise ValueError("no documents to scan: pass at least one text (or a source with n_docs >= 1)")
     for i, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise TypeError(f"document {i} is a {type(doc).__name__}, not a str; pass text documents")
@@ -368,8 +392,11 @@ def neuroscope(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _check_folder(out_dir, params, run_id)
-    if world_size == 1 and manifest is not None and manifest.get("complete") and (out_dir / RESULT).exists():
-        return open_neuroscope(out_dir)
+    if world_size == 1 and manifest is not None and manifest.get("complete"):
+        try:
+            return open_neuroscope(out_dir)
+        except ScanMismatch as error:
+            log.warning("%s; computing the pass again", error)
     if rank == 0 and manifest is None:
         atomic_write(out_dir / MANIFEST, _manifest_bytes(params, run_id, False))
 

@@ -21,6 +21,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from helpers.scan.identity import differences
+
 # the pass's logger: these warnings keep the name they are filtered by
 log = logging.getLogger("helpers.scan.neuroscope")
 
@@ -266,16 +268,36 @@ def merge_candidates(state: dict[str, Tensor], found: Sequence[dict[str, Tensor]
             state[name].view(-1, k, *state[name].shape[3:])[rows[row], slot] = empty
 
 
-def merge_states(states: Sequence[dict[str, Tensor]], k: int) -> dict[str, Tensor]:
-    """One ranked state from states over disjoint sets of documents: top lists re-ranked,
-    the rest summed."""
-    merged = sort_state(states[0], k)
-    for other in states[1:]:
+@dataclass
+class Part:
+    """A state and what it counts: ``run``, the parameters that name its run (the weights'
+    fingerprint, the documents' digest, the pass's settings), and ``shards``, the indices of
+    the document shards folded into it."""
+
+    state: dict[str, Tensor]
+    run: dict
+    shards: list[int]
+
+
+def merge_states(parts: Sequence[Part], k: int) -> Part:
+    """One ranked state from states of one run over disjoint shards: top lists re-ranked, the
+    rest summed. States of another model, other documents or other settings, and shards counted
+    in two states, are refused in one line (``ValueError``)."""
+    first, seen = parts[0], set()
+    for part in parts:
+        if part.run != first.run:
+            raise ValueError(f"these states come from two runs ({differences(first.run, part.run, ('in the first', 'in another'))}); merge only the parts of one run")
+        twice = seen & set(part.shards)
+        if twice:
+            raise ValueError(f"shards {sorted(twice)} are in two of the states: merging would count their documents twice")
+        seen |= set(part.shards)
+    merged = sort_state(first.state, k)
+    for other in parts[1:]:
         for name in SUMMED:
-            merged[name] += other[name]
+            merged[name] += other.state[name]
         for i in range(len(merged["values"])):
-            _select(merged, i, {name: other[name][i] for name in RANKED}, k, distinct=True)
-    return merged
+            _select(merged, i, {name: other.state[name][i] for name in RANKED}, k, distinct=True)
+    return Part(merged, first.run, sorted(seen))
 
 
 def all_merge(state: dict[str, Tensor], k: int) -> dict[str, Tensor]:

@@ -53,6 +53,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from helpers.core.cache import DamagedEntry
 from helpers.core.files import atomic_write
 from helpers.core.names import Neuron
 from helpers.scan.batching import padded_batches, plan_prompts
@@ -172,7 +173,7 @@ def _read_manifest(out_dir: Path) -> dict | None:
         if manifest.get("format") != FORMAT or not isinstance(manifest.get("shards"), list):
             raise ValueError("unexpected layout")
     except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as error:
-        raise ScanMismatch(f"{path} is not a scan manifest ({error}); delete {out_dir} or choose another out_dir") from None
+        raise DamagedEntry(f"{path} is not a scan manifest ({error})") from None
     return manifest
 
 
@@ -295,7 +296,10 @@ class ScanResult:
 def open_scan(out_dir: str | Path) -> ScanResult:
     """A finished scan from its folder (no model needed); checksums are verified."""
     out_dir = Path(out_dir)
-    manifest = _read_manifest(out_dir)
+    try:
+        manifest = _read_manifest(out_dir)
+    except DamagedEntry as error:
+        raise ScanMismatch(f"{error}; run scan(...) with the same parameters to compute it again") from None
     if manifest is None:
         raise FileNotFoundError(f"{out_dir} holds no {MANIFEST}; run scan(...) into it first")
     if not manifest.get("complete"):
@@ -405,7 +409,11 @@ def scan(
         out_dir = SCAN_CACHE / f"{slug}-{params_digest(params, 12)}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(out_dir)
+    try:
+        manifest = _read_manifest(out_dir)
+    except DamagedEntry as error:
+        log.warning("%s; computing the scan again", error)
+        manifest = None
     if manifest is not None and manifest["params"] != params:
         diff = [f"{k}: {params.get(k)!r} requested, {manifest['params'].get(k)!r} on disk" for k in sorted(set(params) | set(manifest["params"])) if params.get(k) != manifest["params"].get(k)]
         raise ScanMismatch(f"{out_dir} holds a scan with other parameters ({'; '.join(diff)}); use a fresh out_dir or the same parameters")

@@ -14,7 +14,7 @@ BUILD_ARGS := --profile $(PROFILE) $(if $(MODEL),--set model_name=$(MODEL)) $(fo
 REHEARSAL := .cache/rehearsal/gpt2-large
 REHEARSAL_SET := --set model_name=$(REHEARSAL) --set dataset=toy --set n_docs=8
 
-.PHONY: book pages test test-fast bench rehearsal tokenizer notebooks-branch clean system-deps
+.PHONY: book pages html test test-fast bench rehearsal tokenizer notebooks-branch restore-pages clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11, 3.12 or 3.13 found; install one (e.g. pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
@@ -67,13 +67,25 @@ rehearsal: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js .cach
 	$(PY) -m helpers.book.build --profile gpt2-large-cpu $(REHEARSAL_SET) $(foreach s,$(SET),--set $(s)) $(if $(PAGES),--pages $(PAGES))
 	AN_NEURON_BOOK_PREBUILT=1 $(PY) -m pytest -q tests/test_book.py
 
-# The executed notebooks on the branch that the launch buttons open (the publish workflow runs it)
+# The HTML of the executed pages, executing none: a page that is stale for the current code or
+# parameters stops it with its name (the publish workflow uses it)
+html: $(VENV)/.installed .cache/node_modules/mathjax/es5/tex-chtml.js
+	$(PY) -m helpers.book.build --html-only $(BUILD_ARGS)
+
+# The executed notebooks and the results file on the branch that the launch buttons open and
+# the publish workflow reads (the GPU workflow runs it after executing the pages)
 notebooks-branch:
 	rm -rf .cache/notebooks-branch && git worktree prune
 	git worktree add --detach .cache/notebooks-branch HEAD
 	cp book/*.ipynb .cache/notebooks-branch/book/
-	cd .cache/notebooks-branch && git add -f book/*.ipynb && git -c user.name="An Neuron book" -c user.email="book@localhost" commit -q -m "Executed notebooks" && git push -f origin HEAD:notebooks
+	mkdir -p .cache/notebooks-branch/results && cp _build/results/*.json .cache/notebooks-branch/results/
+	cd .cache/notebooks-branch && git add -f book/*.ipynb results && git -c user.name="An Neuron book" -c user.email="book@localhost" commit -q -m "Executed notebooks and results" && git push -f origin HEAD:notebooks
 	git worktree remove --force .cache/notebooks-branch
+
+# The executed notebooks and results kept on the notebooks branch, into this checkout
+restore-pages:
+	git fetch --depth 1 origin notebooks
+	git checkout FETCH_HEAD -- 'book/*.ipynb' results
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks $(CASES)

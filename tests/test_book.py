@@ -24,7 +24,7 @@ def html_root() -> Path:
 
 
 def page_paths() -> list[str]:
-    return ["book/intro.html", "book/references.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
+    return ["book/intro.html", "book/references.html", "book/api.html"] + [f"book/{page.stem}.html" for page in toc_pages(ROOT)]
 
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -51,6 +51,13 @@ def test_each_page_names_its_model_and_offers_the_executed_notebook(html_root):
         assert "Produced by" in html, f"{page.stem} does not say which model produced it"
         assert f"{page.stem}.ipynb" in html, f"{page.stem} offers no notebook download"
         assert (html_root / "_sources" / "book" / f"{page.stem}.ipynb").exists()
+
+
+def test_the_api_page_is_generated_from_the_docstrings(html_root):
+    html = (html_root / "book" / "api.html").read_text()
+    for name in ("helpers.core.models.load_model", "helpers.methods.neuron_patching.neuron_patching", "helpers.scan.neuroscope.neuroscope"):
+        assert f'id="{name}"' in html, f"{name} is missing from the API page"
+    assert "Patch every neuron of MLP" in html, "the docstrings' text is on the page"
 
 
 def test_the_references_page_lists_the_works_the_pages_cite(html_root):

@@ -155,16 +155,19 @@ def test_the_study_is_beside_every_run_labelled_by_model(monkeypatch):
     from types import SimpleNamespace
 
     from helpers.book import display as display_module
+    from helpers.book.results import BESIDE_MIME
 
     shown = []
     monkeypatch.setattr(display_module, "display", lambda obj, **kw: shown.append(obj))
+    monkeypatch.setattr(display_module, "stored_study_results", lambda: None)
     page = SimpleNamespace(on_paper_model=False, model_name="toy", paper=study(), choice=None)
     display_module.paper_beside(page, [("P(' an')", 0.64, 0.91)])
     texts = [getattr(o, "data", "") for o in shown]
     assert any("another model" in t for t in texts) and not any("appear here" in t for t in texts)
-    table = shown[-1].data
-    assert list(table.columns) == ["quantity", "the study, GPT-2 Large", "this run, toy"]
-    assert table.iloc[0].tolist() == ["P(' an')", "0.64", "0.91"]
+    bundle = shown[-1]
+    html = bundle["text/html"]
+    assert html.index("the study, GPT-2 Large") < html.index("this run, toy") and "0.64" in html and "0.91" in html
+    assert bundle[BESIDE_MIME]["rows"] == [["P(' an')", "0.91"]], "this run's cells go out as data for the results file"
 
 
 def test_the_hub_null_is_the_fullest_of_random_bins():

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from helpers.book.results import write_results
 from helpers.core.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK_ENV = "AN_NEURON_BOOK"
+PAGE_ENV = "AN_NEURON_PAGE"
 VENDOR = Path("_vendor")
 
 
@@ -235,14 +237,15 @@ def findings_stamp(source: Path) -> str:
 
 def fingerprint(source: Path, parameters: dict, root: Path) -> str:
     """Hash of what decides a page's output: its source, its parameters, the code of the helpers
-    modules it imports (:func:`import_closure`) and the package's data files (the bundled
-    models, the study's numbers)."""
+    modules it imports (:func:`import_closure`), the package's data files (the bundled
+    models, the study's numbers) and the stored results files in ``results/``."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update(json.dumps([parameters, repository_url(root), findings_stamp(source)], sort_keys=True).encode())
     helpers = root / "helpers"
     data = [p for p in helpers.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
-    for path in sorted({*import_closure(source, root), *data}):
-        digest.update(str(path.relative_to(helpers)).encode())
+    stored = sorted((root / "results").glob("*.json"))  # a stored GPT-2 Large run is shown beside the study
+    for path in [*sorted({*import_closure(source, root), *data}), *stored]:
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -260,6 +263,7 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
             return PageRun(str(source.relative_to(root)), False, 0.0, 0.0)
     notebook = notebook_for(source)
     notebook.metadata["an_neuron"] = {"fingerprint": stamp, "parameters": parameters}
+    os.environ[PAGE_ENV] = source.stem  # the kernel inherits it: a page's records name their page
     with tempfile.TemporaryDirectory() as scratch:
         unexecuted = Path(scratch) / source.with_suffix(".ipynb").name
         executed = Path(scratch) / f"executed-{unexecuted.name}"
@@ -322,8 +326,9 @@ def repository_url(root: Path) -> str:
     return ((config or {}).get("repository") or {}).get("url") or ""
 
 
-def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> list[PageRun]:
-    """Run every page of the table of contents with the parameters it declares; one line per page."""
+def page_plan(root: Path, profile: dict, overrides: dict, only: list[str]) -> list[tuple[Path, dict]]:
+    """Every page of the table of contents (or ``only`` these) with the parameters it declares,
+    in execution order (the scorecard last); one-line errors for unknown pages and parameters."""
     pages = every_page = toc_pages(root)
     if only:
         only = [Path(name).stem for name in only]  # '07_congruence', 'book/07_congruence.py'
@@ -353,18 +358,35 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
             f"the pages take {', '.join(sorted(shared | knobs))}"
         )
     values = {**profile, **overrides}
-    # pages run in book/: a model folder given relative to where the build was started is made absolute
-    name = values.get("model_name")
-    if isinstance(name, str) and name.startswith((".", "/", "~")) and Path(name).expanduser().exists():
-        values["model_name"] = str(Path(name).expanduser().resolve())
-    os.environ[BOOK_ENV] = "1"
+    if "model_name" in values:
+        values["model_name"] = model_of(profile, overrides)
     used = shared | knobs
     print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items() if k in used), flush=True)
-    runs = []
+    plan = []
     for page in scorecard_last(pages):
         parameters = {k: v for k, v in values.items() if k in declared[page]}
         if groups[page]:
             parameters["context"] = page_context(values, groups[page])
+        plan.append((page, parameters))
+    return plan
+
+
+def model_of(profile: dict, overrides: dict) -> str:
+    """The model the pages run on; pages run in book/, so a model folder given relative to where
+    the build was started is made absolute."""
+    from helpers.book.context import GROUPS
+
+    name = {**profile, **overrides}.get("model_name", GROUPS["model"]["model_name"])
+    if isinstance(name, str) and name.startswith((".", "/", "~")) and Path(name).expanduser().exists():
+        return str(Path(name).expanduser().resolve())
+    return name
+
+
+def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], force: bool) -> list[PageRun]:
+    """Run every page of the table of contents with the parameters it declares; one line per page."""
+    os.environ[BOOK_ENV] = "1"
+    runs = []
+    for page, parameters in page_plan(root, profile, overrides, only):
         runs.append(execute_page(page, parameters, root, force))
         print(runs[-1].line(), flush=True)
     executed = [r for r in runs if r.executed]
@@ -375,6 +397,20 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
         flush=True,
     )
     return runs
+
+
+def stale_pages(root: Path, profile: dict, overrides: dict) -> list[str]:
+    """The pages whose executed notebook is missing or was executed by other code or other
+    parameters than the current ones (their fingerprints differ); nothing is executed."""
+    import nbformat
+
+    stale = []
+    for page, parameters in page_plan(root, profile, overrides, []):
+        notebook = page.with_suffix(".ipynb")
+        recorded = nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {}).get("fingerprint") if notebook.exists() else None
+        if recorded != fingerprint(page, parameters, root):
+            stale.append(page.stem)
+    return stale
 
 
 def copy_vendor_assets(root: Path) -> None:
@@ -426,10 +462,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pages", nargs="*", default=[], help="execute only these pages (stems)")
     parser.add_argument("--force", action="store_true", help="execute pages even when up to date")
     parser.add_argument("--no-html", action="store_true", help="execute pages only")
+    parser.add_argument("--html-only", action="store_true", help="render the executed pages, executing none; stale pages are an error")
     args = parser.parse_args(argv)
     try:
         root = args.root.resolve()
-        execute_pages(root, load_profile(root, args.profile), parse_overrides(args.overrides), args.pages, args.force)
+        profile, overrides = load_profile(root, args.profile), parse_overrides(args.overrides)
+        if args.html_only:
+            stale = stale_pages(root, profile, overrides)
+            if stale:
+                raise BuildError(f"stale for the current code or parameters (profile {args.profile}): {', '.join(stale)}; "
+                                 f"execute them first (make pages PROFILE={args.profile})")
+        else:
+            execute_pages(root, profile, overrides, args.pages, args.force)
+        written = write_results(root, args.profile, model_of(profile, overrides))
+        print(f"results: {written.relative_to(root)}", flush=True)
         if not args.no_html:
             copy_vendor_assets(root)
             index = build_html(root)

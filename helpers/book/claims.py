@@ -356,31 +356,42 @@ def verdict_lines(claims, records: dict[str, dict], study: Study) -> str:
     return "\n".join(lines)
 
 
-def scorecard(records: dict[str, dict], study: Study, model_name: str) -> "pd.DataFrame":
+def judged(claim: Claim, records: dict[str, dict]) -> tuple[Verdict, str, dict | None]:
+    """The claim's verdict on ``records``, the value it shows, and the record it read."""
+    verdict = verdict_of(claim, records)
+    record = records.get(claim.finding)
+    values = record["findings"][claim.finding] if record else None
+    return verdict, claim.shown(values) if verdict.status not in (NOT_MEASURED, NOT_APPLICABLE) else "", record
+
+
+def scorecard(records: dict[str, dict], study: Study, model_name: str, stored: dict | None = None) -> "pd.DataFrame":
     """One row per claim: criterion, the study's value and verdict, this run's value and
     verdict, and the page that measured it. Records left by a run of another model count as
-    not measured."""
+    not measured. ``stored``: a GPT-2 Large results file of this book
+    (:mod:`helpers.book.results`), judged by the same rules in two more columns."""
     import pandas as pd
 
     mine = {k: r for k, r in records.items() if r["model"] == model_name}
     rows = []
     for claim in CLAIMS:
-        run = verdict_of(claim, mine)
-        record = mine.get(claim.finding)
-        values = record["findings"][claim.finding] if record else None
-        shown = claim.shown(values) if run.status not in (NOT_MEASURED, NOT_APPLICABLE) else ""
+        run, shown, record = judged(claim, mine)
         study_verdict = claim.study_rule(study) if claim.study_rule else None
-        rows.append({
+        row = {
             "claim": claim.claim, "criterion": claim.criterion,
             "the study, GPT-2 Large": claim.study(study), "study's verdict": study_verdict.status if study_verdict else "no numbers to apply the rule to",
             "this run": shown, "verdict": run.status, "why": run.reason, "page": record["page"] if record else "",
-        })
+        }
+        if stored is not None:
+            kept, kept_shown, _ = judged(claim, stored["findings"])
+            row.update({"stored": kept_shown, "stored verdict": kept.status})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def scorecard_view(table: "pd.DataFrame", model_name: str) -> "pd.DataFrame":
+def scorecard_view(table: "pd.DataFrame", model_name: str, stored_title: str = "") -> "pd.DataFrame":
     """The scorecard as the page shows it: four columns, the rule under each claim, the
-    study's verdict under its value, the reason and the measuring page under each verdict."""
+    study's verdict under its value, the reason and the measuring page under each verdict;
+    with ``stored_title``, a stored GPT-2 Large run's value and verdict after the study's."""
     import html
 
     import pandas as pd
@@ -388,9 +399,11 @@ def scorecard_view(table: "pd.DataFrame", model_name: str) -> "pd.DataFrame":
     def small(text: str) -> str:
         return f"<br><small>{html.escape(text)}</small>" if text else ""
 
+    stored = {stored_title: [f"{html.escape(v)}<br><b>{html.escape(st)}</b>" for v, st in zip(table["stored"], table["stored verdict"])]} if stored_title else {}
     return pd.DataFrame({
         "claim": [f"{html.escape(c)}{small('Rule: ' + r)}" for c, r in zip(table.claim, table.criterion)],
         "the study, GPT-2 Large": [f"{html.escape(v)}{small(st)}" for v, st in zip(table["the study, GPT-2 Large"], table["study's verdict"])],
+        **stored,
         f"this run, {model_name}": [html.escape(v) for v in table["this run"]],
         "verdict": [f"<b>{html.escape(v)}</b>{small(w)}" + (f'<br><small><a href="{p}.html">{p}</a></small>' if p else "")
                     for v, w, p in zip(table.verdict, table.why, table.page)],

@@ -19,7 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import HTML, Markdown, display
 
-from helpers.book.build import BOOK_ENV
+from helpers.book.build import BOOK_ENV, PAGE_ENV
+from helpers.book.results import BESIDE_MIME, stored_beside, stored_label, stored_study_results
 from helpers.core.models import describe
 from helpers.paper import is_paper_model
 
@@ -102,7 +103,8 @@ def paper_beside(page, rows: Sequence[tuple[str, object, object]], paper_method:
 
     ``page`` is the page's :class:`helpers.book.page.Page`; ``rows`` holds
     ``(quantity, the study's value, this run's value)``. On another model than GPT-2 Large
-    the table says so above it: the two columns are two models, not a replication.
+    the table says so above it: the two columns are two models, not a replication. When the
+    repository keeps a GPT-2 Large results file of this book, its values are a third column.
     """
     if not rows:
         display(Markdown(f"*The study reported nothing on this page that has a counterpart in this run ({page.model_name}).*"))
@@ -110,10 +112,23 @@ def paper_beside(page, rows: Sequence[tuple[str, object, object]], paper_method:
     if not page.on_paper_model:
         display(Markdown(f"*The study's column is GPT-2 Large; this run's is `{page.model_name}`, another model: "
                          "where they differ, the difference is between models.*"))
+    name = os.environ.get(PAGE_ENV, "")
+    table = beside_table(page.model_name, rows, paper_method, stored_study_results(), name)
+    # the rows also go out as data, in the same output, for the build's results file
+    record = {"page": name, "rows": [[quantity, run] for quantity, run in zip(table.quantity, table.iloc[:, -1])]}
+    display({"text/html": table.style.hide(axis="index").to_html(), BESIDE_MIME: record}, raw=True)
+
+
+def beside_table(model_name: str, rows: Sequence[tuple[str, object, object]], paper_method: str = "", stored: dict | None = None,
+                 page_name: str = "") -> pd.DataFrame:
+    """The table :func:`paper_beside` shows: quantity, the study's value, a stored GPT-2 Large
+    run's (when ``stored`` is given; "not recorded" where it has none) and this run's."""
     study_header = "the study, GPT-2 Large" + (f" ({paper_method})" if paper_method else "")
     cells = [(quantity, as_cell(paper), as_cell(run)) for quantity, paper, run in rows]
-    table = pd.DataFrame(cells, columns=["quantity", study_header, f"this run, {page.model_name}"])
-    display(table.style.hide(axis="index"))
+    table = pd.DataFrame(cells, columns=["quantity", study_header, f"this run, {model_name}"])
+    if stored is not None:
+        table.insert(2, stored_label(stored), [stored_beside(stored, page_name, q) or "not recorded" for q in table.quantity])
+    return table
 
 
 def as_cell(value) -> str:

@@ -81,5 +81,18 @@ def glued_values(notebook: Path | str) -> dict[str, str]:
                 continue
             data = {mime.removeprefix(record.get("mime_prefix", "")): text for mime, text in output.get("data", {}).items()}
             text = data.get("text/plain", data.get("text/markdown", ""))
-            values[record["name"]] = "".join(text) if isinstance(text, list) else str(text)
+            values[record["name"]] = unquoted("".join(text) if isinstance(text, list) else str(text))
     return values
+
+
+def unquoted(text: str) -> str:
+    """A glued string's text without the quotes of its repr (as ``{glue:text}`` shows it)."""
+    import ast
+
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        return value if isinstance(value, str) else text
+    return text

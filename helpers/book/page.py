@@ -30,9 +30,9 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from helpers.book.context import AUTO, Seeds, check_groups, resolve_context
-from helpers.book.display import in_book, page_header
+from helpers.book.display import glue, in_book, page_header
 from helpers.core.model_folder import ModelFolderWarning
-from helpers.core.models import load_model
+from helpers.core.models import load_model, weights_fingerprint
 from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast, make_contrast
 from helpers.methods.choice import CHOICE_CACHE, NeuronChoice, choose_neuron  # noqa: F401 (pages import them from here)
@@ -156,6 +156,10 @@ def setup_page(context: dict | None = None, *groups: str, **knobs) -> Page:
             value = resolved
         page.knobs[name] = value
     page_header(model, **header)
+    glue(model_fingerprint=weights_fingerprint(model))  # for the build's results file
+    if choice is not None:
+        glue(chosen_neuron=str(choice.neuron), chosen_how=f"{choice.layer_source}; {choice.neuron_source}",
+             chosen_stability="" if choice.stability is None else f"{choice.stability:.3f}")
     return page
 
 

@@ -75,7 +75,8 @@ glue(**prompt_summary(page.contrast, predictions))
 # ## Where along the prompt the model leans towards " an"
 #
 # Each token of the clean prompt below is coloured by $\Delta$ for the token that would come
-# next at that position: blue where the model prefers `' an'`, red where it prefers `' a'`.
+# next at that position: blue where the model prefers `' an'`, red where it prefers `' a'`,
+# white at 0; the scale under it runs to the largest difference either way.
 
 # %% tags=["hide-input"]
 contrast = page.contrast

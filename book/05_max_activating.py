@@ -22,8 +22,9 @@
 # `' an'`.
 #
 # The top examples are chosen *because* the neuron fires on them, so they say nothing about
-# how it behaves elsewhere. The study's reviewers asked for that too: the second half of this
-# page shows the neuron on text that was not selected for it.
+# how it behaves elsewhere, and a pattern read into them can be an illusion of the corpus they
+# were drawn from {cite}`bolukbasi2021illusion`. The study's reviewers asked for that too: the
+# second half of this page shows the neuron on text that was not selected for it.
 #
 # The study {cite}`miller2023an` showed Neuroscope's examples; the scan here computes them
 # from the run's own corpus.
@@ -64,8 +65,9 @@ show_neuron_link(page.neuron)
 #
 # The table lists the neuron's top activations; below it, each one is shown as the text
 # before it (from the same document), coloured by the neuron's activation at each token and
-# ending at the token where it fired, followed by the token that really came next. Hover
-# over a token to read its activation.
+# ending at the token where it fired, followed by the token that really came next. Every view
+# on this page shares one colour scale, stated under each: white at 0, full blue at the top
+# activation, red below 0. Hover over a token to read its activation.
 
 # %% tags=["remove-input"]
 examples = result.top_examples(page.neuron, before=context_before, after=context_after)
@@ -73,7 +75,7 @@ summary = examples_summary(examples, single_token(page.model, page.target), page
 glue(**summary)
 note(summary["examples_heading"])
 show_table(examples_table(examples, page.model.tokenizer))
-show_examples(examples, page.model.tokenizer, str(page.neuron))
+scale = show_examples(examples, page.model.tokenizer, str(page.neuron))
 
 # %% [markdown]
 # Of the {glue:text}`top_shown` strongest activations of {glue:text}`neuron`
@@ -86,17 +88,17 @@ show_examples(examples, page.model.tokenizer, str(page.neuron))
 #
 # Below, one document picked at random from the corpus (not for its activations), then a
 # sequence of tokens drawn uniformly from the vocabulary, both coloured by the neuron's
-# activation. The figure after them is the neuron's activation over every token of the scan,
+# activation on the top examples' scale. The figure after them is the neuron's activation over every token of the scan,
 # and over the random tokens.
 
 # %% tags=["remove-input"]
 doc, doc_tokens, doc_acts = random_document(result, page.neuron, seed=page.seeds.draws, max_tokens=4 * context_before)
 headings = unselected_text_headings(doc, len(doc_tokens), random_tokens)
 note(headings["document"])
-show_tokens(token_strings(page.model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{page.neuron} activation")
+show_tokens(token_strings(page.model.tokenizer, doc_tokens), doc_acts.tolist(), label=f"{page.neuron} activation", scale=scale)
 noise_tokens, noise_acts = random_token_activations(page.model, page.neuron, random_tokens, seed=page.seeds.draws)
 note(headings["random_tokens"])
-show_tokens(token_strings(page.model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{page.neuron} activation")
+show_tokens(token_strings(page.model.tokenizer, noise_tokens), noise_acts.tolist(), label=f"{page.neuron} activation", scale=scale)
 
 # %% tags=["remove-input"]
 show(activation_distribution({"every corpus token": result.activations(page.neuron).numpy(), "uniformly random tokens": noise_acts.numpy()}, str(page.neuron)))

@@ -29,7 +29,8 @@
 # is a statement about the neuron's *direct* effect only.
 #
 # Congruence is the study's term {cite}`miller2023an`; its reviewers recommended $W_U$ over
-# $W_E$.
+# $W_E$. Reading a feed-forward layer's output weights through the unembedding is how Geva et
+# al. {cite}`geva2022promoting` found that such layers promote concepts in the vocabulary.
 
 # %% tags=["parameters"]
 context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context

@@ -22,7 +22,11 @@
 # top texts, the distribution of its activation, and the tokens it writes.
 #
 # The study {cite}`miller2023an` read L31N892's top texts in Neuroscope {cite}`nanda2022neuroscope`;
-# here they come from the run's own corpus, for every neuron at once.
+# here they come from the run's own corpus, for every neuron at once. Dashboards such as
+# Neuronpedia {cite}`lin2023neuronpedia` add explanations written by a model
+# {cite}`bills2023explain`; studies of many neurons at once {cite}`gurnee2023haystack` found
+# that many never fire on ordinary text (dead neurons) and many fire on one token or n-gram
+# {cite}`voita2023dead`; the browser gives each neuron's share of tokens it fires on.
 
 # %% tags=["parameters"]
 context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt set): see helpers.book.context

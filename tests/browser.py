@@ -38,6 +38,10 @@ class PageReport:
     token_views_mounted: int = 0
     math: int = 0
     math_rendered: int = 0
+    token_legends: int = 0
+    overlaps: list[str] = field(default_factory=list)
+    clipped: list[str] = field(default_factory=list)
+    wide: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -50,6 +54,11 @@ class PageReport:
             found.append(f"{self.token_views - self.token_views_mounted} of {self.token_views} circuitsvis views did not mount")
         if self.math_rendered < self.math:
             found.append(f"{self.math - self.math_rendered} of {self.math} math blocks were not typeset")
+        if self.token_legends < self.token_views:
+            found.append(f"{self.token_views - self.token_legends} of {self.token_views} token views have no colour legend")
+        found += [f"overlapping text: {o}" for o in self.overlaps]
+        found += [f"formula clipped or scrolled: {c}" for c in self.clipped]
+        found += [f"table wider than the content column: {w}" for w in self.wide]
         return found
 
 
@@ -78,14 +87,10 @@ def serve(folder: Path):
         server.wait()
 
 
-# sphinx-thebe's script declares this constant a second time on every page: a known defect of
-# that extension (thebe is switched off in _config.yml), filtered by its exact text.
-KNOWN_THEBE_ERROR = "Identifier 'THEBE_JS_URL' has already been declared"
-
-
 def _record_console(message, report: PageReport) -> None:
-    """Record console errors; failed loads are recorded with their URL by ``_record_failed``."""
-    if message.type != "error" or message.text == KNOWN_THEBE_ERROR:
+    """Record console errors and warnings; failed loads are recorded with their URL by
+    ``_record_failed``."""
+    if message.type not in ("error", "warning"):
         return
     if message.text.startswith("Failed to load resource"):
         return
@@ -112,7 +117,41 @@ CHECK_RENDERING = """() => ({
   token_views_mounted: Array.from(document.querySelectorAll('.circuitsvis-view')).filter(d => d.children.length > 0).length,
   math: document.querySelectorAll('div.math, span.math').length,
   math_rendered: Array.from(document.querySelectorAll('div.math, span.math')).filter(d => d.querySelector('mjx-container')).length,
+  token_legends: document.querySelectorAll('.token-legend').length,
 })"""
+
+# Layout, measured on the page as drawn: text boxes of one figure that overlap (titles, axis
+# titles, tick labels, annotations, legend entries, point labels), display formulas wider than
+# their box or the content column, tables wider than the content column.
+CHECK_LAYOUT = """() => {
+  const shown = (el) => {
+    const r = el.getBoundingClientRect(), style = getComputedStyle(el);
+    return r.width > 0.5 && r.height > 0.5 && style.visibility !== 'hidden' && style.display !== 'none'
+      && parseFloat(style.opacity || '1') > 0 && parseFloat(style.fillOpacity || '1') > 0 && (el.textContent || '').trim().length > 0;
+  };
+  const overlaps = [];
+  document.querySelectorAll('.plotly-graph-div').forEach((figure, f) => {
+    const boxes = Array.from(figure.querySelectorAll('svg text')).filter(shown).map(t => ({t, r: t.getBoundingClientRect()}));
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (w > 1 && h > 1 && w * h > 0.1 * Math.min(a.width * a.height, b.width * b.height)) {
+          overlaps.push(`figure ${f + 1}: '${boxes[i].t.textContent.trim().slice(0, 40)}' and '${boxes[j].t.textContent.trim().slice(0, 40)}'`);
+        }
+      }
+    }
+  });
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const column = article.getBoundingClientRect();
+  const clipped = Array.from(document.querySelectorAll('mjx-container[display="true"]')).filter(m => {
+    const r = m.getBoundingClientRect(), inner = (m.firstElementChild || m).getBoundingClientRect();
+    return inner.width > r.width + 1 || inner.right > column.right + 1 || m.scrollWidth > m.clientWidth + 1;
+  }).map(m => (m.textContent || '').trim().slice(0, 60));
+  const wide = Array.from(article.querySelectorAll('table')).filter(t => t.getBoundingClientRect().width > column.width + 1)
+    .map(t => `${Math.round(t.getBoundingClientRect().width)} px in ${Math.round(column.width)} px: ${(t.querySelector('caption, th') || t).textContent.trim().slice(0, 50)}`);
+  return {overlaps, clipped, wide};
+}"""
 
 
 def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = None) -> list[PageReport]:
@@ -127,17 +166,20 @@ def check_pages(base_url: str, paths: list[str], screenshot_dir: Path | None = N
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda msg, r=report: _record_console(msg, r))
             page.on("response", lambda response, r=report: _record_failed(response, r))
-            page.on("pageerror", lambda exc, r=report: None if str(exc) == KNOWN_THEBE_ERROR else r.console_errors.append(str(exc)))
+            page.on("pageerror", lambda exc, r=report: r.console_errors.append(str(exc)))
             page.on("request", lambda request, r=report: _record_outside(request.url, base_url, r))
             page.goto(report.url, wait_until="load", timeout=180_000)
             page.wait_for_timeout(1500)
             for key, value in page.evaluate(CHECK_RENDERING).items():
                 setattr(report, key, value)
-            if screenshot_dir is not None:  # at the book's width, in the light theme and in the dark one
-                page.screenshot(path=str(screenshot_dir / (Path(path).stem + ".png")), full_page=True)
-                page.evaluate("document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'")
+            for theme in ("light", "dark"):  # at the book's width, in the light theme and in the dark one
+                page.evaluate(f"document.documentElement.dataset.theme = '{theme}'; document.documentElement.dataset.mode = '{theme}'")
                 page.wait_for_timeout(300)
-                page.screenshot(path=str(screenshot_dir / (Path(path).stem + "-dark.png")), full_page=True)
+                for key, found in page.evaluate(CHECK_LAYOUT).items():
+                    getattr(report, key).extend(f"{item} ({theme})" for item in found if f"{item} (light)" not in getattr(report, key))
+                if screenshot_dir is not None:
+                    suffix = "" if theme == "light" else "-dark"
+                    page.screenshot(path=str(screenshot_dir / (Path(path).stem + suffix + ".png")), full_page=True)
             page.close()
             reports.append(report)
         browser.close()
@@ -181,7 +223,7 @@ def check_neuron_browser(page_url: str, neuron: str, other: str, screenshot: Pat
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("pageerror", lambda exc: None if str(exc) == KNOWN_THEBE_ERROR else problems.append(f"script error: {exc}"))
+        page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
         page.on("request", lambda request: None if request.url.startswith((home, "data:", "blob:", "about:")) else problems.append(f"outside request: {request.url}"))
         page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
         page.on("response", lambda response: problems.append(f"{response.status} {response.url}") if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)

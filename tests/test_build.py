@@ -113,3 +113,11 @@ def test_launch_buttons_are_on_only_when_the_repository_is_named(tmp_path):
 
     config = yaml.safe_load(launch_config(root).read_text())
     assert config["launch_buttons"]["colab_url"] == LAUNCHERS["colab_url"] and config["repository"]["url"].endswith("someone/an-neuron")
+
+
+def test_a_repeated_inline_script_is_dropped_and_the_first_kept():
+    from helpers.book.build import drop_repeated_inline_scripts
+
+    thebe = '<script>const THEBE_JS_URL = "x";</script>'
+    html = f"<head>{thebe}<script src='a.js'></script>{thebe}<script>other()</script></head>"
+    assert drop_repeated_inline_scripts(html) == f"<head>{thebe}<script src='a.js'></script><script>other()</script></head>"

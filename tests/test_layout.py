@@ -138,3 +138,21 @@ def test_every_page_cites_what_it_uses_from_the_bibliography():
         assert found <= keys, f"{page.stem} cites {found - keys}, which references.bib lacks"
         cited |= found
     assert keys - {"nanda2022transformerlens"} <= cited, f"entries no page cites: {keys - cited}"
+
+
+def test_no_private_name_crosses_a_module_line():
+    for path in (ROOT / "helpers").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.relative_to(ROOT)} imports {private} from {node.module}"
+
+
+def test_one_signed_colour_convention():
+    """Signed values: plotly's RdBu from helpers.book.figures.common (positive blue, zero white)
+    everywhere; no figure reverses it or names its own."""
+    for path in (ROOT / "helpers" / "book").rglob("*.py"):
+        text = path.read_text()
+        assert "reversescale" not in text, f"{path.relative_to(ROOT)} reverses the signed scale"
+        if path.name != "common.py":
+            assert '"RdBu"' not in text, f"{path.relative_to(ROOT)} names its own signed scale; use SIGNED_SCALE"

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -451,7 +452,27 @@ def build_html(root: Path) -> Path:
     if result.returncode != 0:
         print(result.stdout[-6000:], result.stderr[-6000:], sep="\n")
         raise BuildError("jupyter-book build failed (warnings count as errors); see the log above")
+    for page in (root / "_build" / "html").rglob("*.html"):
+        text = page.read_text()
+        kept = drop_repeated_inline_scripts(text)
+        if kept != text:
+            atomic_write(page, kept.encode())
     return root / "_build" / "html" / "index.html"
+
+
+def drop_repeated_inline_scripts(html: str) -> str:
+    """``html`` with each inline ``<script>`` that repeats an earlier one word for word removed.
+    sphinx-thebe writes its constants twice into every page, and the second ``const`` stops
+    with "Identifier 'THEBE_JS_URL' has already been declared" in every reader's console."""
+    seen = set()
+
+    def once(match: re.Match) -> str:
+        if match.group(1) in seen:
+            return ""
+        seen.add(match.group(1))
+        return match.group(0)
+
+    return re.sub(r"<script>(.*?)</script>", once, html, flags=re.S)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,22 +41,43 @@ def show(fig: go.Figure) -> None:
     display({"application/vnd.plotly.v1+json": fig.to_plotly_json(), "text/html": snippet}, raw=True)
 
 
-def show_tokens(tokens: Sequence[str], values: Sequence[float], label: str = "activation") -> None:
-    """Tokens coloured by a value (circuitsvis ``ColoredTokens``), rendered offline."""
+NEGATIVE_COLOUR, POSITIVE_COLOUR = "#b2182b", "#2166ac"  # the red and blue ends of plotly's RdBu (SIGNED_SCALE)
+
+
+def show_tokens(tokens: Sequence[str], values: Sequence[float], label: str = "activation", scale: float | None = None) -> float:
+    """Tokens coloured by a value (circuitsvis ``ColoredTokens``), rendered offline, on one scale
+    centred on zero: white at 0, full blue at ``+scale``, full red at ``-scale`` (default: the
+    largest absolute value shown), with a legend that states the scale. Returns the scale, so
+    that views shown after it can share it."""
     import circuitsvis.tokens
+
+    values = [float(v) for v in values]
+    scale = float(scale) if scale else max((abs(v) for v in values), default=0.0) or 1.0
+    colours = dict(negative_color=NEGATIVE_COLOUR, positive_color=POSITIVE_COLOUR)
+    legend = token_legend(label, scale)
+    if not in_book():
+        display(HTML(circuitsvis.tokens.colored_tokens(list(tokens), values, min_value=-scale, max_value=scale, **colours).local_src + legend))
+        return scale
     from circuitsvis.utils.convert_props import convert_props
 
-    if not in_book():
-        display(HTML(circuitsvis.tokens.colored_tokens(list(tokens), [float(v) for v in values]).local_src))
-        return
     element_id = f"circuits-vis-{uuid.uuid4().hex[:12]}"
-    props = convert_props({"tokens": list(tokens), "values": [float(v) for v in values]})
+    props = convert_props({"tokens": list(tokens), "values": values, "minValue": -scale, "maxValue": scale,
+                           "negativeColor": NEGATIVE_COLOUR, "positiveColor": POSITIVE_COLOUR})
     display(
         HTML(
-            f'<div id="{element_id}" class="circuitsvis-view" data-label="{html.escape(label)}" style="margin: 15px 0;"></div>'
-            f"<script>CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.ColoredTokens, {props});</script>"
+            f'<div id="{element_id}" class="circuitsvis-view" data-label="{html.escape(label)}" style="margin: 15px 0 4px 0;"></div>'
+            f"<script>CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.ColoredTokens, {props});</script>" + legend
         )
     )
+    return scale
+
+
+def token_legend(label: str, scale: float) -> str:
+    """One line under a token view: the colour bar from ``-scale`` through 0 to ``+scale``."""
+    bar = (f"display:inline-block;width:9em;height:.8em;vertical-align:middle;margin:0 .4em;border:1px solid rgba(128,128,128,.5);"
+           f"background:linear-gradient(to right,{NEGATIVE_COLOUR},#ffffff,{POSITIVE_COLOUR})")
+    return (f'<div class="token-legend" style="font-size:.85em;margin-bottom:15px">{html.escape(label)}: '
+            f'{-scale:.3g}<span style="{bar}"></span>{scale:.3g} (white: 0)</div>')
 
 
 def interval_text(low: float, high: float) -> str:

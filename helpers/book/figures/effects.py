@@ -17,7 +17,7 @@ MEAN = "#2166ac"
 STUDY = "#b2182b"
 
 
-def _spread(fig: go.Figure, labels: Sequence[str], values: torch.Tensor, col: int | None = None, legend: bool = True) -> None:
+def spread(fig: go.Figure, labels: Sequence[str], values: torch.Tensor, col: int | None = None, legend: bool = True) -> None:
     """One box of points per label (``values[label, pair]``), mean and interval, study pair;
     in subplot column ``col`` of a one-row grid when given."""
     where = {"row": 1, "col": col} if col else {}
@@ -45,9 +45,9 @@ def ablation_figure(result: Ablation, neuron: str, title: str) -> go.Figure:
     panels = [neuron, "whole layer"] + ([f"{len(randoms)} random neurons (mean)"] if randoms else [])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, shared_yaxes=True, horizontal_spacing=0.04)
     for col, s in enumerate(named, start=1):
-        _spread(fig, result.kinds, result.necessity[:, s], col=col, legend=col == 1)
+        spread(fig, result.kinds, result.necessity[:, s], col=col, legend=col == 1)
     if randoms:
-        _spread(fig, result.kinds, result.necessity[:, randoms].mean(1), col=3, legend=False)
+        spread(fig, result.kinds, result.necessity[:, randoms].mean(1), col=3, legend=False)
     fig.update_yaxes(title_text="share of the logit difference lost", row=1, col=1)
     fig.add_hline(y=0, line=dict(color="#888", width=1))
     fig.update_layout(title=title, height=460, legend=dict(orientation="h", y=-0.15))
@@ -57,7 +57,7 @@ def ablation_figure(result: Ablation, neuron: str, title: str) -> go.Figure:
 def restoration_figure(result: Ablation, title: str) -> go.Figure:
     """Share recovered when each set's clean activations are put into the corrupted run."""
     fig = go.Figure()
-    _spread(fig, result.set_names, result.sufficiency)
+    spread(fig, result.set_names, result.sufficiency)
     fig.update_yaxes(title_text="share of the logit difference recovered")
     fig.add_hline(y=0, line=dict(color="#888", width=1))
     fig.update_layout(title=title, height=420, legend=dict(orientation="h", y=-0.2))
@@ -89,7 +89,7 @@ def loss_figure(changes: dict[str, torch.Tensor], labels: dict[str, str], title:
 def effects_figure(effects: NeuronEffects, title: str) -> go.Figure:
     """Total, direct and indirect effect on the logit difference, every pair."""
     fig = go.Figure()
-    _spread(fig, ["total", "direct", "indirect"], torch.stack([effects.total, effects.direct, effects.indirect]))
+    spread(fig, ["total", "direct", "indirect"], torch.stack([effects.total, effects.direct, effects.indirect]))
     fig.add_hline(y=0, line=dict(color="#888", width=1))
     fig.update_yaxes(title_text="change of logit difference")
     fig.update_layout(title=title, height=440, legend=dict(orientation="h", y=-0.15))

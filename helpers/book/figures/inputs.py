@@ -7,14 +7,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from helpers.book.figures.effects import MEAN, POINTS, STUDY, _spread
+from helpers.book.figures.common import SIGNED_SCALE
+from helpers.book.figures.effects import MEAN, POINTS, STUDY, spread
 from helpers.core.names import Head
 from helpers.core.stats import mean_interval
 from helpers.methods.inputs import InputPatch, InputDecomposition
 from helpers.methods.probes import Probe
-
-SIGNED = "RdBu"
-
 
 def _head_heatmap(values: torch.Tensor, title: str, colorbar: str) -> go.Heatmap:
     """``[layer, head, pair]`` as a heatmap of means, the interval in the hover."""
@@ -23,7 +21,7 @@ def _head_heatmap(values: torch.Tensor, title: str, colorbar: str) -> go.Heatmap
     text = [[f"mean {m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in row] for row in stats.tolist()]
     return go.Heatmap(
         z=stats[..., 0].tolist(), x=[f"H{h}" for h in range(values.shape[1])], y=[f"L{l}" for l in range(values.shape[0])],
-        zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED, reversescale=True, text=text, name=title,
+        zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED_SCALE, text=text, name=title,
         hovertemplate="%{y}%{x}: %{text}<extra></extra>", colorbar=dict(title=colorbar, len=0.8))
 
 
@@ -49,7 +47,7 @@ def top_components_figure(dec: InputDecomposition, k: int, title: str) -> go.Fig
     """The ``k`` components with the largest mean difference: every pair, mean and interval, the study pair."""
     order = dec.diff.mean(1).abs().argsort(descending=True)[:k]
     fig = go.Figure()
-    _spread(fig, [dec.labels[i] for i in order.tolist()], dec.diff[order])
+    spread(fig, [dec.labels[i] for i in order.tolist()], dec.diff[order])
     fig.add_hline(y=0, line=dict(color="#888", width=1))
     fig.update_yaxes(title_text="clean - corrupted (pre-activation)")
     fig.update_layout(title=title, height=420, legend=dict(orientation="h", y=-0.2))
@@ -76,8 +74,8 @@ def positions_figure(by_position: InputPatch, tokens: Sequence[str], k: int, tit
     z = torch.stack([effect[h.layer, :, h.index] for h in heads])
     limit = float(z.abs().max()) or 1.0
     labels = [f"{i}: {t!r}" for i, t in enumerate(tokens)]
-    fig = go.Figure(go.Heatmap(z=z.tolist(), x=labels, y=[str(h) for h in heads], zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED,
-                               reversescale=True, hovertemplate="%{y} at %{x}: %{z:.4f}<extra></extra>", colorbar=dict(title="change")))
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=labels, y=[str(h) for h in heads], zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED_SCALE,
+                               hovertemplate="%{y} at %{x}: %{z:.4f}<extra></extra>", colorbar=dict(title="change")))
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=max(320, 26 * len(heads) + 200))
     return fig

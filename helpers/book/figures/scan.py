@@ -28,6 +28,7 @@ def examples_table(examples: pd.DataFrame, tokenizer) -> pd.DataFrame:
     """The top-examples table for reading: rank, activation, document, position, the token
     and the next token as strings with their leading space visible."""
     following = token_strings(tokenizer, examples["next_token"].clip(lower=0))
+    scale = float(examples["activation"].max()) if len(examples) else 1.0
     return pd.DataFrame(
         {
             "rank": range(1, len(examples) + 1),
@@ -40,19 +41,22 @@ def examples_table(examples: pd.DataFrame, tokenizer) -> pd.DataFrame:
     )
 
 
-def show_examples(examples: pd.DataFrame, tokenizer, neuron: str) -> None:
+def show_examples(examples: pd.DataFrame, tokenizer, neuron: str) -> float:
     """Each example as a line of tokens coloured by activation (circuitsvis, offline), ending
-    at the example's token, with the token that really came next written after it."""
+    at the example's token, with the token that really came next written after it. Every view
+    shares one scale, the top activation, which is returned for the views shown after them."""
     from IPython.display import Markdown, display
 
     from helpers.book.display import show_tokens
 
     following = token_strings(tokenizer, examples["next_token"].clip(lower=0))
+    scale = float(examples["activation"].max()) if len(examples) else 1.0
     for rank, (row, nxt) in enumerate(zip(examples.itertuples(), following), start=1):
         upto = row.focus + 1
         nxt = f"**{show_token(nxt)}**" if row.next_token >= 0 else "(end of document)"
         display(Markdown(f"{rank}. activation {row.activation:.3f} (document {row.doc}), next token {nxt}"))
-        show_tokens(token_strings(tokenizer, row.window_tokens[:upto]), row.window_activations[:upto], label=f"{neuron} activation")
+        show_tokens(token_strings(tokenizer, row.window_tokens[:upto]), row.window_activations[:upto], label=f"{neuron} activation", scale=scale)
+    return scale
 
 
 def activation_distribution(samples: dict[str, np.ndarray], neuron: str, bins: int = 120) -> go.Figure:

@@ -58,18 +58,18 @@ glue(**prompt_summary(page.contrast, predictions))
 # %% [markdown]
 # Both prompts are {glue:text}`n_tokens` tokens long including the beginning-of-sequence token,
 # and differ only at {glue:text}`diff_position`. On the clean prompt the top prediction is
-# {glue:text}`top_clean`, with P(`' an'`) = {glue:text}`p_target_clean:.1%` and
-# P(`' a'`) = {glue:text}`p_other_clean:.1%`; on the corrupted prompt the top prediction is
-# {glue:text}`top_corrupted`, with P(`' an'`) = {glue:text}`p_target_corrupted:.1%`.
+# {glue:text}`top_clean`, with P(`' an'`) = {glue:text}`p_target_clean:z.1%` and
+# P(`' a'`) = {glue:text}`p_other_clean:z.1%`; on the corrupted prompt the top prediction is
+# {glue:text}`top_corrupted`, with P(`' an'`) = {glue:text}`p_target_corrupted:z.1%`.
 #
 # The quantity every later page tracks is the **logit difference**
 #
 # $$\Delta = \text{logit}(\text{' an'}) - \text{logit}(\text{' a'})$$
 #
-# at the last position: {glue:text}`ld_clean:.3f` on the clean prompt and
-# {glue:text}`ld_corrupted:.3f` on the corrupted one. Without the first sentence the model's
+# at the last position: {glue:text}`ld_clean:z.3f` on the clean prompt and
+# {glue:text}`ld_corrupted:z.3f` on the corrupted one. Without the first sentence the model's
 # top prediction is {glue:text}`top_alone` and P(`' an'`) is
-# {glue:text}`p_target_alone:.1%`: {glue:text}`first_sentence_role`.
+# {glue:text}`p_target_alone:z.1%`: {glue:text}`first_sentence_role`.
 
 # %% [markdown]
 # ## Where along the prompt the model leans towards " an"

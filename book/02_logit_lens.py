@@ -76,9 +76,9 @@ glue(**lens_summary(lens, corrupted_lens))
 # %% [markdown]
 # The largest single step on the clean prompt comes from **{glue:text}`step_sublayer`**:
 # between {glue:text}`step_from` and {glue:text}`step_to` the read-out goes from
-# {glue:text}`step_before:.3f` to {glue:text}`step_after:.3f`. On the corrupted prompt (the
-# dotted curve) the read-out ends at {glue:text}`corrupted_final:.3f` (logit difference
-# {glue:text}`corrupted_true:.3f`).
+# {glue:text}`step_before:z.3f` to {glue:text}`step_after:z.3f`. On the corrupted prompt (the
+# dotted curve) the read-out ends at {glue:text}`corrupted_final:z.3f` (logit difference
+# {glue:text}`corrupted_true:z.3f`).
 #
 # The dash-dotted curve, *clean, each point's own scale*, divides each partial sum by its
 # *own* scale instead, as if it were the final residual stream. That read-out is no longer a
@@ -88,10 +88,10 @@ glue(**lens_summary(lens, corrupted_lens))
 # ## The last point is not the logit difference
 #
 # The read-out above leaves out one term: the unembedding bias, a constant the model adds to
-# every logit after the last layer. So the `final_post` point, {glue:text}`final_point:.3f`,
-# differs from the model's logit difference, {glue:text}`true_diff:.3f`, by exactly
-# $b_U[\text{' an'}] - b_U[\text{' a'}]$ = {glue:text}`unembed_bias:.3f` (the sum matches to
-# within {glue:text}`identity_error:.1e`). The figure draws that step as the last segment
+# every logit after the last layer. So the `final_post` point, {glue:text}`final_point:z.3f`,
+# differs from the model's logit difference, {glue:text}`true_diff:z.3f`, by exactly
+# $b_U[\text{' an'}] - b_U[\text{' a'}]$ = {glue:text}`unembed_bias:z.3f` (the sum matches
+# {glue:text}`identity_agreement`). The figure draws that step as the last segment
 # rather than letting the curve end at the wrong value.
 
 # %% [markdown]
@@ -112,7 +112,7 @@ glue(**attribution_summary(lens, top_k))
 # %% [markdown]
 # The {glue:text}`top_k` largest direct contributions towards `' an'` are
 # {glue:text}`top_components`; the most negative is {glue:text}`bottom_component`. All of them
-# together, with the unembedding bias, add up to {glue:text}`attribution_sum:.3f`, the
+# together, with the unembedding bias, add up to {glue:text}`attribution_sum:z.3f`, the
 # model's logit difference.
 
 # %% [markdown]

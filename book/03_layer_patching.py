@@ -66,8 +66,8 @@ sufficiency = layer_patching(page.model, page.contrast, direction="sufficiency")
 glue(**contrast_summary(page.contrast, sufficiency["resid_pre"]))
 
 # %% [markdown]
-# Here $\Delta$ is {glue:text}`clean_diff:.3f` on the clean prompt and
-# {glue:text}`corrupted_diff:.3f` on the corrupted one. The prompts differ at position
+# Here $\Delta$ is {glue:text}`clean_diff:z.3f` on the clean prompt and
+# {glue:text}`corrupted_diff:z.3f` on the corrupted one. The prompts differ at position
 # {glue:text}`diff_position`, {glue:text}`diff_token`; the prediction is made at the last
 # position, {glue:text}`last_token`. Attention only looks back, so every position before the
 # differing token is identical in both runs and patching there changes nothing: those cells
@@ -96,18 +96,18 @@ glue(**layer_patching_summary(sufficiency, diff_position, "suf_"))
 
 # %% [markdown]
 # At the last position, the attention layer whose output recovers most is layer
-# {glue:text}`suf_attn_layer` ({glue:text}`suf_attn_value:.3f`) and the MLP layer is layer
-# {glue:text}`suf_mlp_layer` ({glue:text}`suf_mlp_value:.3f`); that MLP layer is the one the
+# {glue:text}`suf_attn_layer` ({glue:text}`suf_attn_value:z.3f`) and the MLP layer is layer
+# {glue:text}`suf_mlp_layer` ({glue:text}`suf_mlp_value:z.3f`); that MLP layer is the one the
 # neuron-patching page opens up. At the differing token, layer 0's attention output recovers
-# {glue:text}`suf_attn0_diff:.3f` and its MLP output {glue:text}`suf_mlp0_diff:.3f`.
+# {glue:text}`suf_attn0_diff:z.3f` and its MLP output {glue:text}`suf_mlp0_diff:z.3f`.
 #
 # The residual stream at the last position tells when the information reaches the token that
 # makes the prediction. {glue:text}`suf_resid_span` The largest rise between two consecutive
 # layers is from layer {glue:text}`suf_rise_from` to {glue:text}`suf_rise_to`
-# ({glue:text}`suf_rise_before:.3f` to {glue:text}`suf_rise_after:.3f`). At the differing
-# token, patching the residual stream recovers {glue:text}`suf_resid_diff_first:.3f` at layer
+# ({glue:text}`suf_rise_before:z.3f` to {glue:text}`suf_rise_after:z.3f`). At the differing
+# token, patching the residual stream recovers {glue:text}`suf_resid_diff_first:z.3f` at layer
 # 0, where it is the whole difference between the two inputs, and
-# {glue:text}`suf_resid_diff_last:.3f` at the input of the last block. The smaller the second
+# {glue:text}`suf_resid_diff_last:z.3f` at the input of the last block. The smaller the second
 # number, the more of what the prediction needs from the fruit has been copied to later
 # positions by then, where patching the fruit's own position can no longer reach it.
 #
@@ -131,9 +131,9 @@ glue(**layer_patching_summary(necessity, diff_position, "nec_"))
 
 # %% [markdown]
 # In this direction the attention layer that matters most at the last position is layer
-# {glue:text}`nec_attn_layer` ({glue:text}`nec_attn_value:.3f` of the clean behaviour
+# {glue:text}`nec_attn_layer` ({glue:text}`nec_attn_value:z.3f` of the clean behaviour
 # destroyed) and the MLP layer is layer {glue:text}`nec_mlp_layer`
-# ({glue:text}`nec_mlp_value:.3f`). Where the two directions disagree, a component is
+# ({glue:text}`nec_mlp_value:z.3f`). Where the two directions disagree, a component is
 # sufficient without being necessary (other paths carry the same information) or the
 # reverse.
 

@@ -79,7 +79,7 @@ glue(**neuron_patching_summary(page.choice, results["last"], results["all"]))
 
 # %% [markdown]
 # This run patches MLP layer {glue:text}`layer` ({glue:text}`layer_source`); restoring its
-# whole output at the last position recovers {glue:text}`layer_mlp_last:.3f` of the logit
+# whole output at the last position recovers {glue:text}`layer_mlp_last:z.3f` of the logit
 # difference.
 #
 # ## Every neuron, one at a time
@@ -96,13 +96,13 @@ show(neuron_recovery_scatter(results, f"Patching each neuron of MLP layer {chose
 
 # %% [markdown]
 # Of the layer's {glue:text}`n_neurons` neurons, restored at every position, the top one is
-# **{glue:text}`top_neuron`**: on its own it recovers {glue:text}`top_all:.3f` of the logit
-# difference (from {glue:text}`corrupted_diff:.3f` on the corrupted prompt towards
-# {glue:text}`clean_diff:.3f` on the clean one), {glue:text}`top_vs_layer` the whole layer
-# restored at every position ({glue:text}`whole_all:.3f`). The runner-up,
-# {glue:text}`second_neuron`, recovers {glue:text}`second_all:.3f`. Restoring only the last
-# position gives {glue:text}`top_neuron` {glue:text}`top_last:.3f` against
-# {glue:text}`whole_last:.3f` for the whole layer there, and the top neuron at the last
+# **{glue:text}`top_neuron`**: on its own it recovers {glue:text}`top_all:z.3f` of the logit
+# difference (from {glue:text}`corrupted_diff:z.3f` on the corrupted prompt towards
+# {glue:text}`clean_diff:z.3f` on the clean one), {glue:text}`top_vs_layer` the whole layer
+# restored at every position ({glue:text}`whole_all:z.3f`). The runner-up,
+# {glue:text}`second_neuron`, recovers {glue:text}`second_all:z.3f`. Restoring only the last
+# position gives {glue:text}`top_neuron` {glue:text}`top_last:z.3f` against
+# {glue:text}`whole_last:z.3f` for the whole layer there, and the top neuron at the last
 # position is {glue:text}`same_top`. With `neuron="auto"`, {glue:text}`page_neuron_phrase`.
 
 # %% [markdown]
@@ -135,7 +135,7 @@ glue(paper_verdict=study_verdict(page.paper, page.on_paper_model, page.model_nam
 #
 # The study patched every neuron of GPT-2 Large's layer 31 at every position and listed the
 # ten best and five worst. The whole-layer value it compared with,
-# {glue:text}`paper_whole:.3f`, is layer 31's MLP output restored at the last position (the
+# {glue:text}`paper_whole:z.3f`, is layer 31's MLP output restored at the last position (the
 # layer-patching map), so it sits beside this run's last-position whole-layer value.
 #
 # This run {glue:text}`paper_verdict`.
@@ -167,12 +167,12 @@ glue(**attribution_summary(results, estimates, top_k))
 
 # %% [markdown]
 # Over the neurons of layer {glue:text}`layer` restored at every position, the estimate and
-# the exact values have Pearson correlation {glue:text}`r_all:.3f` and rank correlation
-# {glue:text}`rho_all:.3f`, and {glue:text}`overlap_all:.0%` of the exact top
+# the exact values have Pearson correlation {glue:text}`r_all:z.3f` and rank correlation
+# {glue:text}`rho_all:z.3f`, and {glue:text}`overlap_all:z.0%` of the exact top
 # {glue:text}`top_k` are in the estimate's top {glue:text}`top_k`. At the last position only:
-# Pearson {glue:text}`r_last:.3f`, rank {glue:text}`rho_last:.3f`, top-{glue:text}`top_k`
-# overlap {glue:text}`overlap_last:.0%`. The estimate for {glue:text}`top_neuron` is
-# {glue:text}`estimate_top:.3f` against its exact {glue:text}`top_all:.3f`.
+# Pearson {glue:text}`r_last:z.3f`, rank {glue:text}`rho_last:z.3f`, top-{glue:text}`top_k`
+# overlap {glue:text}`overlap_last:z.0%`. The estimate for {glue:text}`top_neuron` is
+# {glue:text}`estimate_top:z.3f` against its exact {glue:text}`top_all:z.3f`.
 #
 # ## Every neuron of every layer, exactly
 #
@@ -195,15 +195,15 @@ glue(**model_attribution_summary(exact_model, estimates["all"], agreement_stats,
 # %% [markdown]
 # In this run {glue:text}`exact_scope_phrase`. Layer by layer, where an estimate is used to
 # pick neurons, the median Pearson correlation between the estimate and the exact values is
-# {glue:text}`median_layer_r:.3f` and the median rank correlation (tied values sharing their
-# rank) {glue:text}`median_layer_rho:.3f`; the estimate tracks the exact values best in layer
-# {glue:text}`best_agreement_layer` (Pearson {glue:text}`best_agreement_r:.3f`) and worst in
-# layer {glue:text}`worst_agreement_layer` ({glue:text}`worst_agreement_r:.3f`).
+# {glue:text}`median_layer_r:z.3f` and the median rank correlation (tied values sharing their
+# rank) {glue:text}`median_layer_rho:z.3f`; the estimate tracks the exact values best in layer
+# {glue:text}`best_agreement_layer` (Pearson {glue:text}`best_agreement_r:z.3f`) and worst in
+# layer {glue:text}`worst_agreement_layer` ({glue:text}`worst_agreement_r:z.3f`).
 #
 # Pooled over all {glue:text}`n_exact` neurons the correlations are
-# {glue:text}`r_model:.3f` (Pearson) and {glue:text}`rho_model:.3f` (rank), and
-# {glue:text}`overlap_model:.0%` of the exact top {glue:text}`top_k` are in the estimate's top
-# {glue:text}`top_k`; but the ten largest exact values carry {glue:text}`top_ten_carry:.0%` of
+# {glue:text}`r_model:z.3f` (Pearson) and {glue:text}`rho_model:z.3f` (rank), and
+# {glue:text}`overlap_model:z.0%` of the exact top {glue:text}`top_k` are in the estimate's top
+# {glue:text}`top_k`; but the ten largest exact values carry {glue:text}`top_ten_carry:z.0%` of
 # the exact values' variance, so a pooled correlation says mostly how well those few are
 # estimated.
 
@@ -245,7 +245,7 @@ glue(**failure_mode_summary(diagnosis))
 
 # %% [markdown]
 # {glue:text}`failure_sentence`. The furthest is {glue:text}`worst_gap_neuron`: exact
-# {glue:text}`worst_gap_exact:.3f`, estimated {glue:text}`worst_gap_estimate:.3f`
+# {glue:text}`worst_gap_exact:z.3f`, estimated {glue:text}`worst_gap_estimate:z.3f`
 # ({glue:text}`worst_gap_verdict`).
 #
 # ## The whole model at once
@@ -258,7 +258,7 @@ show(top_neurons_by_layer(estimates["all"], per_layer, 5, "Attribution estimate:
 
 # %% [markdown]
 # The largest estimate in the whole model is {glue:text}`overall_top`
-# ({glue:text}`overall_value:.3f`), {glue:text}`overall_same`. Estimates elsewhere are only
+# ({glue:text}`overall_value:z.3f`), {glue:text}`overall_same`. Estimates elsewhere are only
 # pointers: a neuron they single out deserves an exact patch before any claim is made about
 # it.
 

@@ -79,7 +79,7 @@ scale = show_examples(examples, page.model.tokenizer, str(page.neuron))
 
 # %% [markdown]
 # Of the {glue:text}`top_shown` strongest activations of {glue:text}`neuron`
-# (from {glue:text}`top_max:.2f` down to {glue:text}`top_min:.2f`), {glue:text}`top_followed`
+# (from {glue:text}`top_max:z.2f` down to {glue:text}`top_min:z.2f`), {glue:text}`top_followed`
 # sit right before the token `' an'`. Where they do, the neuron fires *before* the article
 # is written, on the token whose continuation is `' an'`: it behaves like a prediction of
 # the next token, not a reading of the current one.
@@ -105,11 +105,11 @@ show(activation_distribution({"every corpus token": result.activations(page.neur
 glue(**distribution_summary(result, page.neuron, doc, doc_acts, noise_acts))
 
 # %% [markdown]
-# Over all tokens of the corpus the neuron's median activation is {glue:text}`median_act:.3f`;
-# it is positive at {glue:text}`share_positive:.1%` of tokens, and {glue:text}`share_above_top:.3%`
+# Over all tokens of the corpus the neuron's median activation is {glue:text}`median_act:z.3f`;
+# it is positive at {glue:text}`share_positive:z.1%` of tokens, and {glue:text}`share_above_top:z.3%`
 # of tokens reach the weakest of the top examples.
 # In the randomly chosen document {glue:text}`random_doc` its largest activation is
-# {glue:text}`doc_max:.2f`; on the random tokens it is {glue:text}`noise_max:.2f`. The top
+# {glue:text}`doc_max:z.2f`; on the random tokens it is {glue:text}`noise_max:z.2f`. The top
 # examples are the far tail of this distribution; the next page asks how well that tail
 # lines up with the model actually predicting `' an'`.
 #

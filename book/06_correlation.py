@@ -87,8 +87,8 @@ glue(**correlation_summary(real_curve, pseudo_curve, predictions, level, page.pa
 
 # %% [markdown]
 # Over {glue:text}`n_tokens` tokens in {glue:text}`n_bins` non-empty bins, the real top-1
-# prediction is `' an'` at a proportion of {glue:text}`low_prop_real:.4f` of the tokens where
-# {glue:text}`neuron` is negative, and {glue:text}`high_prop_real:.2f` of the
+# prediction is `' an'` at a proportion of {glue:text}`low_prop_real:z.4f` of the tokens where
+# {glue:text}`neuron` is negative, and {glue:text}`high_prop_real:z.2f` of the
 # {glue:text}`high_count` tokens where it is at least {glue:text}`high_from`, about half its
 # largest activation. `' an'` is the real top-1 prediction at a proportion
 # of at least {glue:text}`level` in {glue:text}`real_above`, and the pseudo-prediction in
@@ -120,15 +120,15 @@ glue(**counts_summary(real_counts, pseudo_counts, page.paper))
 # `' an'` is the model's real top-1 prediction at {glue:text}`predicted_real` positions and
 # the pseudo-prediction at {glue:text}`predicted_pseudo`, while it is actually the next
 # token at {glue:text}`actual` positions ({glue:text}`both_real` of which the model got
-# right as its top-1). Predicted over actual is {glue:text}`ratio_real:.2f` with the real
-# logits and {glue:text}`ratio_pseudo:.2f` with the pseudo-prediction; the study's ratio,
-# with the pseudo-prediction on pile-10k, was {glue:text}`paper_ratio:.2f`. A ratio well
+# right as its top-1). Predicted over actual is {glue:text}`ratio_real:z.2f` with the real
+# logits and {glue:text}`ratio_pseudo:z.2f` with the pseudo-prediction; the study's ratio,
+# with the pseudo-prediction on pile-10k, was {glue:text}`paper_ratio:z.2f`. A ratio well
 # below 1 does not by itself mean the model is wrong: `' an'` can be likely without being
 # the single most likely token.
 #
 # ## What the pseudo-prediction changes
 #
-# The pseudo-prediction and the real top-1 agree at {glue:text}`agreement:.1%` of all
+# The pseudo-prediction and the real top-1 agree at {glue:text}`agreement:z.1%` of all
 # positions. Where they differ, it is because the processed unembedding is not the
 # transposed embedding:
 # the final layer norm's weight is folded into the unembedding, the unembedding has its own
@@ -167,7 +167,7 @@ glue(**random_values)
 
 # %% [markdown]
 # Over {glue:text}`random_tokens` random tokens its mean activation is
-# {glue:text}`random_mean:.3f`. {glue:text}`random_phrase`
+# {glue:text}`random_mean:z.3f`. {glue:text}`random_phrase`
 
 # %% [markdown]
 # ## Beside the original study

@@ -81,14 +81,14 @@ glue(n_top=n_top, **summary)
 
 # %% [markdown]
 # With $W_U$, {glue:text}`neuron`'s congruence with {glue:text}`target` is
-# {glue:text}`u_value:.3f`, rank {glue:text}`u_rank` of {glue:text}`d_vocab` tokens and
-# {glue:text}`u_away` the mean over the vocabulary (mean {glue:text}`u_mean:.3f`, standard
-# deviation {glue:text}`u_std:.3f`); the token it writes most is {glue:text}`u_top`
-# ({glue:text}`u_top_value:.3f`). With the study's $W_E$ the same neuron gives
-# {glue:text}`target` {glue:text}`e_value:.3f` (rank {glue:text}`e_rank`, {glue:text}`e_away`
-# a mean of {glue:text}`e_mean:.3f`, standard deviation {glue:text}`e_std:.3f`), and its top
+# {glue:text}`u_value:z.3f`, rank {glue:text}`u_rank` of {glue:text}`d_vocab` tokens and
+# {glue:text}`u_away` the mean over the vocabulary (mean {glue:text}`u_mean:z.3f`, standard
+# deviation {glue:text}`u_std:z.3f`); the token it writes most is {glue:text}`u_top`
+# ({glue:text}`u_top_value:z.3f`). With the study's $W_E$ the same neuron gives
+# {glue:text}`target` {glue:text}`e_value:z.3f` (rank {glue:text}`e_rank`, {glue:text}`e_away`
+# a mean of {glue:text}`e_mean:z.3f`, standard deviation {glue:text}`e_std:z.3f`), and its top
 # token is {glue:text}`e_top`. Over the whole vocabulary the two rows correlate at
-# {glue:text}`row_corr:.3f`. A neuron found by patching need not write its token directly:
+# {glue:text}`row_corr:z.3f`. A neuron found by patching need not write its token directly:
 # it can act through later layers, which congruence does not see. A large positive value
 # here says the direct path alone pushes the target up whenever the neuron fires positively;
 # a value near zero or below says that whatever the neuron does for the target, it does
@@ -133,12 +133,12 @@ show(neurons_against_token(columns["W_U"], target, "W_U"))
 
 # %% [markdown]
 # Among all {glue:text}`n_neurons` neurons, the one most congruent with {glue:text}`target`
-# through $W_U$ is {glue:text}`col_best_u` ({glue:text}`col_best_value_u:.3f`), followed by
-# {glue:text}`col_second_u` ({glue:text}`col_second_value_u:.3f`); {glue:text}`neuron` ranks
+# through $W_U$ is {glue:text}`col_best_u` ({glue:text}`col_best_value_u:z.3f`), followed by
+# {glue:text}`col_second_u` ({glue:text}`col_second_value_u:z.3f`); {glue:text}`neuron` ranks
 # {glue:text}`col_rank_u`. {glue:text}`col_half_u` neuron(s) reach at least half of the top
 # value. Through $W_E$ the top neuron is {glue:text}`col_best_e`
-# ({glue:text}`col_best_value_e:.3f`), then {glue:text}`col_second_e`
-# ({glue:text}`col_second_value_e:.3f`), and {glue:text}`neuron` ranks
+# ({glue:text}`col_best_value_e:z.3f`), then {glue:text}`col_second_e`
+# ({glue:text}`col_second_value_e:z.3f`), and {glue:text}`neuron` ranks
 # {glue:text}`col_rank_e`.
 #
 # ## Beside the original study

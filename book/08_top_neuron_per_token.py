@@ -91,8 +91,8 @@ glue(**gaps_summary(table, matrix, n_top))
 # %% [markdown]
 # Through {glue:text}`matrix`, the token whose best neuron leads by the most is
 # {glue:text}`first_token`: {glue:text}`first_neuron` beats {glue:text}`first_second` by
-# {glue:text}`first_gap:.3f`. The {glue:text}`n_top`-th largest gap is
-# {glue:text}`nth_gap:.3f`, against a median of {glue:text}`median_gap:.3f` over the whole
+# {glue:text}`first_gap:z.3f`. The {glue:text}`n_top`-th largest gap is
+# {glue:text}`nth_gap:z.3f`, against a median of {glue:text}`median_gap:z.3f` over the whole
 # vocabulary: for most tokens several neurons write them about equally, and only a few have
 # one that stands out. The top {glue:text}`n_top` come from {glue:text}`n_layers_top`
 # different layers.
@@ -145,15 +145,15 @@ glue(**shared_curve_summary(counts, counts_2, curve, scanned.n_tokens, page.pape
 # prediction {glue:text}`predicted` times and actually comes next {glue:text}`actual` times;
 # {glue:text}`runner_up` is predicted {glue:text}`predicted_2` times and comes next
 # {glue:text}`actual_2` times. The best bin with at least five tokens reaches a proportion of
-# {glue:text}`best_p:.2f` (from activation {glue:text}`best_at:.1f`). The study's `' though'`
-# curve peaked at {glue:text}`paper_though_best:.2f` with the pseudo-prediction.
+# {glue:text}`best_p:z.2f` (from activation {glue:text}`best_at:z.1f`). The study's `' though'`
+# curve peaked at {glue:text}`paper_though_best:z.2f` with the pseudo-prediction.
 #
 # ## Hubs: one neuron on top for many tokens
 #
 # Count, for every neuron, the tokens whose most congruent neuron it is. In GPT-2 Large the
 # study found one neuron, {glue:text}`paper_hub`, on top for a crowd of glitch tokens
 # (control characters, fragments that almost never occur in text), with values near
-# {glue:text}`paper_hub_value:.1f` in its figure. High-dimensional
+# {glue:text}`paper_hub_value:z.1f` in its figure. High-dimensional
 # spaces are known for such *hubs*: a few points that are the nearest neighbour of many
 # others. If it is a matter of vector size, dividing by the norms (the cosine) should break
 # the hubs up.
@@ -171,13 +171,13 @@ glue(**hubs_summary(passes, hub_tables, matrix, model.cfg.n_layers))
 # %% [markdown]
 # With the dot product through {glue:text}`matrix`, the largest hub is
 # {glue:text}`hub_dot`, the most congruent neuron of {glue:text}`hub_dot_n` of the
-# {glue:text}`d_vocab` tokens (its largest value {glue:text}`hub_dot_value:.2f`); only
+# {glue:text}`d_vocab` tokens (its largest value {glue:text}`hub_dot_value:z.2f`); only
 # {glue:text}`distinct_dot` different neurons are on top for any token, and
-# {glue:text}`last_dot:.1%` of the tokens have their top neuron in the last layer. With the
+# {glue:text}`last_dot:z.1%` of the tokens have their top neuron in the last layer. With the
 # cosine the largest hub is {glue:text}`hub_cos` with {glue:text}`hub_cos_n` tokens,
 # {glue:text}`distinct_cos` neurons are on top for some token, and the last layer holds the
-# top neuron of {glue:text}`last_cos:.1%` of the tokens. The dot product and the cosine
-# agree on the top neuron for {glue:text}`same_top:.1%` of the tokens.
+# top neuron of {glue:text}`last_cos:z.1%` of the tokens. The dot product and the cosine
+# agree on the top neuron for {glue:text}`same_top:z.1%` of the tokens.
 #
 # ## Beside the original study
 #

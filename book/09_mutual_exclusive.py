@@ -20,8 +20,8 @@
 # the token's most congruent neuron **and** the token is the neuron's most congruent token.
 # Each such pair gets a score, the product of two gaps:
 #
-# $$\text{score} = \big(\text{top-1} - \text{top-2 over neurons, for the token}\big)
-# \times \big(\text{top-1} - \text{top-2 over tokens, for the neuron}\big).$$
+# $$\begin{aligned}\text{score} = {} & \big(\text{top-1} - \text{top-2 over neurons, for the token}\big) \\
+# {} \times {} & \big(\text{top-1} - \text{top-2 over tokens, for the neuron}\big).\end{aligned}$$
 #
 # A high score needs both: the token has one neuron of its own, and the neuron has one token
 # of its own. The study's top pair in GPT-2 Large was the token `'i'` with L33N4142. Both
@@ -77,9 +77,9 @@ glue(**pairs_summary(pairs, matrix, second_matrix, n_table, model.cfg.d_vocab))
 # With {glue:text}`matrix`, {glue:text}`n_pairs` of the {glue:text}`d_vocab` tokens form a
 # mutual pair with their best neuron ({glue:text}`n_pairs_other` with
 # {glue:text}`other_matrix`). The top pair is {glue:text}`first_token` with
-# {glue:text}`first_neuron`, score {glue:text}`first_score:.3f`, ahead of
-# {glue:text}`second_score:.3f` for the second; the median score is
-# {glue:text}`median_score:.4f`. Of the top {glue:text}`n_table` pairs,
+# {glue:text}`first_neuron`, score {glue:text}`first_score:z.3f`, ahead of
+# {glue:text}`second_score:z.3f` for the second; the median score is
+# {glue:text}`median_score:z.4f`. Of the top {glue:text}`n_table` pairs,
 # {glue:text}`overlap` are also in the top {glue:text}`n_table` with
 # {glue:text}`other_matrix`.
 #

@@ -67,7 +67,7 @@ glue(**census_summary(table, per_layer, kurtosis_min, skew_min, model.cfg.n_laye
 # With kurtosis above {glue:text}`kurtosis_min` and skew beyond ±{glue:text}`skew_min`,
 # {glue:text}`n_pred` of the {glue:text}`n_neurons` neurons are prediction neurons and
 # {glue:text}`n_supp` are suppression neurons; the median kurtosis over all neurons is
-# {glue:text}`median_kurtosis:.2f`. {glue:text}`pred_share_second_half:.0%` of the
+# {glue:text}`median_kurtosis:z.2f`. {glue:text}`pred_share_second_half:z.0%` of the
 # prediction neurons sit in the second half of the layers, with the most
 # ({glue:text}`pred_peak_n`) in layer {glue:text}`pred_peak`. Suppression neurons outnumber
 # prediction neurons in layer(s): {glue:text}`supp_over`.
@@ -89,12 +89,12 @@ glue(target=show_token(target), **census_place(table, congruent, "congruent_"), 
 
 # %% [markdown]
 # The neuron most congruent with {glue:text}`target`, {glue:text}`congruent_neuron`, has
-# skew {glue:text}`congruent_skew:.2f` and kurtosis {glue:text}`congruent_kurtosis:.1f`,
+# skew {glue:text}`congruent_skew:z.2f` and kurtosis {glue:text}`congruent_kurtosis:z.1f`,
 # the {glue:text}`congruent_kurtosis_rank`-th highest kurtosis of the
 # {glue:text}`congruent_layer_size` neurons in layer {glue:text}`congruent_layer`; with these
 # thresholds it is classed **{glue:text}`congruent_class_name`**. The neuron found by
-# patching, {glue:text}`patched_neuron`, has skew {glue:text}`patched_skew:.2f` and kurtosis
-# {glue:text}`patched_kurtosis:.1f` (rank {glue:text}`patched_kurtosis_rank` of
+# patching, {glue:text}`patched_neuron`, has skew {glue:text}`patched_skew:z.2f` and kurtosis
+# {glue:text}`patched_kurtosis:z.1f` (rank {glue:text}`patched_kurtosis_rank` of
 # {glue:text}`patched_layer_size` in layer {glue:text}`patched_layer`) and is classed
 # **{glue:text}`patched_class_name`**.
 #

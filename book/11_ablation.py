@@ -84,9 +84,9 @@ glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ab
 # %% [markdown]
 # The set has {glue:text}`n_pairs` pairs; the model prefers `' an'` on the clean prompt and
 # `' a'` on the corrupted one in {glue:text}`pairs_right` of them. The clean logit difference
-# exceeds the corrupted one by {glue:text}`gap_mean:.3f` on average
+# exceeds the corrupted one by {glue:text}`gap_mean:z.3f` on average
 # (95% interval {glue:text}`gap_interval`; on pair 0,
-# {glue:text}`study_gap:.3f`). That gap is the unit below: an ablation that loses 1 of it
+# {glue:text}`study_gap:z.3f`). That gap is the unit below: an ablation that loses 1 of it
 # makes the clean prompt look like the corrupted one.
 #
 # ## Four ways to remove a neuron
@@ -100,11 +100,11 @@ glue(**prompt_set_summary(pairs, result.clean_diff, result.corrupted_diff), **ab
 show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the clean prompt: share of the logit difference lost"))
 
 # %% [markdown]
-# Mean-ablating {glue:text}`neuron` loses {glue:text}`mean_mean:.3f` of the gap
+# Mean-ablating {glue:text}`neuron` loses {glue:text}`mean_mean:z.3f` of the gap
 # ({glue:text}`mean_interval`); resampling it loses
-# {glue:text}`resample_mean:.3f` ({glue:text}`resample_interval`) and zeroing it {glue:text}`zero_mean:.3f`. Negating it, as
-# the study did, loses {glue:text}`negate_mean:.3f` ({glue:text}`negate_interval`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
-# loses {glue:text}`mean_layer:.3f`, and {glue:text}`random_phrase`.
+# {glue:text}`resample_mean:z.3f` ({glue:text}`resample_interval`) and zeroing it {glue:text}`zero_mean:z.3f`. Negating it, as
+# the study did, loses {glue:text}`negate_mean:z.3f` ({glue:text}`negate_interval`): {glue:text}`negate_phrase`. Mean-ablating the whole layer
+# loses {glue:text}`mean_layer:z.3f`, and {glue:text}`random_phrase`.
 #
 # {glue:text}`kinds_phrase`
 #
@@ -116,8 +116,8 @@ show(ablation_figure(result, str(page.neuron), f"Removing {page.neuron} from the
 # how far the model can be pushed, not how much it relies on the neuron.
 #
 # In probabilities: the clean prompts give `' an'` a mean probability of
-# {glue:text}`clean_prob:.3f` (the corrupted ones {glue:text}`corrupted_prob:.3f`); with the
-# neuron mean-ablated, {glue:text}`mean_prob:.3f`, and negated, {glue:text}`negate_prob:.3f`.
+# {glue:text}`clean_prob:z.3f` (the corrupted ones {glue:text}`corrupted_prob:z.3f`); with the
+# neuron mean-ablated, {glue:text}`mean_prob:z.3f`, and negated, {glue:text}`negate_prob:z.3f`.
 
 # %% tags=["remove-input"]
 show_table(ablation_table(result, page.neuron, "share"), caption="Share of the logit difference lost (ablations) or recovered (restoring): mean over pairs [95% interval]")
@@ -128,8 +128,8 @@ show_table(ablation_table(result, page.neuron, "prob"), caption=f"P({target!r}) 
 #
 # The other direction puts each set's clean activations into the corrupted run (at every
 # position, as the study's neuron patching did). Restoring {glue:text}`neuron` alone
-# recovers {glue:text}`restored_mean:.3f` of the gap ({glue:text}`restored_interval`; on pair 0 {glue:text}`study_restored:.3f`), the
-# whole layer {glue:text}`restored_layer:.3f`. {glue:text}`ranks_phrase` A neuron can be sufficient without being
+# recovers {glue:text}`restored_mean:z.3f` of the gap ({glue:text}`restored_interval`; on pair 0 {glue:text}`study_restored:z.3f`), the
+# whole layer {glue:text}`restored_layer:z.3f`. {glue:text}`ranks_phrase` A neuron can be sufficient without being
 # necessary when other components carry the same information, and necessary without being
 # sufficient when it needs them to act.
 
@@ -152,9 +152,9 @@ show(loss_figure(loss.change, {"target": f"next token {target!r}", "other": f"ne
 
 # %% [markdown]
 # Where the next token is `' an'` ({glue:text}`loss_an_n` tokens), the loss rises by
-# {glue:text}`loss_an_mean:.4f` nats on average ({glue:text}`loss_an_interval`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
-# changes by {glue:text}`loss_a_mean:.4f` ({glue:text}`loss_a_interval`); over all {glue:text}`loss_all_n` tokens, by
-# {glue:text}`loss_all_mean:.5f` ({glue:text}`loss_all_interval`). {glue:text}`loss_phrase`
+# {glue:text}`loss_an_mean:z.4f` nats on average ({glue:text}`loss_an_interval`); where it is `' a'` ({glue:text}`loss_a_n` tokens), it
+# changes by {glue:text}`loss_a_mean:z.4f` ({glue:text}`loss_a_interval`); over all {glue:text}`loss_all_n` tokens, by
+# {glue:text}`loss_all_mean:z.5f` ({glue:text}`loss_all_interval`). {glue:text}`loss_phrase`
 # These intervals resample tokens.
 #
 # ## Beyond the templates

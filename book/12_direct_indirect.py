@@ -70,14 +70,14 @@ show_table(direct_tokens(dla, page.model, top_k), caption=f"{page.neuron}: the t
 
 # %% [markdown]
 # Of the {glue:text}`dla_vocab` tokens, `' an'` is number {glue:text}`dla_target_rank` among
-# those {glue:text}`neuron` raises ({glue:text}`dla_target:.3f` per unit of activation,
-# against a mean of {glue:text}`dla_mean:.3f` and a standard deviation of
-# {glue:text}`dla_std:.3f` over the vocabulary), and `' a'` number
-# {glue:text}`dla_other_rank` ({glue:text}`dla_other:.3f`): one unit of activation moves
-# `W_out[n] @ W_U`'s logit difference by {glue:text}`dla_diff:.3f`. The final norm divides
-# the residual by its scale before the unembedding, {glue:text}`dla_scale:.2f` on average at
+# those {glue:text}`neuron` raises ({glue:text}`dla_target:z.3f` per unit of activation,
+# against a mean of {glue:text}`dla_mean:z.3f` and a standard deviation of
+# {glue:text}`dla_std:z.3f` over the vocabulary), and `' a'` number
+# {glue:text}`dla_other_rank` ({glue:text}`dla_other:z.3f`): one unit of activation moves
+# `W_out[n] @ W_U`'s logit difference by {glue:text}`dla_diff:z.3f`. The final norm divides
+# the residual by its scale before the unembedding, {glue:text}`dla_scale:z.2f` on average at
 # the last position of the prompts the neuron is changed in, so through the model one unit
-# moves the logit difference by about {glue:text}`dla_diff_scaled:.3f` before any later layer
+# moves the logit difference by about {glue:text}`dla_diff_scaled:z.3f` before any later layer
 # has a say. The token it
 # raises most is {glue:text}`dla_top`, the one it lowers most {glue:text}`dla_bottom`.
 #
@@ -95,14 +95,14 @@ glue(**effects_summary(effects))
 show(effects_figure(effects, f"{page.neuron}: change of the logit difference, every pair"))
 
 # %% [markdown]
-# Over {glue:text}`n_pairs` pairs the total effect is {glue:text}`total_mean:.3f`
+# Over {glue:text}`n_pairs` pairs the total effect is {glue:text}`total_mean:z.3f`
 # ({glue:text}`total_interval`), which is
-# {glue:text}`share_mean:.3f` of each pair's clean-corrupted gap on average. The direct path
-# carries {glue:text}`direct_mean:.3f` ({glue:text}`direct_interval`) and everything else {glue:text}`indirect_mean:.3f`
+# {glue:text}`share_mean:z.3f` of each pair's clean-corrupted gap on average. The direct path
+# carries {glue:text}`direct_mean:z.3f` ({glue:text}`direct_interval`) and everything else {glue:text}`indirect_mean:z.3f`
 # ({glue:text}`indirect_interval`): {glue:text}`split_phrase`. Part of the indirect effect
 # goes through no layer at all: the neuron's write changes the final norm's scale, which
 # rescales every logit (the channel of Stolfo et al. {cite}`stolfo2024confidence`); that part
-# is {glue:text}`final_norm_mean:.3f` ({glue:text}`final_norm_interval`), measured exactly as
+# is {glue:text}`final_norm_mean:z.3f` ({glue:text}`final_norm_interval`), measured exactly as
 # the logit difference of the changed run read at its own scale minus the same residual read
 # at the base run's scale.
 #

@@ -80,13 +80,13 @@ glue(**decomposition_summary(decomposition))
 
 # %% [markdown]
 # On {glue:text}`n_pairs` pairs the {glue:text}`n_components` components of
-# {glue:text}`neuron`'s input add up to the model's own pre-activation to within
-# {glue:text}`exact_error:.1e`. The pre-activation is {glue:text}`pre_clean_mean:.3f` on the
-# clean prompts and {glue:text}`pre_corrupted_mean:.3f` on the corrupted ones on average, a gap
-# of {glue:text}`pre_gap_mean:.3f` ({glue:text}`pre_gap_interval`). {glue:text}`decomposition_phrase` The head that contributes
-# most to the gap is {glue:text}`top_dec_head` ({glue:text}`top_dec_head_mean:.3f`,
+# {glue:text}`neuron`'s input add up to the model's own pre-activation
+# {glue:text}`exact_agreement`. The pre-activation is {glue:text}`pre_clean_mean:z.3f` on the
+# clean prompts and {glue:text}`pre_corrupted_mean:z.3f` on the corrupted ones on average, a gap
+# of {glue:text}`pre_gap_mean:z.3f` ({glue:text}`pre_gap_interval`). {glue:text}`decomposition_phrase` The head that contributes
+# most to the gap is {glue:text}`top_dec_head` ({glue:text}`top_dec_head_mean:z.3f`,
 # {glue:text}`top_dec_head_interval`); the heads together
-# carry {glue:text}`heads_share:.2f` of it. Adding up the heads and MLPs layer by layer, half of
+# carry {glue:text}`heads_share:z.2f` of it. Adding up the heads and MLPs layer by layer, half of
 # the gap is in place by layer {glue:text}`build_layer`.
 
 # %% tags=["hide-input"]
@@ -122,13 +122,13 @@ show(head_grid_figure(patched, f"{page.neuron}: change of its activation when on
 
 # %% [markdown]
 # Over {glue:text}`patch_pairs` pairs, restoring {glue:text}`top_head` alone moves the neuron's
-# activation by {glue:text}`top_head_effect_mean:.3f` ({glue:text}`top_head_effect_interval`), {glue:text}`top_head_share:.2f` of the whole gap
-# between the runs ({glue:text}`base_act_mean:.3f` to {glue:text}`source_act_mean:.3f`).
+# activation by {glue:text}`top_head_effect_mean:z.3f` ({glue:text}`top_head_effect_interval`), {glue:text}`top_head_share:z.2f` of the whole gap
+# between the runs ({glue:text}`base_act_mean:z.3f` to {glue:text}`source_act_mean:z.3f`).
 # {glue:text}`agreement_phrase`
 #
 # Path patching sends each head's change only into the neuron's own input at the last
 # position, every other component keeping its corrupted value: the head's direct path. For
-# {glue:text}`top_head` it moves the activation by {glue:text}`top_head_direct_mean:.3f`
+# {glue:text}`top_head` it moves the activation by {glue:text}`top_head_direct_mean:z.3f`
 # ({glue:text}`top_head_direct_interval`):
 # {glue:text}`direct_phrase`.
 
@@ -150,7 +150,7 @@ show(positions_figure(by_position, page.contrast.str_tokens, top_k, f"{page.neur
 # %% [markdown]
 # Patched at one position at a time, {glue:text}`top_head` moves the neuron most at position
 # {glue:text}`position_top`, the token {glue:text}`position_token`
-# ({glue:text}`position_effect:.3f`). Where does it read from? Its attention pattern on the
+# ({glue:text}`position_effect:z.3f`). Where does it read from? Its attention pattern on the
 # study's clean prompt:
 
 # %% tags=["remove-input"]
@@ -160,8 +160,8 @@ show_attention(page.contrast.str_tokens, pattern[None], [str(head)])
 
 # %% [markdown]
 # From the last position, {glue:text}`top_head` attends most to {glue:text}`attn_top_token`
-# (weight {glue:text}`attn_top_weight:.3f`), and gives the noun {glue:text}`attn_noun_token`
-# a weight of {glue:text}`attn_noun_weight:.3f`.
+# (weight {glue:text}`attn_top_weight:z.3f`), and gives the noun {glue:text}`attn_noun_token`
+# a weight of {glue:text}`attn_noun_weight:z.3f`.
 
 # %% [markdown]
 # ## The vowel direction
@@ -191,15 +191,15 @@ show(probe_figure(embedding, f"Embedding probe: held-out P(' an' class) of {len(
 
 # %% [markdown]
 # On the embeddings of {glue:text}`probe_words` nouns ({glue:text}`probe_an` taking `' an'`) the
-# probe's held-out accuracy is {glue:text}`embedding_accuracy:.3f`, against
-# {glue:text}`letter_accuracy:.3f` for the rule "a vowel letter takes `' an'`" and
-# {glue:text}`embedding_shuffled:.3f` with shuffled labels.
+# probe's held-out accuracy is {glue:text}`embedding_accuracy:z.3f`, against
+# {glue:text}`letter_accuracy:z.3f` for the rule "a vowel letter takes `' an'`" and
+# {glue:text}`embedding_shuffled:z.3f` with shuffled labels.
 # {glue:text}`probe_phrase` (The words whose letter misleads: {glue:text}`misleading_list`.) In
 # the residual stream before layer {glue:text}`residual_layer`, at the nouns of the prompt set
 # ({glue:text}`residual_examples` prompts, {glue:text}`residual_nouns` distinct nouns, every
 # occurrence of a noun in one fold), the held-out accuracy is
-# {glue:text}`residual_accuracy:.3f` (letter rule {glue:text}`residual_letter_accuracy:.3f`, shuffled
-# labels {glue:text}`residual_shuffled:.3f`).
+# {glue:text}`residual_accuracy:z.3f` (letter rule {glue:text}`residual_letter_accuracy:z.3f`, shuffled
+# labels {glue:text}`residual_shuffled:z.3f`).
 #
 # If {glue:text}`ov_head` carries this direction to the last position and the neuron reads it,
 # the probe's direction sent through the head's OV circuit should point along the neuron's
@@ -225,10 +225,10 @@ show_table(readings.head(len(extra.prompts) + 4), caption="The follow-up's promp
 
 # %% [markdown]
 # Of the follow-up's prompts, the neuron fires most on {glue:text}`extra_top`
-# ({glue:text}`extra_top_act:.3f`, P(`' an'`) {glue:text}`extra_top_p:.3f`). Over the prompt
-# set its mean activation is {glue:text}`clean_act_mean:.3f` on the clean prompts
+# ({glue:text}`extra_top_act:z.3f`, P(`' an'`) {glue:text}`extra_top_p:z.3f`). Over the prompt
+# set its mean activation is {glue:text}`clean_act_mean:z.3f` on the clean prompts
 # ({glue:text}`clean_act_interval`) and
-# {glue:text}`corrupted_act_mean:.3f` on the corrupted ones ({glue:text}`corrupted_act_interval`). {glue:text}`correlation_phrase`
+# {glue:text}`corrupted_act_mean:z.3f` on the corrupted ones ({glue:text}`corrupted_act_interval`). {glue:text}`correlation_phrase`
 #
 # ## Beside the study
 #

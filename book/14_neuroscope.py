@@ -71,7 +71,7 @@ show_featured(published)
 # {glue:text}`ns_width` wide from {glue:text}`ns_low` to {glue:text}`ns_high` (the first and
 # last of the {glue:text}`ns_buckets` buckets hold everything beyond), with counts on a log
 # scale: the top examples are the far right tail. The line above it gives how often the
-# neuron fires (activation above 0; {glue:text}`ns_rate:.1%` of tokens for the average neuron
+# neuron fires (activation above 0; {glue:text}`ns_rate:z.1%` of tokens for the average neuron
 # here) and its mean.
 #
 # **Direct logit effect.** The tokens whose logits one unit of the neuron's activation raises
@@ -84,7 +84,7 @@ show_featured(published)
 # to put beside this run's. A plain top list (as on the page of the neuron's texts) may hold
 # several neighbouring tokens of one text; this browser keeps one example per document. The
 # browser's data,
-# {glue:text}`ns_files` small files ({glue:text}`ns_megabytes:.1f` MB in all), is part of the
+# {glue:text}`ns_files` small files ({glue:text}`ns_megabytes:z.1f` MB in all), is part of the
 # book and loaded one group of neurons at a time, so the page stays light whether it is opened
 # from disk or served.
 # ```

@@ -97,8 +97,8 @@ show(recovery_figure(result, "Top neuron and whole layer: recovery over the prom
 note(summary["own_phrase"])
 
 # %% [markdown]
-# Across the models the top neuron carries between {glue:text}`share_min:.2f` and
-# {glue:text}`share_max:.2f` of its layer's recovery.
+# Across the models the top neuron carries between {glue:text}`share_min:z.2f` and
+# {glue:text}`share_max:z.2f` of its layer's recovery.
 #
 # ## Models of one shape, trained from other seeds
 #

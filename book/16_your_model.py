@@ -81,12 +81,12 @@ effects = neuron_effects(model, pair, neurons.top_neuron)
 glue(**pipeline_summary(layers, neurons, effects))
 
 # %% [markdown]
-# On this model the pair's logit difference is {glue:text}`clean_diff:.3f` clean and
-# {glue:text}`corrupted_diff:.3f` corrupted. MLP layer {glue:text}`best_layer` recovers
-# {glue:text}`layer_recovery:.3f` of that gap at the last position; its neuron
-# {glue:text}`top_neuron` recovers {glue:text}`top_recovery:.3f` alone (the whole layer, patched at
-# every position, {glue:text}`whole_layer:.3f`). Its total effect on the logit difference is
-# {glue:text}`total_effect:.3f` and its direct effect {glue:text}`direct_effect:.3f`.
+# On this model the pair's logit difference is {glue:text}`clean_diff:z.3f` clean and
+# {glue:text}`corrupted_diff:z.3f` corrupted. MLP layer {glue:text}`best_layer` recovers
+# {glue:text}`layer_recovery:z.3f` of that gap at the last position; its neuron
+# {glue:text}`top_neuron` recovers {glue:text}`top_recovery:z.3f` alone (the whole layer, patched at
+# every position, {glue:text}`whole_layer:z.3f`). Its total effect on the logit difference is
+# {glue:text}`total_effect:z.3f` and its direct effect {glue:text}`direct_effect:z.3f`.
 #
 # These are one pair's numbers. The other pages measure the same quantities over prompt sets,
 # with intervals, choose the neuron on pairs they do not measure on, and compare with the

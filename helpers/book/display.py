@@ -15,6 +15,7 @@ import uuid
 from importlib.metadata import version
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import HTML, Markdown, display
@@ -166,7 +167,8 @@ def as_cell(value) -> str:
 
 def show_table(frame: pd.DataFrame, caption: str = "", precision: int = 3, index: bool = False) -> None:
     """A table without its index (unless ``index``), numbers at ``precision`` digits."""
-    style = frame.style.format(precision=precision)
+    # floats at ``precision`` digits, never "-0.000": a tiny negative number rounds to plain 0
+    style = frame.style.format(lambda v: format(float(v), f"z.{precision}f") if isinstance(v, (float, np.floating)) else v)
     if not index:
         style = style.hide(axis="index")
     if caption:
@@ -196,5 +198,7 @@ def show_attention(tokens: Sequence[str], pattern, head_names: Sequence[str], la
         HTML(
             f'<div id="{element_id}" class="circuitsvis-view" data-label="{html.escape(label)}" style="margin: 15px 0;"></div>'
             f"<script>CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.AttentionHeads, {convert_props(props)});</script>"
+            f'<div class="token-legend" style="font-size:.85em;margin-bottom:15px">{html.escape(label)}: each head in its own colour, '
+            "white at weight 0 and full colour at weight 1</div>"
         )
     )

@@ -12,7 +12,16 @@ import plotly.graph_objects as go
 
 from helpers.core.names import show_token
 
-SIGNED_SCALE = "RdBu"
+SIGNED_SCALE = "RdBu"  # signed values: red negative, white 0, blue positive, everywhere
+
+
+# a log axis labelled at its decades only (no crowded minor labels, no SI prefixes such as "100μ")
+LOG_AXIS = dict(type="log", dtick=1, exponentformat="power")
+
+
+def colorbar(title: str, **options) -> dict:
+    """A colour bar whose title runs along its side, clear of the top tick label."""
+    return dict(title=dict(text=title, side="right"), **options)
 PAPER_COLOUR = "#555555"
 TAIL, BULK = 1000, 4000
 BAR_COLOURS = {0: "#2166ac", None: "#92c5de"}  # the top prediction, the others
@@ -83,10 +92,46 @@ def signed_heatmap(
             zmax=limit,
             customdata=[[x_labels[i] for i in range(len(x_labels))] for _ in values],
             hovertemplate="%{y}, %{customdata}: %{z:.3f}<extra>" + value_name + "</extra>",
-            colorbar_title=value_name,
+            colorbar=colorbar(value_name),
         )
     )
     fig.update_xaxes(tickvals=list(range(len(x_labels))), ticktext=list(x_labels), title=x_title)
     fig.update_yaxes(title=y_title)
     fig.update_layout(title=title)
     return fig
+
+
+# where a label may sit relative to its point, in pixels (right/left, above/below, then further out)
+LABEL_OFFSETS = [(d * sx, d * sy) for d in (28, 48, 70) for sy in (-1, 1) for sx in (1, -1)] + [(0, -60), (0, 60)]
+PLOT_AREA = (520, None)  # the plot area's width at the book's content width (px); height from the figure's
+
+
+def place_labels(fig: go.Figure, x: np.ndarray, y: np.ndarray, labels: Sequence[str], index: Sequence[int], height: int,
+                 log: tuple[bool, bool] = (False, False), font_size: int = 11) -> int:
+    """Label the points ``index`` of ``(x, y)`` (every point of the trace, for its axis range),
+    each at the first offset of :data:`LABEL_OFFSETS` where its text box, estimated in pixels from
+    the data's range and the plot area's size, meets no box already placed and stays in the plot.
+    A label with no free place is left to the hover. Returns how many were placed."""
+    def pixels(values: np.ndarray, is_log: bool, size: float, flip: bool) -> np.ndarray:
+        v = np.log10(np.clip(values, 1e-300, None)) if is_log else np.asarray(values, dtype=np.float64)
+        low, high = np.nanmin(v), np.nanmax(v)
+        pad = 0.05 * (high - low or 1.0)
+        p = (v - low + pad) / (high - low + 2 * pad) * size
+        return size - p if flip else p
+
+    width, plot_height = PLOT_AREA[0], height - 190
+    px, py = pixels(x, log[0], width, False), pixels(y, log[1], plot_height, True)
+    placed: list[tuple[float, float, float, float]] = []
+    for i in index:
+        w, h = 0.62 * font_size * len(labels[i]) + 8, font_size + 8
+        for ax, ay in LABEL_OFFSETS:
+            cx, cy = px[i] + ax + np.sign(ax) * w / 2, py[i] + ay
+            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            inside = box[0] >= 0 and box[2] <= width and box[1] >= 0 and box[3] <= plot_height
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                placed.append(box)
+                fig.add_annotation(x=float(np.log10(x[i]) if log[0] else x[i]), y=float(np.log10(y[i]) if log[1] else y[i]),
+                                   text=labels[i], showarrow=True, arrowhead=0, arrowwidth=1, ax=ax, ay=ay,
+                                   xanchor="left" if ax > 0 else "right" if ax < 0 else "center", font_size=font_size)
+                break
+    return len(placed)

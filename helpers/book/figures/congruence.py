@@ -3,7 +3,9 @@
 Each function takes numbers from :mod:`helpers.methods.congruence` and returns a plotly figure.
 Signed congruence is coloured on a red-white-blue scale centred on zero; token strings keep
 their leading space visible; hover gives exact values. Plots of every token (about 50,000
-points for GPT-2) or every neuron (about 184,000) use WebGL scatter traces.
+points for GPT-2) or every neuron (about 184,000) are thinned to a few thousand points
+(:func:`helpers.book.figures.common.thinned`, said under the title) and drawn as SVG, which
+every browser shows without WebGL.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, thinned
+from helpers.book.figures.common import LOG_AXIS, PAPER_COLOUR, SIGNED_SCALE, colorbar, place_labels, thinned
 from helpers.core.names import Neuron, show_token
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -33,14 +35,6 @@ def _signed_marker(values: np.ndarray) -> dict:
     return dict(color=values, colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, size=4, showscale=False)
 
 
-def _label_outliers(fig: go.Figure, x: np.ndarray, y: np.ndarray, labels: Sequence[str], index: np.ndarray) -> None:
-    for rank, i in enumerate(index):
-        fig.add_annotation(
-            x=float(x[i]), y=float(y[i]), text=labels[i], showarrow=True, arrowhead=0, arrowwidth=1,
-            ax=30 if rank % 2 else -30, ay=-18 - 12 * (rank % 3), font_size=11,
-        )
-
-
 def neuron_against_tokens(values: np.ndarray, token_strings: Sequence[str], neuron: str, matrix: str, n_labels: int = 8) -> go.Figure:
     """One neuron's congruence with every token (x: token id), the largest ``n_labels`` and
     the smallest few labelled with their token."""
@@ -49,13 +43,13 @@ def neuron_against_tokens(values: np.ndarray, token_strings: Sequence[str], neur
     ids = np.arange(len(values))
     shown = [show_token(token_strings[i]) for i in keep]
     fig = go.Figure(
-        go.Scattergl(
+        go.Scatter(
             x=ids[keep], y=values[keep], mode="markers", marker=_signed_marker(values[keep]), customdata=shown,
             hovertemplate="token %{x} %{customdata}: %{y:.3f}<extra></extra>",
         )
     )
     order = np.argsort(values[keep])
-    _label_outliers(fig, ids[keep], values[keep], shown, np.concatenate([order[::-1][:n_labels], order[: max(1, n_labels // 4)]]))
+    place_labels(fig, ids[keep], values[keep], shown, np.concatenate([order[::-1][:n_labels], order[: max(1, n_labels // 4)]]), 460)
     fig.update_layout(
         title=f"{neuron} against every token (W_out · {matrix})" + (f"<br><sup>{note}</sup>" if note else ""),
         xaxis_title="token id", yaxis_title=f"congruence with {matrix}", height=460, showlegend=False,
@@ -94,14 +88,14 @@ def neurons_against_token(values: np.ndarray, token: str, matrix: str, n_labels:
     x = keep
     names = [str(Neuron.from_flat(int(i), d_mlp)) for i in keep]
     fig = go.Figure(
-        go.Scattergl(
+        go.Scatter(
             x=x, y=flat, mode="markers", marker=_signed_marker(flat), customdata=names,
             hovertemplate="%{customdata}: %{y:.3f}<extra></extra>",
         )
     )
     for layer in range(1, n_layers):
         fig.add_vline(x=layer * d_mlp - 0.5, line_width=0.5, line_color="#cccccc")
-    _label_outliers(fig, x, flat, names, np.argsort(flat)[::-1][:n_labels])
+    place_labels(fig, x, flat, names, np.argsort(flat)[::-1][:n_labels], 460)
     step = max(1, n_layers // 12)
     fig.update_xaxes(
         tickvals=[(layer + 0.5) * d_mlp for layer in range(0, n_layers, step)],
@@ -139,19 +133,18 @@ def mutual_scatter(table: pd.DataFrame, matrix: str, measure: str, n_labels: int
     table = table.iloc[keep[np.argsort(-table["score"].to_numpy()[keep], kind="stable")]]
     labels = [f"{t} / {n}" for t, n in zip(table.get("token_str", table["token"].astype(str)), table["neuron"])]
     fig = go.Figure(
-        go.Scattergl(
+        go.Scatter(
             x=table["token_gap"], y=table["neuron_gap"], mode="markers",
             marker=dict(color=np.log10(table["score"].clip(lower=1e-12)), colorscale="Blues", size=5, showscale=True,
-                        colorbar_title="log10 score"),
+                        colorbar=colorbar("log10 score")),
             customdata=np.stack([labels, table["score"].round(4)], -1),
             hovertemplate="%{customdata[0]}: score %{customdata[1]}<br>token gap %{x:.3f}, neuron gap %{y:.3f}<extra></extra>",
         )
     )
-    x, y = np.log10(table["token_gap"].to_numpy().clip(1e-12)), np.log10(table["neuron_gap"].to_numpy().clip(1e-12))
-    for rank in range(min(n_labels, len(table))):
-        fig.add_annotation(x=x[rank], y=y[rank], text=labels[rank], showarrow=True, arrowhead=0, ax=35, ay=-15 - 8 * (rank % 3), font_size=10)
-    fig.update_xaxes(type="log", title="token's top-1 minus top-2 over neurons")
-    fig.update_yaxes(type="log", title="neuron's top-1 minus top-2 over tokens")
+    x, y = table["token_gap"].to_numpy().clip(1e-12), table["neuron_gap"].to_numpy().clip(1e-12)
+    place_labels(fig, x, y, labels, range(min(n_labels, len(table))), 480, log=(True, True), font_size=10)
+    fig.update_xaxes(**LOG_AXIS, title="token's top-1 minus top-2 over neurons")
+    fig.update_yaxes(**LOG_AXIS, title="neuron's top-1 minus top-2 over tokens")
     fig.update_layout(title=f"Mutual-exclusive pairs ({measure}, {matrix})" + (f"<br><sup>{note}</sup>" if note else ""), height=480)
     return fig
 
@@ -163,8 +156,8 @@ def hub_sizes(counts: dict[str, np.ndarray]) -> go.Figure:
         sizes, how_many = np.unique(np.asarray(n_tokens), return_counts=True)
         fig.add_scatter(x=sizes, y=how_many, mode="markers+lines", line_shape="hv", marker_color=colour, name=name,
                         hovertemplate="%{y:,} neurons top %{x:,} token(s) each<extra>" + name + "</extra>")
-    fig.update_xaxes(type="log", title="tokens for which the neuron is the most congruent")
-    fig.update_yaxes(type="log", title="neurons")
+    fig.update_xaxes(**LOG_AXIS, title="tokens for which the neuron is the most congruent")
+    fig.update_yaxes(**LOG_AXIS, title="neurons")
     fig.update_layout(title="How many tokens share a top neuron", height=420, legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -214,17 +207,17 @@ def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str
         if name == "other" and len(part) > max_points:
             label = f"other ({max_points:,} of {len(part):,} drawn at random)"
             part = part.iloc[np.sort(rng.choice(len(part), max_points, replace=False))]
-        fig.add_scattergl(x=part["skew"], y=part["kurtosis"], mode="markers", marker=dict(color=colour, size=3), name=label,
+        fig.add_scatter(x=part["skew"], y=part["kurtosis"], mode="markers", marker=dict(color=colour, size=3), name=label,
                           customdata=part["neuron"], hovertemplate="%{customdata}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
     # on a log axis a shape's y is in log10 units: the line at y = 10 is drawn at log10(10) = 1
     fig.add_hline(y=float(np.log10(kurtosis_min)), line_dash="dot", line_color=PAPER_COLOUR, annotation_text=f"kurtosis {kurtosis_min:g}")
     for (label, neuron), symbol in zip((highlight or {}).items(), HIGHLIGHT_SYMBOLS):
         row = table[table["neuron"] == neuron]
         if len(row):
-            fig.add_scatter(x=row["skew"], y=row["kurtosis"], mode="markers+text", text=[neuron], textposition="top center",
+            fig.add_scatter(x=row["skew"], y=row["kurtosis"], mode="markers",  # named in the legend, not on the plot
                             marker=dict(color="black", size=10, symbol=symbol), name=f"{neuron} ({label})",
                             hovertemplate=neuron + ": skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
-    fig.update_yaxes(type="log", title="kurtosis of cos(W_U, w_out) over the vocabulary (log)")
+    fig.update_yaxes(**LOG_AXIS, title="kurtosis of cos(W_U, w_out) over the vocabulary (log)")
     fig.update_xaxes(title="skew")
     fig.update_layout(title="Every neuron's cosine with the unembedding: skew and kurtosis", height=480,
                       legend=dict(orientation="h", y=-0.2))

@@ -49,8 +49,9 @@ def ablation_figure(result: Ablation, neuron: str, title: str) -> go.Figure:
     if randoms:
         spread(fig, result.kinds, result.necessity[:, randoms].mean(1), col=3, legend=False)
     fig.update_yaxes(title_text="share of the logit difference lost", row=1, col=1)
+    fig.update_xaxes(tickangle=-90)  # four kinds in a narrow panel: upright labels would run into each other
     fig.add_hline(y=0, line=dict(color="#888", width=1))
-    fig.update_layout(title=title, height=460, legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(title=title, height=500, legend=dict(orientation="h", y=-0.3))
     return fig
 
 
@@ -105,11 +106,12 @@ def paths_figure(effects: NeuronEffects, title: str) -> go.Figure:
     summary = mean_interval(values)
     sign = 1.0 if float(effects.total.mean()) >= 0 else -1.0
     colours = ["#555555"] + [MEAN if float(m) * sign >= 0 else STUDY for m in summary[1:-1, 0]] + ["#bbbbbb"]
-    fig = go.Figure(go.Bar(
-        x=labels, y=summary[:, 0].tolist(), marker_color=colours,
-        error_y=dict(type="data", symmetric=False, array=(summary[:, 2] - summary[:, 0]).tolist(), arrayminus=(summary[:, 0] - summary[:, 1]).tolist()),
-        hovertemplate="%{x}: %{y:.4f}<extra>mean over pairs</extra>"))
-    fig.add_hline(y=0, line=dict(color="#888", width=1))
-    fig.update_yaxes(title_text="change of logit difference")
-    fig.update_layout(title=title, height=420)
+    fig = go.Figure(go.Bar(  # one bar a row: the labels stack and never overlap
+        y=labels, x=summary[:, 0].tolist(), orientation="h", marker_color=colours,
+        error_x=dict(type="data", symmetric=False, array=(summary[:, 2] - summary[:, 0]).tolist(), arrayminus=(summary[:, 0] - summary[:, 1]).tolist()),
+        hovertemplate="%{y}: %{x:.4f}<extra>mean over pairs</extra>"))
+    fig.add_vline(x=0, line=dict(color="#888", width=1))
+    fig.update_xaxes(title_text="change of logit difference")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=200 + 30 * len(labels))
     return fig

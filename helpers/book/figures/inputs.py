@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from helpers.book.figures.common import SIGNED_SCALE
+from helpers.book.figures.common import SIGNED_SCALE, colorbar as colorbar_of
 from helpers.book.figures.effects import MEAN, POINTS, STUDY, spread
 from helpers.core.names import Head
 from helpers.core.stats import mean_interval
@@ -22,7 +22,7 @@ def _head_heatmap(values: torch.Tensor, title: str, colorbar: str) -> go.Heatmap
     return go.Heatmap(
         z=stats[..., 0].tolist(), x=[f"H{h}" for h in range(values.shape[1])], y=[f"L{l}" for l in range(values.shape[0])],
         zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED_SCALE, text=text, name=title,
-        hovertemplate="%{y}%{x}: %{text}<extra></extra>", colorbar=dict(title=colorbar, len=0.8))
+        hovertemplate="%{y}%{x}: %{text}<extra></extra>", colorbar=colorbar_of(colorbar, len=0.8))
 
 
 def decomposition_figure(dec: InputDecomposition, title: str) -> go.Figure:
@@ -39,7 +39,8 @@ def decomposition_figure(dec: InputDecomposition, title: str) -> go.Figure:
         hovertemplate="%{x}: %{y:.4f}<extra>mean over pairs</extra>"), row=1, col=2)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_yaxes(title_text="clean - corrupted (pre-activation)", row=1, col=2)
-    fig.update_layout(title=title, height=max(420, 18 * (dec.neuron.layer + 1) + 200))
+    fig.update_xaxes(tickangle=-90, row=1, col=2)  # the labels of a half-width panel, upright, would touch
+    fig.update_layout(title=title, height=max(460, 18 * (dec.neuron.layer + 1) + 240))
     return fig
 
 
@@ -75,7 +76,7 @@ def positions_figure(by_position: InputPatch, tokens: Sequence[str], k: int, tit
     limit = float(z.abs().max()) or 1.0
     labels = [f"{i}: {t!r}" for i, t in enumerate(tokens)]
     fig = go.Figure(go.Heatmap(z=z.tolist(), x=labels, y=[str(h) for h in heads], zmid=0, zmin=-limit, zmax=limit, colorscale=SIGNED_SCALE,
-                               hovertemplate="%{y} at %{x}: %{z:.4f}<extra></extra>", colorbar=dict(title="change")))
+                               hovertemplate="%{y} at %{x}: %{z:.4f}<extra></extra>", colorbar=colorbar_of("change")))
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=max(320, 26 * len(heads) + 200))
     return fig

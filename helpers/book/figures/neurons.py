@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, thinned
+from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, colorbar, thinned
 from helpers.core.names import Neuron
 from helpers.methods.attribution import FailureModes
 from helpers.methods.patching import PatchResult
@@ -37,7 +37,7 @@ def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recove
     """
     fig = go.Figure()
     limit = _limit(*(r.recovery.float().numpy() for r in results.values()))
-    for mode, result in results.items():
+    for k, (mode, result) in enumerate(results.items()):
         values = result.recovery.float().numpy()
         fig.add_scatter(
             x=result.indices.numpy(),
@@ -53,7 +53,7 @@ def neuron_recovery_scatter(results: dict, title: str, value_name: str = "recove
             y=result.whole_layer,
             line=dict(dash="dash", width=1, color="#333333"),
             annotation_text=f"whole layer {result.layer}, {mode} position{'s' if mode == 'all' else ''}: {result.whole_layer:.3f}",
-            annotation_position="top left",
+            annotation_position=("top left", "bottom right")[k % 2],  # two lines that coincide keep their labels apart
         )
     fig.update_layout(title=title, xaxis_title="neuron index", yaxis_title=value_name, height=460,
                       legend=dict(orientation="h", y=-0.2))
@@ -106,7 +106,7 @@ def top_neurons_by_layer(estimate: PatchResult, per_layer: int, label_top: int, 
             y=picked,
             mode="markers",
             marker=dict(size=7, color=picked, colorscale=SIGNED_SCALE, cmin=-limit, cmax=limit,
-                        line=dict(width=0.5, color="#333333"), colorbar=dict(title="estimate")),
+                        line=dict(width=0.5, color="#333333"), colorbar=colorbar("estimate")),
             text=names,
             hovertemplate="%{text}: %{y:.4f}<extra></extra>",
             showlegend=False,
@@ -161,7 +161,7 @@ def model_attribution_vs_exact(exact: PatchResult, estimate: PatchResult, title:
     fig.add_scatter(
         x=x, y=y, mode="markers", name="neurons",
         marker=dict(size=5, color=layers, colorscale="Viridis", cmin=0, cmax=max(1, values.shape[0] - 1), opacity=0.8,
-                    colorbar=dict(title="layer", dtick=max(1, values.shape[0] // 6)), line=dict(width=0.3, color="#333333")),
+                    colorbar=colorbar("layer", dtick=max(1, values.shape[0] // 6)), line=dict(width=0.3, color="#333333")),
         text=[str(Neuron(int(l), int(i))) for l, i in zip(layers, indices)],
         hovertemplate="%{text}: exact %{x:.4f}, estimate %{y:.4f}<extra></extra>",
         showlegend=False,

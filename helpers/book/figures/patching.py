@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from helpers.book.figures.common import SIGNED_SCALE
+from helpers.book.figures.common import SIGNED_SCALE, colorbar
 from helpers.core.names import show_token
 from helpers.methods.layer_patching import COMPONENT_TITLES, maps_of
 from helpers.methods.logit_lens import LogitLens, component_kind
@@ -109,36 +109,40 @@ def patching_heatmaps(
     results: Mapping[str, PatchResult],
     str_tokens: Sequence[str],
     title: str,
-    value_name: str = "recovery",
+    value_name: str | None = None,
     paper: Mapping[str, Sequence[Sequence[float]]] | None = None,
 ) -> go.Figure:
-    """Layer x position heatmaps, one column per component, on one colour scale centred on 0.
+    """Layer x position heatmaps, one row per component (each as wide as the page, so every
+    token labels its column), on one colour scale centred on 0. ``value_name`` titles the
+    colour bar (default: "recovered" for sufficiency, "destroyed" for necessity).
 
-    With ``paper`` (component -> the study's layer x position matrix) a second row shows the
-    study's values under this run's.
+    With ``paper`` (component -> the study's layer x position matrix) a second column shows the
+    study's values beside this run's.
     """
     maps = maps_of(results)
     components = list(maps)
-    rows = [("this run", {c: maps[c].tolist() for c in components})]
+    if value_name is None:
+        value_name = "share destroyed" if next(iter(results.values())).direction == "necessity" else "share recovered"
+    sources = [("this run", {c: maps[c].tolist() for c in components})]
     if paper:
-        rows.append(("paper", {c: paper[c] for c in components if c in paper}))
-    values = [v for _, row in rows for matrix in row.values() for line in matrix for v in line if v == v]
+        sources.append(("paper", {c: paper[c] for c in components if c in paper}))
+    values = [v for _, maps_of_source in sources for matrix in maps_of_source.values() for line in matrix for v in line if v == v]
     limit = max((abs(v) for v in values), default=1.0) or 1.0
     tokens = [show_token(t) for t in str_tokens]
     positions = list(range(len(tokens)))
+    n_layers = max(len(m) for _, maps_of_source in sources for m in maps_of_source.values())
     fig = make_subplots(
-        rows=len(rows),
-        cols=len(components),
-        shared_yaxes=True,
-        horizontal_spacing=0.04,
-        vertical_spacing=0.14 if paper else 0.08,
-        subplot_titles=[f"{source}:<br>{COMPONENT_TITLES.get(c, c)}" for source, _ in rows for c in components],
+        rows=len(components),
+        cols=len(sources),
+        horizontal_spacing=0.08,
+        vertical_spacing=0.32 / len(components),
+        subplot_titles=[f"{source}: {COMPONENT_TITLES.get(c, c)}" for c in components for source, _ in sources],
     )
-    for r, (source, row) in enumerate(rows, start=1):
-        for col, component in enumerate(components, start=1):
-            if component not in row:
+    for row, component in enumerate(components, start=1):
+        for col, (source, maps_of_source) in enumerate(sources, start=1):
+            if component not in maps_of_source:
                 continue
-            matrix = row[component]
+            matrix = maps_of_source[component]
             fig.add_trace(
                 go.Heatmap(
                     z=matrix,
@@ -148,16 +152,16 @@ def patching_heatmaps(
                     customdata=[tokens for _ in matrix],
                     hovertemplate=f"{source}, {component}<br>layer %{{y}}, position %{{x}} %{{customdata}}<br>{value_name} %{{z:.3f}}<extra></extra>",
                 ),
-                row=r,
+                row=row,
                 col=col,
             )
-            fig.update_xaxes(tickvals=positions, ticktext=tokens, tickangle=-90, tickfont_size=9, row=r, col=col)
+            fig.update_xaxes(tickvals=positions, ticktext=tokens, tickangle=-90, tickfont_size=10, row=row, col=col)
     fig.update_annotations(font_size=12)  # the subplot titles
     fig.update_yaxes(autorange="reversed", title_text="layer", col=1)
     fig.update_layout(
-        margin=dict(t=130),
+        margin=dict(t=90),
         title=title,
-        coloraxis=dict(colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, colorbar_title=value_name),
-        height=180 + len(rows) * (120 + 11 * len(next(iter(maps.values())))),
+        coloraxis=dict(colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, colorbar=colorbar(value_name)),
+        height=120 + len(components) * (150 + 9 * n_layers),
     )
     return fig

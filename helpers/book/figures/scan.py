@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from helpers.book.figures.common import PAPER_COLOUR
+from helpers.book.figures.common import LOG_AXIS, PAPER_COLOUR
 from helpers.core.names import show_token
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -88,8 +88,7 @@ def activation_distribution(samples: dict[str, np.ndarray], neuron: str, bins: i
     fig.update_layout(
         title=f"Activation of {neuron} on every token",
         xaxis_title=f"{neuron} activation",
-        yaxis_title="share of tokens (log scale)",
-        yaxis_type="log",
+        yaxis=dict(title="share of tokens (log scale)", **LOG_AXIS),
         height=420,
         legend=dict(orientation="h", y=-0.2),
     )
@@ -151,7 +150,8 @@ def top_prediction_curve_figure(
         col=1,
     )
     fig.update_yaxes(title_text=f"P(top-1 = {show_token(token)})", range=[-0.02, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="tokens", type="log", row=2, col=1)
+    decades = float(np.log10(max(float(first["count"].max()), 1.0)))
+    fig.update_yaxes(title_text="tokens", **{**LOG_AXIS, "dtick": 1 if decades <= 3 else 2}, row=2, col=1)  # a short panel: at most four labels
     fig.update_xaxes(title_text=f"{neuron} activation (bin start)", row=2, col=1)
     fig.update_layout(
         title=f"How often {show_token(token)} is the top prediction, by {neuron} activation",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import SIGNED_SCALE
+from helpers.book.figures.common import SIGNED_SCALE, colorbar
 from helpers.methods.sweep import Sweep, logit_effect_similarity
 
 
@@ -50,7 +50,7 @@ def similarity_figure(result: Sweep, title: str) -> go.Figure:
     labels = [f"{name} {result.models[name].row['neuron']}" for name in table.index]
     fig = go.Figure(go.Heatmap(
         z=table.to_numpy(), x=labels, y=labels, colorscale=SIGNED_SCALE, zmid=0, zmin=-1, zmax=1,
-        texttemplate="%{z:.2f}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra>cosine</extra>", colorbar_title="cosine",
+        texttemplate="%{z:.2f}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra>cosine</extra>", colorbar=colorbar("cosine"),
     ))
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=200 + 45 * len(labels))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from helpers.book.summaries.prompt import agreement
 from helpers.core.names import Head, Neuron
 from helpers.core.stats import mean_interval
 
@@ -53,7 +54,7 @@ def decomposition_summary(dec: InputDecomposition) -> dict:
     error = float(torch.cat([(dec.clean.sum(0) - dec.clean_pre).abs(), (dec.corrupted.sum(0) - dec.corrupted_pre).abs()]).max())
     values = dict(
         neuron=str(dec.neuron), n_pairs=dec.clean.shape[1], n_components=len(dec.labels), n_heads_upstream=len(dec.head_labels),
-        exact_error=error, pre_gap_mean=total, pre_gap_low=float(gap[0, 1]), pre_gap_high=float(gap[0, 2]),
+        exact_error=error, exact_agreement=agreement(error), pre_gap_mean=total, pre_gap_low=float(gap[0, 1]), pre_gap_high=float(gap[0, 2]),
         pre_clean_mean=float(gap[1, 0]), pre_corrupted_mean=float(gap[2, 0]),
         top_component=dec.labels[top], top_component_mean=float(means[top, 0]), top_component_low=float(means[top, 1]), top_component_high=float(means[top, 2]),
         second_component=dec.labels[second], second_component_mean=float(means[second, 0]),

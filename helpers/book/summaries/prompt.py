@@ -56,6 +56,7 @@ def lens_summary(lens: LogitLens, corrupted: LogitLens) -> dict:
         unembed_bias=lens.unembed_bias,
         true_diff=lens.logit_diff,
         identity_error=abs(lens.final_point + lens.unembed_bias - lens.logit_diff),
+        identity_agreement=agreement(abs(lens.final_point + lens.unembed_bias - lens.logit_diff)),
         corrupted_final=corrupted.final_point,
         corrupted_true=corrupted.logit_diff,
     )
@@ -83,3 +84,9 @@ def lens_paper_rows(paper: Study, lens: LogitLens) -> list[Row]:
         ("largest step: sublayer", sublayer_after(paper_from), sublayer_after(run_from)),
         ("largest step: before -> after", f"{paper_before:.3f} -> {paper_after:.3f}", f"{run_before:.3f} -> {run_after:.3f}"),
     ]
+
+
+def agreement(error: float) -> str:
+    """How closely two numbers that should be equal agree, as prose: "exactly" at 0 (no
+    "within 0.0e+00"), else "to within 3.1e-07"."""
+    return "exactly" if error == 0 else f"to within {error:.1e}"

@@ -238,10 +238,11 @@ show(layer_agreement_figure(agreement_stats, "Agreement of attribution with exac
 
 # %% tags=["remove-input"]
 diagnosis = failure_modes(page.model, page.contrast, exact_model, estimates["all"], worst_k)
-show_table(failure_table(diagnosis), caption=f"The {worst_k} neurons where attribution is furthest from exact patching, restored at every position", precision=3)
+failures = failure_mode_summary(diagnosis)
+show_table(failure_table(diagnosis), caption=failures["failure_caption"], precision=3)
 
 # %% tags=["remove-cell"]
-glue(**failure_mode_summary(diagnosis))
+glue(**failures)
 
 # %% [markdown]
 # {glue:text}`failure_sentence`. The furthest is {glue:text}`worst_gap_neuron`: exact

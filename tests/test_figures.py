@@ -91,3 +91,22 @@ def test_heatmap_colour_bars_say_what_they_show(direction, title):
 
 def test_log_axes_are_labelled_at_decades():
     assert LOG_AXIS == dict(type="log", dtick=1, exponentformat="power")
+
+
+def test_the_failure_table_is_titled_by_what_it_holds():
+    """The worst-estimated neurons can include ones whose gap is below the accuracy threshold:
+    the caption gives the gaps, and such a row says "none" rather than "accurate"."""
+    from types import SimpleNamespace
+
+    from helpers.book.figures.neurons import failure_table
+    from helpers.book.summaries.patching import failure_mode_summary
+    from helpers.core.names import Neuron
+    from helpers.methods.attribution import VERDICTS
+
+    values = torch.tensor([0.5, 0.004])
+    diagnosis = SimpleNamespace(verdicts=[VERDICTS[2], VERDICTS[0]], gap=torch.tensor([0.3, 0.004]), neurons=[Neuron(1, 2), Neuron(1, 3)],
+                                exact=values, estimate=values, frozen_exact=values, frozen_estimate=values,
+                                closed_by_freezing=values, opposing=values)
+    caption = failure_mode_summary(diagnosis)["failure_caption"]
+    assert caption == "The 2 neurons with the largest gaps between attribution and exact patching (gaps 0.004 to 0.300; below 0.01 a gap is no failure)"
+    assert list(failure_table(diagnosis)["failure mode"]) == ["cancellation", "none (gap below 0.01)"]

@@ -415,7 +415,8 @@ def stale_pages(root: Path, profile: dict, overrides: dict) -> list[str]:
 
 
 def copy_vendor_assets(root: Path) -> None:
-    """Copy plotly.js, the circuitsvis bundle and MathJax into ``_vendor`` (served as ``_static``)."""
+    """Copy plotly.js, the circuitsvis bundle, MathJax and the book's stylesheet into ``_vendor``
+    (served as ``_static``)."""
     import circuitsvis
     import plotly
 
@@ -423,6 +424,7 @@ def copy_vendor_assets(root: Path) -> None:
     vendor.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", vendor / "plotly.min.js")
     shutil.copy(Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js", vendor / "circuitsvis.js")
+    shutil.copy(Path(__file__).parent / "assets" / "book.css", vendor / "book.css")
     mathjax = ROOT / ".cache" / "node_modules" / "mathjax" / "es5"
     if not (mathjax / "tex-chtml.js").exists():
         raise BuildError("MathJax is not installed: run `make book` (it runs `npm install --prefix .cache mathjax`)")

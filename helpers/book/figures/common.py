@@ -65,7 +65,9 @@ def next_token_bars(predictions: dict[str, "NextTokens"], title: str) -> go.Figu
             col=col,
         )
         fig.update_yaxes(autorange="reversed", tickfont_size=11, row=1, col=col)
-        fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="probability", row=1, col=col)
+    # a log axis: the nine bars after the first are often under 1%, invisible on a linear one
+    smallest = min(min(p.probs) for p in predictions.values())
+    fig.update_xaxes(**LOG_AXIS, range=[float(np.log10(max(smallest, 1e-12))) - 0.3, 0], title_text="probability (log scale)")
     fig.update_layout(title=title, height=160 + 24 * max(len(p.tokens) for p in predictions.values()), bargap=0.25)
     return fig
 

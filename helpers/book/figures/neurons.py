@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, colorbar, thinned
 from helpers.core.names import Neuron
-from helpers.methods.attribution import FailureModes
+from helpers.methods.attribution import ACCURATE_GAP, VERDICTS, FailureModes
 from helpers.methods.patching import PatchResult
 
 MODE_SYMBOLS = {"last": "circle", "all": "diamond"}
@@ -204,5 +204,5 @@ def failure_table(diagnosis: FailureModes) -> pd.DataFrame:
         "estimate, frozen": diagnosis.frozen_estimate.numpy(),
         "gap closed": diagnosis.closed_by_freezing.numpy(),
         "opposing": diagnosis.opposing.numpy(),
-        "failure mode": diagnosis.verdicts,
+        "failure mode": [f"none (gap below {ACCURATE_GAP})" if v == VERDICTS[0] else v for v in diagnosis.verdicts],
     })

@@ -247,6 +247,8 @@ def failure_mode_summary(diagnosis: FailureModes) -> dict:
         worst_gap_estimate=float(diagnosis.estimate[0]),
         worst_gap_verdict=verdicts[0],
         failure_sentence=failure_sentence(verdicts, float(gaps.min()), float(gaps.max())),
+        failure_caption=(f"The {len(verdicts)} neurons with the largest gaps between attribution and exact patching "
+                         f"(gaps {float(gaps.min()):.3f} to {float(gaps.max()):.3f}; below {ACCURATE_GAP} a gap is no failure)"),
     )
 
 

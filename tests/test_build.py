@@ -103,7 +103,7 @@ def test_a_named_repository_puts_an_install_cell_into_the_downloadable_notebook(
 
 
 def test_launch_buttons_are_on_only_when_the_repository_is_named(tmp_path):
-    from helpers.book.build import LAUNCHERS, launch_config
+    from helpers.book.html import LAUNCHERS, launch_config
 
     root = make_book(tmp_path, {"greet": GREETING_PAGE})
     (root / "_config.yml").write_text("title: t\nrepository:\n  url: ''\nlaunch_buttons:\n  colab_url: ''\n")
@@ -116,7 +116,7 @@ def test_launch_buttons_are_on_only_when_the_repository_is_named(tmp_path):
 
 
 def test_a_repeated_inline_script_is_dropped_and_the_first_kept():
-    from helpers.book.build import drop_repeated_inline_scripts
+    from helpers.book.html import drop_repeated_inline_scripts
 
     thebe = '<script>const THEBE_JS_URL = "x";</script>'
     html = f"<head>{thebe}<script src='a.js'></script>{thebe}<script>other()</script></head>"

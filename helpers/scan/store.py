@@ -59,7 +59,7 @@ from helpers.core.names import Neuron
 from helpers.scan.batching import padded_batches, plan_prompts
 from helpers.scan.documents import load_documents
 from helpers.scan.forward import block_argmax, check_neuron_list, forward
-from helpers.scan.identity import docs_digest, folder_slug, params_digest, run_identity
+from helpers.scan.identity import differences, docs_digest, folder_slug, params_digest, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,6 @@ def _merge_topk(earlier: dict[str, Tensor] | None, later: dict[str, Tensor], k: 
 # Files
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
     atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
@@ -187,7 +183,7 @@ def _read_shard(out_dir: Path, entry: dict) -> dict[str, Tensor] | None:
     except OSError as error:
         log.warning("shard %s cannot be read (%s); recomputing it", path.name, error)
         return None
-    if _sha256(data) != entry["sha256"]:
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         log.warning("shard %s does not match its checksum in the manifest (corrupt or changed); recomputing it", path.name)
         return None
     return load(data)
@@ -415,8 +411,8 @@ def scan(
         log.warning("%s; computing the scan again", error)
         manifest = None
     if manifest is not None and manifest["params"] != params:
-        diff = [f"{k}: {params.get(k)!r} requested, {manifest['params'].get(k)!r} on disk" for k in sorted(set(params) | set(manifest["params"])) if params.get(k) != manifest["params"].get(k)]
-        raise ScanMismatch(f"{out_dir} holds a scan with other parameters ({'; '.join(diff)}); use a fresh out_dir or the same parameters")
+        found = differences(params, manifest["params"], ("requested", "on disk"))
+        raise ScanMismatch(f"{out_dir} holds a scan with other parameters ({found}); use a fresh out_dir or the same parameters")
     if manifest is not None and manifest.get("complete"):
         try:
             return open_scan(out_dir)
@@ -496,7 +492,7 @@ def _commit_shard(out_dir: Path, manifest: dict, index: int, first_doc: int, doc
         "n_empty": int(tensors["n_empty"][0]),
         "n_tokens": len(tensors["token"]),
         "docs_sha256": digest,
-        "sha256": _sha256(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] != index] + [entry]
     manifest["shards"].sort(key=lambda s: s["index"])

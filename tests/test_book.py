@@ -1,4 +1,5 @@
 """The whole book: every page executes on the offline profile and renders with no network."""
+import json
 import os
 import subprocess
 import sys
@@ -71,8 +72,6 @@ def test_the_references_page_lists_the_works_the_pages_cite(html_root):
 def test_the_neuron_browser_shows_neurons_from_disk_and_served(html_root):
     """The browser page opens a neuron named in the address, shows its examples, histogram and
     logit table, and loads another on demand, from disk and from a server; other pages link to it."""
-    import json
-
     index_js = (html_root / "_static" / "neuroscope" / "index.js").read_text()
     index = json.loads(index_js[len("neuroscopeIndex("):-3])
     first, other = f"L{index['layers'][-1]}N{index['d_mlp'] // 2}", f"L{index['layers'][0]}N1"
@@ -119,8 +118,6 @@ def damage_caches(cache: Path) -> dict[str, int]:
 
 
 def stderr_of(notebook: Path) -> str:
-    import json
-
     cells = json.loads(notebook.read_text())["cells"]
     return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
 
@@ -132,7 +129,7 @@ def test_damaged_caches_are_named_recomputed_and_give_the_same_numbers(html_root
     a page, and every glued value is what the first build glued."""
     from helpers.book.findings import glued_values
 
-    before = {page: glued_values(ROOT / "book" / f"{page}.ipynb") for page in CACHE_PAGES}
+    before = {page: glued_values(json.loads((ROOT / "book" / f"{page}.ipynb").read_text())) for page in CACHE_PAGES}
     damaged = damage_caches(ROOT / ".cache")
     assert set(damaged) == {"processed", "choices", "congruence", "sweep", "neuroscope", "scans"}, damaged
     result = subprocess.run([sys.executable, "-m", "helpers.book.build", "--no-html", "--force", "--pages", *CACHE_PAGES],
@@ -143,7 +140,7 @@ def test_damaged_caches_are_named_recomputed_and_give_the_same_numbers(html_root
                          ("neuroscope", "rebuilding it from the part files"), ("scans", "computing the scan again")):
         assert phrase in warnings, f"no page named the damaged {kind} entry"
     for page in CACHE_PAGES:
-        after = glued_values(ROOT / "book" / f"{page}.ipynb")
+        after = glued_values(json.loads((ROOT / "book" / f"{page}.ipynb").read_text()))
         changed = {name: (before[page].get(name), value) for name, value in after.items() if before[page].get(name) != value}
         assert after.keys() == before[page].keys() and not changed, (page, changed)
 

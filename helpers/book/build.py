@@ -28,7 +28,6 @@ from pathlib import Path
 
 import yaml
 
-from helpers.book.results import write_results
 from helpers.core.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,15 +219,17 @@ def scorecard_last(pages: list[Path]) -> list[Path]:
 def findings_stamp(source: Path) -> str:
     """For the scorecard: the fingerprints of the executed notebooks beside it, so that it runs
     again whenever a page it reads did."""
-    import nbformat
-
     if source.stem != SCORECARD:
         return ""
-    stamps = []
-    for notebook in sorted(source.parent.glob("*.ipynb")):
-        if notebook.stem != SCORECARD:
-            stamps.append([notebook.stem, nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {}).get("fingerprint")])
-    return json.dumps(stamps)
+    return json.dumps([[notebook.stem, recorded_fingerprint(notebook)] for notebook in sorted(source.parent.glob("*.ipynb"))
+                       if notebook.stem != SCORECARD])
+
+
+def recorded_fingerprint(notebook: Path) -> str | None:
+    """The fingerprint an executed notebook was executed under (None when there is none)."""
+    import nbformat
+
+    return nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {}).get("fingerprint") if notebook.exists() else None
 
 
 def fingerprint(source: Path, parameters: dict, root: Path) -> str:
@@ -253,10 +254,8 @@ def execute_page(source: Path, parameters: dict, root: Path, force: bool = False
 
     target = source.with_suffix(".ipynb")
     stamp = fingerprint(source, parameters, root)
-    if not force and target.exists():
-        old = nbformat.read(target, as_version=4).metadata.get("an_neuron", {})
-        if old.get("fingerprint") == stamp:
-            return PageRun(str(source.relative_to(root)), False, 0.0, 0.0)
+    if not force and recorded_fingerprint(target) == stamp:
+        return PageRun(str(source.relative_to(root)), False, 0.0, 0.0)
     notebook = notebook_for(source)
     notebook.metadata["an_neuron"] = {"fingerprint": stamp, "parameters": parameters}
     os.environ[PAGE_ENV] = source.stem  # the kernel inherits it: a page's records name their page
@@ -398,15 +397,8 @@ def execute_pages(root: Path, profile: dict, overrides: dict, only: list[str], f
 def stale_pages(root: Path, profile: dict, overrides: dict) -> list[str]:
     """The pages whose executed notebook is missing or was executed by other code or other
     parameters than the current ones (their fingerprints differ); nothing is executed."""
-    import nbformat
-
-    stale = []
-    for page, parameters in page_plan(root, profile, overrides, []):
-        notebook = page.with_suffix(".ipynb")
-        recorded = nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {}).get("fingerprint") if notebook.exists() else None
-        if recorded != fingerprint(page, parameters, root):
-            stale.append(page.stem)
-    return stale
+    return [page.stem for page, parameters in page_plan(root, profile, overrides, [])
+            if recorded_fingerprint(page.with_suffix(".ipynb")) != fingerprint(page, parameters, root)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
                                  f"execute them first (make pages PROFILE={args.profile})")
         else:
             execute_pages(root, profile, overrides, args.pages, args.force)
+        from helpers.book.results import write_results
+
         written = write_results(root, args.profile, model_of(profile, overrides))
         print(f"results: {written.relative_to(root)}", flush=True)
         if not args.no_html:

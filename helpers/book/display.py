@@ -77,8 +77,12 @@ def token_legend(label: str, scale: float) -> str:
     """One line under a token view: the colour bar from ``-scale`` through 0 to ``+scale``."""
     bar = (f"display:inline-block;width:9em;height:.8em;vertical-align:middle;margin:0 .4em;border:1px solid rgba(128,128,128,.5);"
            f"background:linear-gradient(to right,{NEGATIVE_COLOUR},#ffffff,{POSITIVE_COLOUR})")
-    return (f'<div class="token-legend" style="font-size:.85em;margin-bottom:15px">{html.escape(label)}: '
-            f'{-scale:.3g}<span style="{bar}"></span>{scale:.3g} (white: 0)</div>')
+    return legend_line(f'{html.escape(label)}: {-scale:.3g}<span style="{bar}"></span>{scale:.3g} (white: 0)')
+
+
+def legend_line(content: str) -> str:
+    """The line under a token or attention view that says how its colours read (HTML ``content``)."""
+    return f'<div class="token-legend" style="font-size:.85em;margin-bottom:15px">{content}</div>'
 
 
 def interval_text(low: float, high: float) -> str:
@@ -198,7 +202,6 @@ def show_attention(tokens: Sequence[str], pattern, head_names: Sequence[str], la
         HTML(
             f'<div id="{element_id}" class="circuitsvis-view" data-label="{html.escape(label)}" style="margin: 15px 0;"></div>'
             f"<script>CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.AttentionHeads, {convert_props(props)});</script>"
-            f'<div class="token-legend" style="font-size:.85em;margin-bottom:15px">{html.escape(label)}: each head in its own colour, '
-            "white at weight 0 and full colour at weight 1</div>"
+            + legend_line(f"{html.escape(label)}: each head in its own colour, white at weight 0 and full colour at weight 1")
         )
     )

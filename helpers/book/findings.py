@@ -60,21 +60,22 @@ def read_findings(book: Path | str = ".") -> dict[str, dict]:
     for notebook in sorted(Path(book).glob("*.ipynb")):
         content = json.loads(notebook.read_text())
         parameters = content.get("metadata", {}).get("an_neuron", {}).get("parameters", {})
-        for cell in content.get("cells", []):
-            for output in cell.get("outputs", []):
-                record = output.get("data", {}).get(FINDINGS_MIME)
-                if record is None:
-                    continue
-                for key in record["findings"]:
-                    found[key] = {**record, "page": notebook.stem, "parameters": parameters}
+        for record in outputs_of(content, FINDINGS_MIME):
+            for key in record["findings"]:
+                found[key] = {**record, "page": notebook.stem, "parameters": parameters}
     return found
 
 
-def glued_values(notebook: Path | str) -> dict[str, str]:
-    """Every value glued in an executed notebook: ``{name: text}`` (its plain-text form, or its
-    Markdown for a glued phrase)."""
+def outputs_of(content: dict, mime: str) -> list:
+    """Every output of a parsed notebook (``json.loads`` of an ``.ipynb``) under ``mime``, in order."""
+    return [output["data"][mime] for cell in content.get("cells", []) for output in cell.get("outputs", []) if mime in output.get("data", {})]
+
+
+def glued_values(content: dict) -> dict[str, str]:
+    """Every value glued in a parsed executed notebook (``json.loads`` of an ``.ipynb``):
+    ``{name: text}`` (its plain-text form, or its Markdown for a glued phrase)."""
     values = {}
-    for cell in json.loads(Path(notebook).read_text()).get("cells", []):
+    for cell in content.get("cells", []):
         for output in cell.get("outputs", []):
             record = output.get("metadata", {}).get("scrapbook")
             if record is None:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from helpers.book.context import GROUPS
-from helpers.book.findings import glued_values, read_findings
+from helpers.book.findings import glued_values, outputs_of, read_findings
 from helpers.book.mime import BESIDE_MIME
 from helpers.core.files import atomic_write
 
@@ -39,16 +39,15 @@ class ResultsError(ValueError):
 
 def collect_results(root: Path, profile: str, model: str) -> dict:
     """The results of ``model``'s executed pages in ``root/book`` (see the module docstring)."""
-    import nbformat
-
     pages = {}
     for notebook in sorted((root / "book").glob("*.ipynb")):
-        metadata = nbformat.read(notebook, as_version=4).metadata.get("an_neuron", {})
+        content = json.loads(notebook.read_text())
+        metadata = content.get("metadata", {}).get("an_neuron", {})
         parameters = metadata.get("parameters", {})
         if parameters.get("context", {}).get("model_name", GROUPS["model"]["model_name"]) != model:
             continue
-        pages[notebook.stem] = {"parameters": parameters, "fingerprint": metadata.get("fingerprint"),
-                                "glued": glued_values(notebook), "beside": beside_rows(notebook)}
+        pages[notebook.stem] = {"parameters": parameters, "fingerprint": metadata.get("fingerprint"), "glued": glued_values(content),
+                                "beside": [row for record in outputs_of(content, BESIDE_MIME) for row in record["rows"]]}
     findings = {k: r for k, r in read_findings(root / "book").items() if r["model"] == model}
     glued = [page["glued"] for page in pages.values()]
     chosen = next((g for g in glued if "chosen_neuron" in g), None)
@@ -62,17 +61,6 @@ def collect_results(root: Path, profile: str, model: str) -> dict:
                                                "stability": chosen.get("chosen_stability")},
         "pages": pages, "findings": findings,
     }
-
-
-def beside_rows(notebook: Path) -> list[list[str]]:
-    """The ``[quantity, this run's cell]`` rows a page showed beside the study."""
-    rows = []
-    for cell in json.loads(notebook.read_text()).get("cells", []):
-        for output in cell.get("outputs", []):
-            record = output.get("data", {}).get(BESIDE_MIME)
-            if record is not None:
-                rows += record["rows"]
-    return rows
 
 
 def commit_of(root: Path) -> str:

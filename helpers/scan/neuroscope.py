@@ -107,6 +107,17 @@ def _run_id(params: dict) -> str:
     return params_digest(params, 16)
 
 
+def read_manifest(path: Path) -> dict:
+    """A neuroscope manifest (with its ``params`` and ``run_id``); ``DamagedEntry`` when the file
+    cannot be read as one."""
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["params"], manifest["run_id"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise DamagedEntry(f"{path} is not a neuroscope manifest ({type(error).__name__})") from None
+    return manifest
+
+
 def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
     """The folder's manifest (None if there is none); a one-line error if the manifest or
     any part file in the folder belongs to another run."""
@@ -114,11 +125,9 @@ def _check_folder(out_dir: Path, params: dict, run_id: str) -> dict | None:
     path = out_dir / MANIFEST
     if path.exists():
         try:
-            manifest = json.loads(path.read_text())
-            manifest["params"], manifest["run_id"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-            log.warning("%s is not a neuroscope manifest (%s); writing it again (the part files say which run they hold)", path, type(error).__name__)
-            manifest = None
+            manifest = read_manifest(path)
+        except DamagedEntry as error:
+            log.warning("%s; writing it again (the part files say which run they hold)", error)
         if manifest is not None and manifest["run_id"] != run_id:
             raise ScanMismatch(
                 f"{out_dir} holds another neuroscope run ({differences(params, manifest['params'])}); use a fresh out_dir or the same parameters"
@@ -254,11 +263,11 @@ def open_neuroscope(out_dir: str | Path) -> Neuroscope:
     if not path.exists():
         raise FileNotFoundError(f"{out_dir} holds no {MANIFEST}; run neuroscope(...) into it first")
     try:
-        manifest = json.loads(path.read_text())
-        params, run_id, complete = manifest["params"], manifest["run_id"], manifest.get("complete")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise ScanMismatch(f"{path} is not a neuroscope manifest ({error!r}); run the pass again into a fresh out_dir") from None
-    if not complete:
+        manifest = read_manifest(path)
+    except DamagedEntry as error:
+        raise ScanMismatch(f"{error}; run the pass again into a fresh out_dir") from None
+    params, run_id = manifest["params"], manifest["run_id"]
+    if not manifest.get("complete"):
         raise ScanMismatch(f"the pass in {out_dir} is not finished; run it again with the same parameters to resume it")
     try:
         tensors, record = load_checked(out_dir / RESULT)

@@ -58,7 +58,9 @@ per_layer = census_per_layer(table)
 
 # %% tags=["remove-input"]
 show(census_per_layer_bars(per_layer))
-show_table(per_layer.set_index("layer").T, precision=0, index=True)
+
+# %% tags=["remove-input", "hide-output"]
+show_table(per_layer, caption="Neurons per layer by kind (the counts drawn above)", precision=0)
 
 # %% tags=["remove-cell"]
 glue(**census_summary(table, per_layer, kurtosis_min, skew_min, model.cfg.n_layers))

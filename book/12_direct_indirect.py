@@ -109,10 +109,8 @@ show(effects_figure(effects, f"{page.neuron}: change of the logit difference, ev
 # ## Which later layers amplify it, and which cancel it
 #
 # Path patching into each later component: its input gets the neuron's change, its output
-# change is read through the frozen final norm like the direct effect. Blue bars have the
-# sign of the neuron's total effect (they amplify it), red bars the opposite sign (they cancel
-# it); the final norm's scale is the channel above; "not explained" is what none of them
-# carries: chains through two or more later components and the later layers' own norms.
+# change is read through the frozen final norm like the direct effect.
+# {glue:text}`paths_legend`
 
 # %% tags=["hide-input"]
 show(paths_figure(effects, f"{page.neuron}: direct path and paths through later components"))

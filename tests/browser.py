@@ -130,8 +130,8 @@ CHECK_LAYOUT = """() => {
       && parseFloat(style.opacity || '1') > 0 && parseFloat(style.fillOpacity || '1') > 0 && (el.textContent || '').trim().length > 0;
   };
   const overlaps = [];
-  document.querySelectorAll('.plotly-graph-div').forEach((figure, f) => {
-    const boxes = Array.from(figure.querySelectorAll('svg text')).filter(shown).map(t => ({t, r: t.getBoundingClientRect()}));
+  document.querySelectorAll('.plotly-graph-div, svg.ns-hist').forEach((figure, f) => {
+    const boxes = Array.from(figure.querySelectorAll('text')).filter(shown).map(t => ({t, r: t.getBoundingClientRect()}));
     for (let i = 0; i < boxes.length; i++) {
       for (let j = i + 1; j < boxes.length; j++) {
         const a = boxes[i].r, b = boxes[j].r;

@@ -154,22 +154,24 @@ PLANTED_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
 <script>Plotly.newPlot('figure', [{x: [1, 2], y: [1, 2], type: 'scatter'}], {width: 600, height: 300, annotations: [
   {x: 1.5, y: 1.5, text: 'an annotation placed', showarrow: false}, {x: 1.5, y: 1.5, text: 'on top of another', showarrow: false}]});</script>
 <div class="math">$$PLANTED$$</div>
+<svg class="ns-hist" width="200" height="40"><text x="10" y="20">-0.2</text><text x="OTHER_X" y="20">0</text></svg>
 <table><tr><th>a table far wider than the column</th><td style="min-width: 900px">wide</td></tr></table>
 </article></main></body></html>"""
 
 
 def test_the_layout_checks_fail_on_planted_defects(html_root, tmp_path):
-    """Two annotations on one spot, a display formula longer than the column and a table wider
-    than it: each is reported; the same page without them reports nothing."""
+    """Two annotations on one spot, two labels of the neuron browser's histogram on one spot, a
+    display formula longer than the column and a table wider than it: each is reported; the same page without them reports nothing."""
     formula = r"\text{" + "a formula far too long to fit in the column of the page " * 3 + "}"
     planted = html_root / "_planted"
     planted.mkdir(exist_ok=True)
-    (planted / "bad.html").write_text(PLANTED_PAGE.replace("PLANTED", formula))
-    clean = PLANTED_PAGE.replace("PLANTED", "x = 1").replace("'on top of another'", "''").replace(' style="min-width: 900px"', "")
+    (planted / "bad.html").write_text(PLANTED_PAGE.replace("PLANTED", formula).replace("OTHER_X", "14"))
+    clean = PLANTED_PAGE.replace("PLANTED", "x = 1").replace("OTHER_X", "150").replace("'on top of another'", "''").replace(' style="min-width: 900px"', "")
     (planted / "good.html").write_text(clean)
     with serve(html_root) as url:
         bad, good = check_pages(url, ["_planted/bad.html", "_planted/good.html"])
     problems = " | ".join(bad.problems)
     assert "overlapping text: figure 1: 'an annotation placed' and 'on top of another'" in problems, problems
+    assert "overlapping text: figure 2: '-0.2' and '0'" in problems, problems
     assert "formula clipped or scrolled" in problems and "table wider than the content column" in problems, problems
     assert good.problems == [], good.problems

@@ -6,7 +6,7 @@ import torch
 
 from helpers.methods.ablation import ablation_sets
 from helpers.book.summaries.effects import (
-    LAYER_SET, loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_summary, effects_summary,
+    LAYER_SET, loss_phrase, _negate_phrase, _random_phrase, _split_phrase, ablation_summary, effects_summary, effects_table,
     prompt_set_summary,
 )
 from helpers.core.models import random_model
@@ -88,6 +88,26 @@ def test_summaries_read_the_right_cells():
     assert "cancels it most is mlp 1" in values["paths_phrase"]
     assert effects_summary(NeuronEffects(neuron=Neuron(0, 1), direction="sufficiency", total=torch.tensor([1.0]), direct=torch.tensor([-1e-4]), paths=torch.tensor([[0.8], [-1e-4]]), components=("attn 1", "mlp 1"), clean_diff=torch.tensor([2.0]), corrupted_diff=torch.tensor([0.0]), final_norm=torch.zeros(1), base_scale=torch.ones(1)))["paths_phrase"].startswith("No later component cancels it; the one that amplifies it most is attn 1")
 
+
+
+def test_the_direct_ratio_is_read_by_its_size_and_sign_and_the_legend_by_the_figure():
+    """direct ÷ total above 1 or below 0 is no share: the phrase says later layers cancel or
+    reverse it; a last-layer neuron's legend names no later components."""
+    def effects(direct: float, components=("attn 1", "mlp 1")):
+        n = len(components)
+        return NeuronEffects(
+            neuron=Neuron(1, 0), direction="sufficiency", total=torch.tensor([1.0, 1.0]), direct=torch.tensor([direct, direct]),
+            paths=torch.full((n, 2), 0.1), components=components, clean_diff=torch.tensor([2.0, 2.0]),
+            corrupted_diff=torch.tensor([0.0, 0.0]), final_norm=torch.zeros(2), base_scale=torch.ones(2))
+
+    assert "1.90 times as much as the whole effect" in effects_summary(effects(1.9))["split_phrase"]
+    assert "pushes against the total effect" in effects_summary(effects(-0.5))["split_phrase"]
+    assert "most of the effect is direct" in effects_summary(effects(0.9))["split_phrase"]
+    assert effects_summary(effects(0.9))["paths_legend"].startswith("Blue bars")
+    last = effects_summary(effects(0.9, components=()))
+    assert "no later components" in last["paths_legend"] and "Blue bars" not in last["paths_legend"]
+    table = effects_table([effects(1.9)])
+    assert "direct ÷ total" in table.columns and "direct share" not in table.columns
 
 def test_comparison_neurons_come_from_other_layers_one_each():
     from helpers.book.summaries.effects import comparison_phrase

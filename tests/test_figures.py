@@ -70,6 +70,21 @@ def test_tables_and_phrases_never_print_a_negative_zero(monkeypatch):
     assert agreement(0.0) == "exactly" and agreement(3.1e-7) == "to within 3.1e-07"
 
 
+def test_table_headers_are_words_and_tokens_show_unprintable_characters_by_code_point(monkeypatch):
+    from helpers.core.names import show_token
+
+    shown = []
+    monkeypatch.setattr(display, "display", lambda obj, **kw: shown.append(obj))
+    display.show_table(pd.DataFrame({"n_tokens": [3], "max_value": [0.5]}))
+    html = shown[-1].to_html()
+    assert "n tokens" in html and "max value" in html and "n_tokens" not in html
+    display.show_table(pd.DataFrame({"total": ["0.107 [0.104, 0.111]"], "tokens": ["a, b [c], d"]}))
+    html = shown[-1].to_html()
+    assert html.count("white-space: nowrap") == 1, "an interval cell stays on one line, other text wraps"
+    assert show_token("\x17") == "'⟨U+0017⟩'" and show_token(" an") == "' an'" and show_token("a\nb") == "'a\\nb'"
+    assert show_token("'s") == '"\'s"' and "\u200b" not in show_token(" \u200b")
+
+
 def test_the_pages_glue_floats_without_negative_zeros():
     import re
 

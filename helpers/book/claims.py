@@ -179,7 +179,7 @@ def _kinds(v: dict) -> Verdict:
 
 
 def _direct(v: dict) -> Verdict:
-    return at_least(v["direct_share"], 0.5, what="direct share of the total effect")
+    return at_least(v["direct_share"], 0.5, what="direct effect ÷ total effect")
 
 
 def _reading(v: dict) -> Verdict:
@@ -303,7 +303,7 @@ CLAIMS: tuple[Claim, ...] = (
           study=lambda s: "negation only"),
     Claim("direct_effect", "effects", "Reviewers: how much of the effect is direct.",
           "the direct effect is at least half of the total effect",
-          _direct, lambda v: f"direct share {v['direct_share']:.3f}",
+          _direct, lambda v: f"direct ÷ total {v['direct_share']:.3f}",
           study=lambda s: "not measured"),
     Claim("ordinary_text", "ordinary_text", "Reviewers: the neuron matters on ordinary text, not only on the chosen prompts.",
           "mean-ablating it everywhere raises the next-token loss before the target, interval above 0",

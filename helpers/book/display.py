@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import uuid
 from importlib.metadata import version
 from typing import Sequence
@@ -169,10 +170,17 @@ def as_cell(value) -> str:
     return str(value)
 
 
+INTERVAL_CELL = re.compile(r"-?[\d.,]+ \[-?[\d.,]+, -?[\d.,]+\]")
+
+
 def show_table(frame: pd.DataFrame, caption: str = "", precision: int = 3, index: bool = False) -> None:
-    """A table without its index (unless ``index``), numbers at ``precision`` digits."""
+    """A table without its index (unless ``index``), numbers at ``precision`` digits, and
+    headers in words (``n_tokens`` is shown as "n tokens")."""
+    frame = frame.rename(columns=lambda c: c.replace("_", " ") if isinstance(c, str) else c)
     # floats at ``precision`` digits, never "-0.000": a tiny negative number rounds to plain 0
     style = frame.style.format(lambda v: format(float(v), f"z.{precision}f") if isinstance(v, (float, np.floating)) else v)
+    # an interval cell, "0.107 [0.104, 0.111]", stays on one line
+    style = style.map(lambda v: "white-space: nowrap" if isinstance(v, str) and INTERVAL_CELL.fullmatch(v) else "")
     if not index:
         style = style.hide(axis="index")
     if caption:

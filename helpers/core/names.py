@@ -76,5 +76,10 @@ class Head:
 
 
 def show_token(token: str) -> str:
-    """A token with its leading space visible: ``' an'``."""
-    return repr(token)
+    """A token with its leading space visible, ``' an'``: quoted as Python would, with
+    newline, tab and carriage return escaped and any other unprintable character named by
+    its code point (``'⟨U+0017⟩'``) instead of printed raw."""
+    escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+    shown = "".join(escapes.get(c) or (c if c.isprintable() else f"⟨U+{ord(c):04X}⟩") for c in token)
+    quote = '"' if "'" in token and '"' not in token else "'"
+    return quote + (shown if quote == '"' else shown.replace("'", "\\'")) + quote

@@ -261,4 +261,4 @@ def hub_table(result: Congruence, model: TransformerBridge, n: int = 10, example
         ids = ids[values[ids].argsort(descending=True)][:examples]
         samples.append(", ".join(_token_strings(model, ids)))
     table["example tokens"] = samples
-    return table.drop(columns=["flat"])
+    return table.drop(columns=["flat"]).rename(columns={"n_tokens": "tokens it tops", "max_value": "largest value"})

@@ -265,10 +265,11 @@
     svg.appendChild(svgNode("text", { x: 2, y: top + 8 }, most.toLocaleString("en")));
     svg.appendChild(svgNode("text", { x: 2, y: height - bottom }, "0"));
     var zero = edges.indexOf(0) + 1;  // the bucket that starts at activation 0
-    if (zero > first + 1 && zero < first + counts.length - 1) {
+    if (zero > first && zero < first + counts.length) {
       var x = left + (zero - first) * step;
       svg.appendChild(svgNode("line", { class: "ns-axis", x1: x, y1: height - bottom, x2: x, y2: height - bottom + 4 }));
-      svg.appendChild(svgNode("text", { x: x, y: height - bottom + 13, "text-anchor": "middle" }, "0"));
+      // labelled only where it stays clear of the end labels (the tick alone marks it otherwise)
+      if (x - left > 40 && width - 8 - x > 40) svg.appendChild(svgNode("text", { x: x, y: height - bottom + 13, "text-anchor": "middle" }, "0"));
     }
     if (counts.length) {
       svg.appendChild(svgNode("text", { x: left, y: height - bottom + 13 }, label(first)));

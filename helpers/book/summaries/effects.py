@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from helpers.core.names import Neuron
+from helpers.core.names import Neuron, show_token
 from helpers.core.prompts import Contrast
 from helpers.core.stats import Interval, interval, interval_cell, mean_interval, ratio_interval
 from helpers.methods.ablation import LAYER_SET, Ablation, CorpusLoss, NaturalEffects  # noqa: F401 (the pages' tables name it)
@@ -198,7 +198,7 @@ def ablation_paper_rows(paper: Study, neuron: Neuron, result: Ablation) -> list[
 def direct_tokens(values: torch.Tensor, model: TransformerBridge, k: int = 10) -> pd.DataFrame:
     """The ``k`` most positive and most negative tokens of ``W_out[n] @ W_U``, side by side."""
     top, bottom = values.topk(k), values.topk(k, largest=False)
-    decode = lambda ids: [repr(model.tokenizer.decode([i])) for i in ids.tolist()]  # noqa: E731
+    decode = lambda ids: [show_token(model.tokenizer.decode([i])) for i in ids.tolist()]  # noqa: E731
     return pd.DataFrame({"most raised": decode(top.indices), "by": top.values.numpy(),
                          "most lowered": decode(bottom.indices), "by ": bottom.values.numpy()})
 
@@ -214,7 +214,7 @@ def direct_summary(values: torch.Tensor, model: TransformerBridge, target: int, 
         dla_target=float(values[target]), dla_other=float(values[other]), dla_diff=float(values[target] - values[other]),
         dla_target_rank=int(rank[target]), dla_other_rank=int(rank[other]), dla_vocab=int(values.numel()),
         dla_mean=float(values.mean()), dla_std=float(values.std()), dla_scale=scale, dla_diff_scaled=float(values[target] - values[other]) / scale,
-        dla_top=repr(model.tokenizer.decode([int(order[0])])), dla_bottom=repr(model.tokenizer.decode([int(order[-1])])),
+        dla_top=show_token(model.tokenizer.decode([int(order[0])])), dla_bottom=show_token(model.tokenizer.decode([int(order[-1])])),
     )
 
 
@@ -243,6 +243,14 @@ def effects_summary(effects: NeuronEffects) -> dict:
 def _split_phrase(direct_share: float, neuron: Neuron, n_components: int) -> str:
     if n_components == 0:
         return f"{neuron} is in the last layer, so nothing reads it but the unembedding: its effect is direct but for the final norm's rescaling"
+    if direct_share != direct_share:
+        return "the total effect is zero, so no part of it can be called direct"
+    if direct_share < 0:
+        return (f"the direct path pushes against the total effect (direct ÷ total = {direct_share:.2f}): "
+                "later layers reverse what the neuron writes")
+    if direct_share > 1.2:
+        return (f"the direct path alone moves the logit difference {direct_share:.2f} times as much as the whole effect: "
+                "later layers cancel part of what the neuron writes")
     if direct_share > 0.8:
         return "most of the effect is direct: the neuron speaks to the logits itself"
     if direct_share < 0.2:
@@ -254,6 +262,8 @@ def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
     rest = float(effects.rest.mean())
     if not effects.components:
         return dict(top_amplifier="none", top_amplifier_value=0.0, top_canceller="none", top_canceller_value=0.0,
+                    paths_legend=(f"{effects.neuron} is in the last layer, so the figure has no later components: only the direct "
+                                  "path, the final norm's scale (blue with the sign of the total effect, red against it) and what neither carries."),
                     paths_phrase=f"There are no later components to amplify or cancel it; what the direct effect leaves, {rest:.3f}, is the final norm's rescaling.")
     means = effects.paths.mean(1)
     total = float(effects.total.mean())
@@ -272,7 +282,10 @@ def _path_phrases(effects: NeuronEffects, direct_mean: float) -> dict:
     if not amplifies and not cancels:
         phrase = "No single later component carries more than a hundredth of its total effect."
     phrase += f" Over its {len(effects.components)} later components, the direct effect and the single paths leave {rest:.3f} of the total unexplained."
-    return dict(top_amplifier=effects.components[amplify], top_amplifier_value=float(means[amplify]),
+    legend = ("Blue bars have the sign of the neuron's total effect (they amplify it), red bars the opposite sign "
+              "(they cancel it); the final norm's scale is the channel above; \"not explained\" is what none of them "
+              "carries: chains through two or more later components and the later layers' own norms.")
+    return dict(top_amplifier=effects.components[amplify], top_amplifier_value=float(means[amplify]), paths_legend=legend,
                 top_canceller=effects.components[cancel], top_canceller_value=float(means[cancel]), paths_phrase=phrase)
 
 
@@ -296,7 +309,7 @@ def effects_paper_rows(paper: Study, neuron: Neuron, effects: NeuronEffects) -> 
     recovered = float(effects.total[0] / effects.gap[0])
     return [("neuron", str(paper.neuron), str(neuron)),
             ("restored at every position, share recovered (the page's own pair)", paper.top_neurons[0][1], round(recovered, 4)),
-            ("direct share of the effect", "not measured", round(float(effects.direct.mean() / effects.total.mean()), 3))]
+            ("direct effect ÷ total effect", "not measured", round(float(effects.direct.mean() / effects.total.mean()), 3))]
 
 
 def comparison_phrase(others: list[NeuronEffects]) -> str:
@@ -308,12 +321,13 @@ def comparison_phrase(others: list[NeuronEffects]) -> str:
 
 
 def effects_table(all_effects: list[NeuronEffects]) -> pd.DataFrame:
-    """Per neuron: mean total, direct and indirect effect over pairs [95% interval], and the direct share."""
+    """Per neuron: mean total, direct and indirect effect over pairs [95% interval], and direct ÷ total
+    (above 1 where later layers cancel part of the direct effect, below 0 where they reverse it)."""
     rows = []
     for effects in all_effects:
         total, direct, indirect = mean_interval(torch.stack([effects.total, effects.direct, effects.indirect])).tolist()
         rows.append({"neuron": str(effects.neuron), "total": _cell(torch.tensor(total)), "direct": _cell(torch.tensor(direct)),
-                     "indirect": _cell(torch.tensor(indirect)), "direct share": round(direct[0] / total[0], 3) if total[0] else float("nan")})
+                     "indirect": _cell(torch.tensor(indirect)), "direct ÷ total": round(direct[0] / total[0], 3) if total[0] else float("nan")})
     return pd.DataFrame(rows)
 
 

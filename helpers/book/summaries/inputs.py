@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 
 from helpers.book.summaries.prompt import agreement
-from helpers.core.names import Head, Neuron
+from helpers.core.names import Head, Neuron, show_token
 from helpers.core.stats import mean_interval
 
 
@@ -117,7 +117,7 @@ def position_summary(by_position: InputPatch, head: Head, tokens) -> dict:
     """On the study's pair: the position at which patching ``head`` moves the neuron most, and its token."""
     effect = by_position.effect[head.layer, :, head.index]  # [pos]
     position = int(effect.abs().argmax())
-    return dict(position_top=position, position_token=repr(tokens[position]), position_effect=float(effect[position]),
+    return dict(position_top=position, position_token=show_token(tokens[position]), position_effect=float(effect[position]),
                 position_share=float(effect[position] / effect.sum()) if float(effect.sum()) else float("nan"))
 
 
@@ -140,7 +140,7 @@ def probe_summary(embedding: Probe, residual: Probe, embedding_cos: float, resid
         probe_words=len(embedding.names), probe_an=int(embedding.labels.sum()), probe_folds=embedding.folds,
         embedding_accuracy=embedding.accuracy, letter_accuracy=embedding.letter_accuracy,
         misleading_words=int(misleading.sum()), misleading_correct=int(embedding.correct[misleading].sum()),
-        misleading_list=", ".join(repr(" " + w) for w, m in zip(embedding.names, misleading.tolist()) if m) or "none",
+        misleading_list=", ".join(show_token(" " + w) for w, m in zip(embedding.names, misleading.tolist()) if m) or "none",
         residual_examples=len(residual.names), residual_nouns=len(set(residual.names)), residual_accuracy=residual.accuracy,
         residual_letter_accuracy=residual.letter_accuracy, residual_layer=layer,
         embedding_cos=embedding_cos, residual_cos=residual_cos, ov_head=str(head),
@@ -263,5 +263,5 @@ def attention_summary(pattern: torch.Tensor, tokens, noun_position: int) -> dict
     to the noun (the position where the prompts differ)."""
     last = pattern[-1]
     key = int(last.argmax())
-    return dict(attn_top_position=key, attn_top_token=repr(tokens[key]), attn_top_weight=float(last[key]),
-                attn_noun_token=repr(tokens[noun_position]), attn_noun_weight=float(last[noun_position]))
+    return dict(attn_top_position=key, attn_top_token=show_token(tokens[key]), attn_top_weight=float(last[key]),
+                attn_noun_token=show_token(tokens[noun_position]), attn_noun_weight=float(last[noun_position]))

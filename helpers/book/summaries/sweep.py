@@ -43,12 +43,12 @@ def sweep_table(result: Sweep) -> pd.DataFrame:
 
 def neuron_table(result: Sweep) -> pd.DataFrame:
     """The top neuron of each measured model: recovery with its interval, its layer's, how many
-    neurons reach half of it, congruence rank and direct share."""
+    neurons reach half of it, congruence rank and direct ÷ total effect."""
     return pd.DataFrame([{
         "model": r.model, "neuron": neuron_cell(r.neuron, r.get("stability")),
         "held-out recovery": str(Interval(r.recovery, r.recovery_low, r.recovery_high, int(r.n_pairs))),
         "whole layer": f"{r.whole_layer:.3f}", "neurons to half": _count(r.neurons_to_half, r.max_neurons),
-        "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct share": f"{r.direct_share:.2f}",
+        "congruence rank": f"{int(r.congruence_rank)} of {int(r.n_neurons):,}", "direct ÷ total": f"{r.direct_share:.2f}",
     } for _, r in result.measured.iterrows()])
 
 
@@ -119,8 +119,8 @@ def alike_phrase(result: Sweep) -> str:
         layer_text = f"all in layer {layers[0]}" if len(layers) == 1 else "in layers " + _list([str(l) for l in layers])
         text = (f"The {len(group)} models of shape {shape} ({_names(group)}) found {_list(list(group.neuron))}, {layer_text}; "
                 f"they recover {_list([f'{v:.3f}' for v in group.recovery])} of the gap, rank "
-                f"{_list([str(int(v)) for v in group.congruence_rank])} by congruence with the target, and carry "
-                f"{_list([f'{v:.2f}' for v in group.direct_share])} of their effect directly.")
+                f"{_list([str(int(v)) for v in group.congruence_rank])} by congruence with the target, and their direct "
+                f"effects are {_list([f'{v:.2f}' for v in group.direct_share])} times their total effects.")
         if cosines:
             spread = f"a cosine of {cosines[0]:.2f}" if len(cosines) == 1 else f"cosines between {min(cosines):.2f} and {max(cosines):.2f}"
             kind = "alike" if min(cosines) > 0.5 else "partly alike" if max(cosines) > 0.5 else "different"

@@ -121,7 +121,8 @@ def test_heavy_tail_neurons_are_classed_by_skew_sign():
     W_out[1, 7] = -U[:, 5:7].sum(1)
     table = census(scan(W_out, U, "cosine"), kurtosis_min=10)
     classes = dict(zip(table["neuron"], table["class"]))
-    assert classes["L1N3"] == "prediction" and classes["L1N7"] == "suppression"
+    assert classes[Neuron(1, 3)] == "prediction" and classes[Neuron(1, 7)] == "suppression"
+    assert all(isinstance(n, Neuron) for n in table["neuron"]), "tables hold Neuron objects, never names to parse back"
     assert sum(c != "other" for c in classes.values()) == 2
     per_layer = census_per_layer(table)
     assert per_layer.set_index("layer").loc[1, ["prediction", "suppression"]].tolist() == [1, 1]
@@ -171,7 +172,7 @@ def test_top_neuron_per_token_and_hubs_equal_reference(weights):
     top2 = M.topk(2, dim=0)
     gap = top2.values[0] - top2.values[1]
     assert table["token"].tolist() == gap.argsort(descending=True).tolist()
-    assert table["neuron"].iloc[0] == str(Neuron.from_flat(int(top2.indices[0, gap.argmax()]), 70))
+    assert table["neuron"].iloc[0] == (Neuron.from_flat(int(top2.indices[0, gap.argmax()]), 70))
     counts = torch.bincount(M.argmax(0), minlength=M.shape[0])
     hub_table = hubs(result)
     assert hub_table["n_tokens"].sum() == M.shape[1]
@@ -235,7 +236,7 @@ def test_planted_neuron_tops_the_mutual_exclusive_list(model, matrix):
             W[planted.index] = direction / direction.norm() * 3 * W.norm(dim=1).max()
         for measure in ("dot", "cosine"):
             table = mutual_exclusive(search(model, matrix, measure), model)
-            assert (table["token"].iloc[0], table["neuron"].iloc[0]) == (token, str(planted))
+            assert (table["token"].iloc[0], table["neuron"].iloc[0]) == (token, planted)
             assert table["token_str"].iloc[0] == "' an'"
             assert table["score"].iloc[0] > table["score"].iloc[1]
     finally:

@@ -94,7 +94,7 @@ def test_most_congruent_neuron_and_its_census_place():
     assert most_congruent_neuron(model, " an", "L1N3") == Neuron(1, 3)
     with pytest.raises(ValueError, match="out of range"):
         most_congruent_neuron(model, " an", "L2N0")
-    table = pd.DataFrame({"neuron": ["L0N0", "L0N1", "L0N2"], "layer": [0, 0, 0], "kurtosis": [3.0, 12.0, 5.0], "skew": [0.1, 1.0, -0.5], "class": ["other", "prediction", "other"]})
+    table = pd.DataFrame({"neuron": [Neuron(0, 0), Neuron(0, 1), Neuron(0, 2)], "layer": [0, 0, 0], "kurtosis": [3.0, 12.0, 5.0], "skew": [0.1, 1.0, -0.5], "class": ["other", "prediction", "other"]})
     place = census_place(table, Neuron(0, 2), "p_")
     assert (place["p_kurtosis_rank"], place["p_class_name"], place["p_layer_size"]) == (2, "other", 3)
 
@@ -109,7 +109,7 @@ def test_census_figure_draws_the_threshold_at_its_value_on_the_log_axis():
     """A shape on a log axis takes log10 units: a line 'at 10' given as 10 lands at 1e10."""
     from helpers.book.figures.congruence import census_scatter
 
-    table = pd.DataFrame({"neuron": ["L0N0", "L0N1"], "layer": [0, 0], "skew": [0.1, 2.0], "kurtosis": [3.0, 15.0], "class": ["other", "prediction"]})
+    table = pd.DataFrame({"neuron": [Neuron(0, 0), Neuron(0, 1)], "layer": [0, 0], "skew": [0.1, 2.0], "kurtosis": [3.0, 15.0], "class": ["other", "prediction"]})
     fig = census_scatter(table, 10.0)
     (line,) = fig.layout.shapes
     assert fig.layout.yaxis.type == "log" and line.y0 == pytest.approx(1.0) == line.y1

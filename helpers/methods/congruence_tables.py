@@ -104,8 +104,9 @@ def _token_strings(model: TransformerBridge | None, ids: Tensor) -> list[str] | 
     return [show_token(model.tokenizer.decode([int(i)])) for i in ids.tolist()]
 
 
-def _neuron_names(result: Congruence, flat: Tensor) -> list[str]:
-    return [str(result.neuron(int(i))) if i >= 0 else "" for i in flat.tolist()]
+def _neurons(result: Congruence, flat: Tensor) -> list[Neuron | None]:
+    """The ``Neuron`` at each flat index (None where no neuron was scanned, -1)."""
+    return [result.neuron(int(i)) if i >= 0 else None for i in flat.tolist()]
 
 
 def top_neuron_per_token(result: Congruence, model: TransformerBridge | None = None) -> pd.DataFrame:
@@ -113,9 +114,9 @@ def top_neuron_per_token(result: Congruence, model: TransformerBridge | None = N
     frame = pd.DataFrame(
         {
             "token": torch.arange(result.d_vocab).numpy(),
-            "neuron": _neuron_names(result, result.token_neurons[:, 0]),
+            "neuron": _neurons(result, result.token_neurons[:, 0]),
             "value": result.token_values[:, 0].numpy(),
-            "second_neuron": _neuron_names(result, result.token_neurons[:, 1]),
+            "second_neuron": _neurons(result, result.token_neurons[:, 1]),
             "second_value": result.token_values[:, 1].numpy(),
             "gap": result.token_gap.numpy(),
         }
@@ -152,7 +153,7 @@ def mutual_exclusive(result: Congruence, model: TransformerBridge | None = None)
     frame = pd.DataFrame(
         {
             "token": t.numpy(),
-            "neuron": _neuron_names(result, n),
+            "neuron": _neurons(result, n),
             "flat": n.numpy(),
             "value": result.token_values[t, 0].numpy(),
             "token_gap": token_gap.numpy(),
@@ -176,7 +177,7 @@ def hubs(result: Congruence) -> pd.DataFrame:
     flat = torch.nonzero(counts).flatten()
     frame = pd.DataFrame(
         {
-            "neuron": _neuron_names(result, flat),
+            "neuron": _neurons(result, flat),
             "flat": flat.numpy(),
             "layer": (flat // result.d_mlp).numpy(),
             "n_tokens": counts[flat].numpy(),
@@ -188,9 +189,7 @@ def hubs(result: Congruence) -> pd.DataFrame:
 
 def tokens_topped_by(result: Congruence, neuron: Neuron | str, model: TransformerBridge | None = None) -> pd.DataFrame:
     """The tokens whose most congruent neuron is ``neuron``, largest congruence first."""
-    if isinstance(neuron, str):
-        neuron = Neuron.parse(neuron)
-    flat = neuron.check(result.n_layers, result.d_mlp).flat(result.d_mlp)
+    flat = Neuron.of(neuron).check(result.n_layers, result.d_mlp).flat(result.d_mlp)
     t = torch.nonzero(result.token_neurons[:, 0] == flat).flatten()
     frame = pd.DataFrame({"token": t.numpy(), "value": result.token_values[t, 0].numpy(), "gap": result.token_gap[t].numpy()})
     strings = _token_strings(model, t)
@@ -219,7 +218,7 @@ def census(result: Congruence, kurtosis_min: float = KURTOSIS_MIN, skew_min: flo
     frame["class"] = "other"
     frame.loc[heavy & (frame["skew"] > skew_min), "class"] = "prediction"
     frame.loc[heavy & (frame["skew"] < -skew_min), "class"] = "suppression"
-    frame.insert(0, "neuron", [f"L{l}N{i}" for l, i in zip(frame["layer"], frame["index"])])
+    frame.insert(0, "neuron", [Neuron(int(l), int(i)) for l, i in zip(frame["layer"], frame["index"])])
     return frame
 
 

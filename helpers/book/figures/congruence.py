@@ -115,7 +115,7 @@ def top_neuron_gap_bars(table: pd.DataFrame, matrix: str, measure: str, n: int =
         go.Bar(
             x=top["gap"], y=unique_labels(top),
             orientation="h", marker_color=PALETTE[0],
-            customdata=np.stack([top["neuron"], top["value"].round(3), top["second_neuron"], top["second_value"].round(3)], -1),
+            customdata=np.stack([top["neuron"].map(str), top["value"].round(3), top["second_neuron"].map(str), top["second_value"].round(3)], -1),
             hovertemplate="%{y}: %{customdata[0]} (%{customdata[1]}) minus %{customdata[2]} (%{customdata[3]}) = %{x:.3f}<extra></extra>",
         )
     )
@@ -208,15 +208,16 @@ def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str
             label = f"other ({max_points:,} of {len(part):,} drawn at random)"
             part = part.iloc[np.sort(rng.choice(len(part), max_points, replace=False))]
         fig.add_scatter(x=part["skew"], y=part["kurtosis"], mode="markers", marker=dict(color=colour, size=3), name=label,
-                          customdata=part["neuron"], hovertemplate="%{customdata}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
+                          customdata=part["neuron"].map(str), hovertemplate="%{customdata}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
     # on a log axis a shape's y is in log10 units: the line at y = 10 is drawn at log10(10) = 1
     fig.add_hline(y=float(np.log10(kurtosis_min)), line_dash="dot", line_color=PAPER_COLOUR, annotation_text=f"kurtosis {kurtosis_min:g}")
     for (label, neuron), symbol in zip((highlight or {}).items(), HIGHLIGHT_SYMBOLS):
+        neuron = Neuron.of(neuron)
         row = table[table["neuron"] == neuron]
         if len(row):
             fig.add_scatter(x=row["skew"], y=row["kurtosis"], mode="markers",  # named in the legend, not on the plot
                             marker=dict(color="black", size=10, symbol=symbol), name=f"{neuron} ({label})",
-                            hovertemplate=neuron + ": skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
+                            hovertemplate=f"{neuron}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
     fig.update_yaxes(**LOG_AXIS, title="kurtosis of cos(W_U, w_out) over the vocabulary (log)")
     fig.update_xaxes(title="skew")
     fig.update_layout(title="Every neuron's cosine with the unembedding: skew and kurtosis", height=480,

@@ -150,13 +150,13 @@ def gaps_summary(table: pd.DataFrame, matrix: str, n_top: int) -> dict:
     return dict(
         matrix=matrix,
         first_token=table["token_str"].iloc[0],
-        first_neuron=table["neuron"].iloc[0],
+        first_neuron=str(table["neuron"].iloc[0]),
         first_gap=float(gaps[0]),
-        first_second=table["second_neuron"].iloc[0],
+        first_second=str(table["second_neuron"].iloc[0]),
         nth_gap=float(gaps[min(n_top, len(gaps)) - 1]),
         n_top=n_top,
         median_gap=float(np.median(gaps)),
-        n_layers_top=int(table.head(n_top)["neuron"].map(lambda n: Neuron.parse(n).layer).nunique()),
+        n_layers_top=int(table.head(n_top)["neuron"].map(lambda n: n.layer).nunique()),
     )
 
 
@@ -245,11 +245,11 @@ def hubs_summary(passes: dict[tuple[str, str], Congruence], tables: dict[str, pd
     dot, cosine = passes[(matrix, "dot")], passes[(matrix, "cosine")]
     dot_hubs, cos_hubs = tables[f"{matrix}, dot"], tables[f"{matrix}, cosine"]
     return dict(
-        hub_dot=dot_hubs["neuron"].iloc[0],
+        hub_dot=str(dot_hubs["neuron"].iloc[0]),
         hub_dot_n=int(dot_hubs["n_tokens"].iloc[0]),
         hub_dot_value=float(dot_hubs["max_value"].iloc[0]),
         distinct_dot=f"{len(dot_hubs):,}",
-        hub_cos=cos_hubs["neuron"].iloc[0],
+        hub_cos=str(cos_hubs["neuron"].iloc[0]),
         hub_cos_n=int(cos_hubs["n_tokens"].iloc[0]),
         distinct_cos=f"{len(cos_hubs):,}",
         last_dot=last_layer_share(dot_hubs, n_layers - 1),
@@ -288,7 +288,7 @@ def gaps_paper_rows(paper: Study, model: TransformerBridge, embedding_pass: Cong
             run = "not one token" if t is None else f"W_E {though['W_E'][t]:.3f}; W_U {though['W_U'][t]:.3f}"
         rows.append((f"{paper.though_neuron} with {show_token(token)}", value, run))
     rows += though_counts
-    hub_row = embedding_hubs[embedding_hubs["neuron"] == str(paper.hub)]
+    hub_row = embedding_hubs[embedding_hubs["neuron"] == paper.hub]
     rows.append((
         "hub neuron of the glitch tokens",
         f"{paper.hub}, value {paper_hub_value(paper)}",
@@ -319,7 +319,7 @@ def pairs_summary(pairs: dict[str, pd.DataFrame], matrix: str, other_matrix: str
         n_pairs_other=f"{len(pairs[other_matrix]):,}",
         d_vocab=f"{d_vocab:,}",
         first_token=main["token_str"].iloc[0],
-        first_neuron=main["neuron"].iloc[0],
+        first_neuron=str(main["neuron"].iloc[0]),
         first_score=float(main["score"].iloc[0]),
         second_score=float(main["score"].iloc[1]) if len(main) > 1 else float("nan"),
         n_table=n_table,
@@ -330,10 +330,10 @@ def pairs_summary(pairs: dict[str, pd.DataFrame], matrix: str, other_matrix: str
 
 def pair_neurons(pairs: pd.DataFrame, n: int) -> list[Neuron]:
     """The neurons of the top ``n`` pairs, each once, in order."""
-    return list(dict.fromkeys(Neuron.parse(name) for name in pairs["neuron"].head(n)))
+    return list(dict.fromkeys(pairs["neuron"].head(n)))
 
 
-def pair_curve_name(token_str: str, neuron: str) -> str:
+def pair_curve_name(token_str: str, neuron: Neuron) -> str:
     return f"{token_str} / {neuron}"
 
 
@@ -358,7 +358,7 @@ def pair_place(table: pd.DataFrame, token_id: int | None, neuron: Neuron) -> str
     """Where a pair sits in this run's list: ``'rank 3, 4.646'``, or why it is not there."""
     if token_id is None:
         return "not one token"
-    hit = table[(table["token"] == token_id) & (table["neuron"] == str(neuron))]
+    hit = table[(table["token"] == token_id) & (table["neuron"] == neuron)]
     return f"rank {hit.index[0] + 1}, {hit['score'].iloc[0]:.3f}" if len(hit) else "not a mutual pair"
 
 
@@ -395,7 +395,8 @@ def census_summary(table: pd.DataFrame, per_layer: pd.DataFrame, kurtosis_min: f
 
 def census_place(table: pd.DataFrame, neuron: Neuron, prefix: str) -> dict:
     """One neuron's skew, kurtosis, rank by kurtosis within its layer, and class."""
-    mine = table[table["neuron"] == str(neuron)].iloc[0]
+    neuron = Neuron.of(neuron)
+    mine = table[table["neuron"] == neuron].iloc[0]
     same_layer = table[table["layer"] == neuron.layer]
     return prefixed(
         dict(

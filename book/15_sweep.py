@@ -36,6 +36,7 @@ context = {}  # the shared parameters (model, prompts, neuron, corpus, prompt se
 models = "auto"
 sweep_pairs = 16
 max_neurons = 256
+match_docs = 48
 
 # %% tags=["remove-cell"]
 from helpers.book.findings import record_findings
@@ -44,11 +45,13 @@ from helpers.book.claims import AS_GOOD_AS_LAYER
 from helpers.book.display import glue, note, paper_beside, show, show_table
 from helpers.book.figures.sweep import concentration_figure, recovery_figure, similarity_figure
 from helpers.book.page import quietly, setup_page
-from helpers.book.summaries.sweep import neuron_table, sweep_paper_rows, sweep_summary, sweep_table
+from helpers.book.summaries.sweep import matches_phrase, matches_table, neuron_table, sweep_paper_rows, sweep_summary, sweep_table
 from helpers.methods.sweep import sweep
+from helpers.scan.documents import load_documents
+from helpers.scan.matching import ROTATIONS, sweep_matches
 
 # %% tags=["remove-input"]
-page = setup_page(context, models=models, sweep_pairs=sweep_pairs, max_neurons=max_neurons)
+page = setup_page(context, "corpus", models=models, sweep_pairs=sweep_pairs, max_neurons=max_neurons, match_docs=match_docs)
 run = page.context
 result = quietly(sweep, page.knobs["models"], sweep_pairs, page.seeds.pairs, page.target, page.other, max_neurons, run["device"], run["dtype"],
                  first=(run["clean_prompt"], run["corrupted_prompt"]))
@@ -112,6 +115,22 @@ show(similarity_figure(result, "How alike the top neurons' logit effects are (co
 
 # %% tags=["remove-input"]
 note(summary["alike_phrase"])
+
+# %% [markdown]
+# Weights can differ while the neurons do the same thing. Gurnee et al. {cite}`gurnee2024universal`
+# match neurons of GPT-2 models trained from other seeds by how their activations correlate
+# over the same text, and count a match only above what a random rotation of the other
+# model's neurons reaches. Here every pair of measured models that share a tokenizer reads the
+# same {glue:text}`match_docs` documents; the top neuron of the first is correlated, exactly
+# and in one streaming pass, with every neuron of the second and with every direction of
+# {glue:text}`n_rotations` random rotations of each of its layers.
+
+# %% tags=["remove-input"]
+matches = quietly(sweep_matches, result, list(load_documents(page.dataset, match_docs, page.seeds.corpus)), run["device"], run["dtype"])
+glue(match_docs=match_docs, n_rotations=ROTATIONS)
+note(matches_phrase(matches))
+if len(matches):
+    show_table(matches_table(matches), caption="Each model's top neuron matched in the others by the correlation of activations, beside a rotation null and the weights' cosine")
 
 # %% [markdown]
 # ## Does the mechanism concentrate as the model grows?

@@ -197,15 +197,51 @@ CHECK_NEURON_BROWSER = """() => {
   return {
     title: (root.querySelector('.ns-title') || {}).textContent || '',
     message: (root.querySelector('.ns-message') || {}).textContent || '',
-    examples: root.querySelectorAll('.ns-example').length,
+    examples: root.querySelectorAll('ol.ns-examples .ns-example').length,
     tokens: tokens.length,
     coloured: tokens.filter(t => alpha(t) > 0).length,
     focus_alpha: tokens.filter(t => t.classList.contains('ns-focus')).map(alpha),
     bars: bars.length,
     bar_tokens: bars.map(b => parseInt(b.textContent.split(': ')[1].replace(/,/g, ''), 10)).reduce((a, b) => a + b, 0),
     logit_rows: root.querySelectorAll('.ns-logits tr').length - 1,
+    notice: (root.querySelector('.ns-notice') || {}).textContent || '',
+    bands: root.querySelectorAll('.ns-bands .ns-example').length,
+    lowest: root.querySelectorAll('.ns-lowest .ns-example').length,
+    neighbours: Array.from(root.querySelectorAll('.ns-links:not(.ns-together) a')).map(a => a.getAttribute('href')),
+    together: Array.from(root.querySelectorAll('.ns-together a')).map(a => a.getAttribute('href')),
+    summary: (root.querySelector('.ns-at') || {}).textContent || '',
+    input: (root.querySelector('input') || {}).value || '',
+    hash: window.location.hash,
   };
 }"""
+
+
+def browse_neurons(page_url: str, steps: list[tuple[str, str]]) -> dict:
+    """Open the neuron browser at ``page_url`` and take ``steps``, each ``("address", text)``
+    (the address after '#' set to ``text``) or ``("type", text)`` (typed into the box and
+    submitted); after each, read what the browser shows. Returns ``{"states": [...],
+    "problems": [...]}`` (script errors and failed requests)."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    states = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+        page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
+        page.goto(page_url, wait_until="load", timeout=120_000)
+        page.wait_for_selector(".neuroscope .ns-title", timeout=30_000)
+        for how, text in steps:
+            if how == "address":
+                page.evaluate(f"window.location.hash = {text!r}")
+            else:
+                page.fill(".neuroscope input", text)
+                page.press(".neuroscope input", "Enter")
+            page.wait_for_timeout(600)  # data files load from disk or the server in well under this
+            states.append(page.evaluate(CHECK_NEURON_BROWSER))
+        browser.close()
+    return {"states": states, "problems": problems}
 
 
 def check_neuron_browser(page_url: str, neuron: str, other: str, screenshot: Path | None = None) -> dict:

@@ -21,7 +21,7 @@ from helpers.scan.neuroscope import (
     BINS, RESULT, Part, _fold_shard, bucket_constants, bucket_of, check_bins, empty_state, merge_states, neuroscope, open_neuroscope,
     parse_layers, part_name, sort_state, top_per_document,
 )
-from helpers.scan.neuroscope_state import _count
+from helpers.scan.neuroscope_state import NO_SAMPLE, _count, key_place, sample_keys
 from helpers.core.cache import load_checked
 from helpers.scan.store import ScanMismatch
 
@@ -74,6 +74,8 @@ def naive_neuroscope(model, docs, layers, k, bins, context, max_tokens):
     hist = {(l, n): [0] * (int(n_bins) + 2) for l in layers for n in range(d_mlp)}
     fires = {key: 0 for key in hist}
     sums = {key: 0.0 for key in hist}
+    samples = {}  # (layer, neuron, bucket) -> (key, activation): the token of smallest key
+    lowest = {key: (math.inf, NO_SAMPLE) for key in hist}
     n_tokens = 0
     for d, text in enumerate(docs):
         ids = model.tokenizer.encode(text, add_special_tokens=False)
@@ -88,7 +90,13 @@ def naive_neuroscope(model, docs, layers, k, bins, context, max_tokens):
                     column = [row[n] for row in acts]
                     for p, value in enumerate(column):
                         bucket = np.float32(np.float32(value) * scale) + shift  # float32 throughout, as the pass
-                        hist[l, n][int(min(max(bucket, 0), n_bins + 1))] += 1
+                        b = int(min(max(bucket, 0), n_bins + 1))
+                        hist[l, n][b] += 1
+                        key = int(sample_keys(torch.tensor(d), torch.tensor(start + p)))
+                        if key < samples.get((l, n, b), (NO_SAMPLE,))[0]:
+                            samples[l, n, b] = (key, value)
+                        if (value, key) < lowest[l, n]:
+                            lowest[l, n] = (value, key)
                         fires[l, n] += value > 0
                         sums[l, n] += value
                         old = best.get((l, n, d))
@@ -102,7 +110,7 @@ def naive_neuroscope(model, docs, layers, k, bins, context, max_tokens):
         for n in range(d_mlp):
             ranked[l, n] = sorted(((v, d, p, t, w) for (ll, nn, d), (v, p, t, w) in best.items() if (ll, nn) == (l, n)),
                                   key=lambda e: (-e[0], e[1], e[2]))
-    return ranked, hist, fires, sums, n_tokens
+    return ranked, hist, fires, sums, n_tokens, samples, lowest
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
@@ -110,7 +118,7 @@ def test_every_neuron_matches_the_reference(model, docs, tmp_path, batch_size):
     """One unpadded prompt per forward pass gives the reference's bits; batches of 3 padded
     prompts agree to float error (histograms may differ only by values that sit on an edge)."""
     result = run(model, docs, tmp_path, batch_size=batch_size)
-    ranked, hist, fires, sums, n_tokens = naive_neuroscope(model, docs, [0, 1], K, FEW_BINS, CONTEXT, N_CTX)
+    ranked, hist, fires, sums, n_tokens, samples, lowest = naive_neuroscope(model, docs, [0, 1], K, FEW_BINS, CONTEXT, N_CTX)
     assert result.n_tokens == n_tokens and result.n_docs == len(docs) and result.n_empty_docs == 1
     exact = batch_size == 1
     tolerance = dict(rtol=0, atol=0) if exact else dict(rtol=1e-5, atol=1e-6)
@@ -127,12 +135,31 @@ def test_every_neuron_matches_the_reference(model, docs, tmp_path, batch_size):
             torch.testing.assert_close(torch.tensor([value, *acts]), torch.tensor([expected[0], *expected[4]]), equal_nan=True, **tolerance)
         assert result.tensors["fires"][i, n] == fires[l, n]
         counts = result.tensors["histogram"][i, n].tolist()
+        low_value, low_doc, low_pos = result.lowest(f"L{l}N{n}")
+        assert low_value == pytest.approx(lowest[l, n][0], abs=0 if exact else 1e-5)
         if exact:
             assert counts == hist[l, n], f"L{l}N{n}: histogram"
+            assert (low_doc, low_pos) == tuple(int(v) for v in key_place(torch.tensor(lowest[l, n][1])))
+            got_samples = {(int(b), int(key)): value for b, key, value in zip(
+                range(FEW_BINS[2] + 2), result.tensors["sample_keys"][i, n].tolist(), result.tensors["sample_acts"][i, n].tolist()) if key != NO_SAMPLE}
+            want = {(b, key): value for (ll, nn, b), (key, value) in samples.items() if (ll, nn) == (l, n)}
+            assert got_samples.keys() == want.keys(), f"L{l}N{n}: bucket samples"
+            assert all(got_samples[key] == want[key] for key in want)
         else:
             near_edge += sum(abs(a - b) for a, b in zip(counts, hist[l, n]))
         assert result.means()[i, n].item() == pytest.approx(sums[l, n] / n_tokens, abs=1e-6)
     assert near_edge <= 2, "padding moved more values across a bin edge than float error can"
+
+
+def test_sample_keys_name_their_token_and_pick_any_member_of_a_set_alike():
+    doc, pos = torch.arange(100_000) // 1000, torch.arange(100_000) % 1000
+    keys = sample_keys(doc, pos)
+    assert len(keys.unique()) == len(keys) and (keys < NO_SAMPLE).all()
+    assert [torch.equal(a, b) for a, b in zip(key_place(keys), (doc, pos))] == [True, True]
+    assert key_place(torch.tensor([NO_SAMPLE])) == (torch.tensor([-1]), torch.tensor([-1]))
+    # the smallest key of 10 neighbouring tokens falls on each of the 10 about as often
+    picked = torch.bincount(keys.view(-1, 10).argmin(1), minlength=10)
+    assert (picked - 1000).abs().max() < 150, picked.tolist()
 
 
 def test_one_example_per_document(scanned):
@@ -169,8 +196,18 @@ def test_histogram_matches_torch_histogram():
     acts = acts[far]
     acts[0, 0] = math.nan
     state = empty_state(1, 3, 2, n_bins + 2, 1)
-    _count(state, 0, acts, bucket_constants((low, high, n_bins)), has_nan=True)
+    keys = torch.randperm(len(acts), generator=gen) * 7 + 3  # planted keys, no two alike
+    _count(state, 0, acts, keys, bucket_constants((low, high, n_bins)), has_nan=True)
+    buckets = bucket_of(acts, *bucket_constants((low, high, n_bins)))
     for n in range(3):
+        for b in range(n_bins + 2):  # each bucket's sample: its token with the smallest key
+            inside = (buckets[:, n] == b).nonzero().flatten()
+            if len(inside):
+                chosen = inside[keys[inside].argmin()]
+                assert state["sample_keys"][0, n, b] == keys[chosen]
+                torch.testing.assert_close(state["sample_acts"][0, n, b], acts[chosen, n], equal_nan=True, rtol=0, atol=0)
+            else:
+                assert state["sample_keys"][0, n, b] == NO_SAMPLE and state["sample_acts"][0, n, b].isnan()
         column = acts[:, n][~torch.isnan(acts[:, n])]
         got = state["histogram"][0, n]
         assert got[1:-1].tolist() == torch.histogram(column.double(), bins=edges).hist.long().tolist()

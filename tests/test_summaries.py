@@ -113,6 +113,8 @@ def test_census_figure_draws_the_threshold_at_its_value_on_the_log_axis():
     fig = census_scatter(table, 10.0)
     (line,) = fig.layout.shapes
     assert fig.layout.yaxis.type == "log" and line.y0 == pytest.approx(1.0) == line.y1
+    marked = census_scatter(table, 10.0, highlight={"found by patching": "L0N1"})
+    assert marked.data[-1].name == "L0N1 (found by patching)" and marked.data[-1].hovertemplate.startswith("L0N1: skew %{x:.2f}")
 
 
 def test_large_scatter_plots_keep_the_tails_and_a_sample_and_say_so():

@@ -12,6 +12,7 @@ from helpers.methods.neuron_patching import post_hook
 from helpers.methods.reference import naive_neuron_patching
 from helpers.methods.choice import choose_neuron
 from helpers.methods.prompt_sets import selection_and_evaluation, study_like_pairs
+from helpers.core.names import Neuron
 from helpers.methods.sweep import joint_recovery, logit_effect_similarity, neurons_to_half, sweep, sweep_model
 from support import CLEAN, CORRUPTED, PLANTED, mlp_parameters, plant
 
@@ -242,3 +243,41 @@ def test_model_lists():
     assert sweep_names(["gpt2"], "toy") == ["gpt2"]
     with pytest.raises(ValueError, match="names no model"):
         sweep_names("gpt2,,", "toy")
+
+
+def test_each_models_top_neuron_is_matched_in_the_others_by_activation(model, tmp_path):
+    """A twin (the same weights under another name) matches the neuron with itself, above the
+    rotation null; another model's match is match_neurons' own answer; both are cached."""
+    from helpers.scan.matching import match_neurons, sweep_matches
+    from helpers.toy.corpus import documents
+
+    other = random_model(n_layers=3, d_model=32, d_mlp=48, n_heads=4, seed=11, weight_scale=8.0)
+    models = {"a": model, "twin": model, "b": other}
+    result = sweep(["a", "twin", "b"], n_pairs=3, load=loader(models), cache=tmp_path, choice_cache=tmp_path)
+    docs = documents(12, seed=4)
+    table = sweep_matches(result, docs, load=loader(models), rotations=2, cache=tmp_path)
+    assert len(table) == 6 and set(zip(table["model"], table["other model"])) == {(a, b) for a in models for b in models if a != b}
+    twin = table[(table["model"] == "a") & (table["other model"] == "twin")].iloc[0]
+    assert twin["its best match"] == twin["neuron"] and twin["correlation"] == pytest.approx(1.0, abs=1e-6) and twin["above the null"]
+    cross = table[(table["model"] == "a") & (table["other model"] == "b")].iloc[0]
+    want = match_neurons(model, other, docs, [cross["neuron"]], rotations=2).of(cross["neuron"])
+    assert (cross["its best match"], cross["correlation"], cross["rotation null"]) == (want[0], pytest.approx(want[1]), pytest.approx(want[2]))
+    assert cross["logit-effect cosine"] == pytest.approx(logit_effect_similarity(result).loc["a", "b"])
+    assert len(list(tmp_path.glob("match-*.safetensors"))) == 3, "one entry per pair of weights: the twin shares the first model's"
+
+
+def test_the_matches_phrase_follows_the_counts():
+    import pandas as pd
+    from helpers.book.summaries.sweep import matches_phrase, matches_table
+
+    def frame(above, own):
+        return pd.DataFrame({"model": ["a", "b"], "neuron": [Neuron(1, 2), Neuron(0, 3)], "other model": ["b", "a"],
+                             "its best match": [Neuron(0, 3) if own else Neuron(0, 9), Neuron(1, 2)], "correlation": [0.9, 0.8],
+                             "rotation null": [0.3, 0.85], "above the null": [above, False], "other's top neuron": [Neuron(0, 3), Neuron(1, 2)],
+                             "logit-effect cosine": [0.4, 0.4], "tokens": [1000, 1000]})
+
+    assert "in 1 of the 2 pairs" in matches_phrase(frame(True, True)) and "In 2 of the 2 pairs that match is the other model's own" in matches_phrase(frame(True, True))
+    assert "no model's top neuron has a counterpart above the null" in matches_phrase(frame(False, False))
+    assert "In 1 of the 2 pairs" in matches_phrase(frame(False, False))
+    assert matches_table(frame(True, False))["is the other's top neuron"].tolist() == ["no", "yes"]
+    assert "share a tokenizer" in matches_phrase(pd.DataFrame())

@@ -8,10 +8,13 @@ served as ``_static/neuroscope``, beside plotly and MathJax):
   activation: full colour), the histogram as an SVG, and the logit tables;
 - ``index.js``: the run, the layers, and a few neurons worth starting from;
 - ``L<layer>/<first neuron>.js``: ``chunk`` neurons each: their examples (token ids and
-  activations of the window, the tokens' strings), histogram, firing rate, mean, direct
-  logit effect (the most positive and most negative entries of ``W_out[n] @ W_U``) and
-  congruence with the target token (the entry of that product at the target, and its rank
-  among every neuron of the model).
+  activations of the window, the tokens' strings), histogram, firing count, rate and mean,
+  a sampled example from each band of the firing range and the lowest activation's example
+  (their windows read back from the documents, :mod:`helpers.scan.neuron_range`), the tokens
+  the top examples sit on and the tokens after them, the neurons of the layer with the most
+  similar output row (cosine of ``W_out`` rows), the direct logit effect (the most positive
+  and most negative entries of ``W_out[n] @ W_U``) and congruence with the target token
+  (the entry of that product at the target, and its rank among every neuron of the model).
 
 Each data file calls a registering function (``neuroscopeIndex(...)``,
 ``neuroscopeChunk(...)``) and is loaded on demand by inserting a ``<script>`` tag: that works
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 import torch
 from IPython.display import HTML, Markdown, display
 from jaxtyping import Float, Int
@@ -39,10 +43,14 @@ from torch import Tensor
 
 from helpers.book.display import in_book
 from helpers.core.files import staged_folder
-from helpers.core.models import single_token, vocabulary
+from helpers.core.models import GPT2_LARGE_SHAPE, single_token, vocabulary
 from helpers.core.names import Neuron
 from helpers.methods.congruence import output_weights, readout, token_congruence
-from helpers.scan.neuroscope import Neuroscope
+from helpers.scan.neuron_range import (
+    RARE, band_names, band_samples, pass_documents, firing_census, output_neighbours, sample_windows, top_token_counts,
+)
+from helpers.scan.correlation import Correlations
+from helpers.scan.neuroscope import Neuroscope, key_place
 
 # the page that holds the browser, and where its data is served from, relative to a page
 BROWSER_PAGE = "14_neuroscope"
@@ -50,6 +58,8 @@ STATIC = "neuroscope"
 APP = Path(__file__).resolve().parent / "assets" / "neuroscope.js"
 CHUNK = 32
 N_LOGIT = 10
+N_NEIGHBOURS = 5
+N_TOP_TOKENS = 5
 # neurons in a model whose every layer the browser covers when ``layers="auto"``
 AUTO_ALL_UP_TO = 20_000
 NEURON_BLOCK = 1024  # neurons per block of the [neurons, vocab] logit-effect product
@@ -136,10 +146,73 @@ def featured_neurons(result: Neuroscope, congruence: Float[Tensor, "layer neuron
     return unique
 
 
-def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | None = None, folder: Path | None = None, chunk: int = CHUNK) -> Published:
+def _example(value: float, doc: int, pos: int, window: tuple[list[int], int], used: set) -> list:
+    """``[activation, document, position, index of the token in the window, window ids]``."""
+    used.update(window[0])
+    return [round(value, 4), doc, pos, window[1], window[0]]
+
+
+def range_examples(result: Neuroscope, model, documents: Sequence[str] | None) -> dict[str, Tensor | list]:
+    """Every neuron's band samples and lowest example with their windows (``[layer, neuron,
+    band]`` and ``[layer, neuron]`` tensors, windows as lists in the same order)."""
+    documents = pass_documents(result, documents)
+    bands = band_samples(result)
+    low_doc, low_pos = key_place(result.tensors["low_keys"])  # [layer, neuron]
+    doc = torch.cat([bands["doc"].flatten(), low_doc.flatten()])
+    pos = torch.cat([bands["pos"].flatten(), low_pos.flatten()])
+    windows = sample_windows(result, documents, model.tokenizer, doc, pos)
+    n_band = bands["doc"].numel()
+    return dict(bands=bands, band_windows=windows[:n_band], low_doc=low_doc, low_pos=low_pos, low_windows=windows[n_band:])
+
+
+def _neuron_record(result: Neuroscope, ranges: dict, shared: dict, layer_data: dict, i: int, layer: int, n: int, used: set) -> dict:
+    """One neuron's entry of a data file; the token ids it names are added to ``used``."""
+    t, before = result.tensors, result.params["context"][0]
+    kept = torch.isfinite(t["values"][i, n])
+    examples = []
+    for value, doc, pos, tokens, acts in zip(t["values"][i, n, kept].tolist(), t["doc"][i, n, kept].tolist(), t["pos"][i, n, kept].tolist(),
+                                             t["window_tokens"][i, n, kept], t["window_acts"][i, n, kept]):
+        inside = tokens >= 0
+        ids = tokens[inside].tolist()
+        used.update(ids)
+        examples.append([round(value, 4), doc, pos, int(inside[:before].sum()), ids, _rounded(acts[inside])])
+    counts = t["histogram"][i, n]
+    nonzero = torch.nonzero(counts).flatten()
+    low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
+    up, up_ids, down, down_ids = layer_data["logits"]
+    used.update(up_ids[n].tolist() + down_ids[n].tolist())
+    bands, n_bands = ranges["bands"], ranges["bands"]["doc"].shape[2]
+    flat = (i * result.d_mlp + n) * n_bands
+    samples = [[b, int(bands["tokens"][i, n, b]), *_example(float(bands["acts"][i, n, b]), int(bands["doc"][i, n, b]), int(bands["pos"][i, n, b]),
+                                                         ranges["band_windows"][flat + b], used)]
+               for b in range(n_bands) if bands["doc"][i, n, b] >= 0]
+    lowest = _example(float(t["low_values"][i, n]), int(ranges["low_doc"][i, n]), int(ranges["low_pos"][i, n]),
+                      ranges["low_windows"][i * result.d_mlp + n], used)
+    at, after = top_token_counts(t["window_tokens"][i, n], t["values"][i, n], before)
+    at, after = at[:N_TOP_TOKENS], after[:N_TOP_TOKENS]
+    used.update(token for token, _ in at + after)
+    cosines, neighbours = layer_data["neighbours"]
+    together = shared["correlations"].neighbours(Neuron(layer, n)) if shared["correlations"] is not None else []
+    return {
+        "n": n, "fires": int(t["fires"][i, n]), "rate": round(float(shared["rates"][i, n]), 6), "mean": round(float(shared["means"][i, n]), 5),
+        "hist": [low, counts[low:high].tolist()], "ex": examples, "bands": samples, "low": lowest, "at": at, "next": after,
+        "nb": list(zip(neighbours[n].tolist(), _rounded(cosines[n]))), "corr": [[str(other), round(r, 3)] for other, r in together],
+        "up": list(zip(up_ids[n].tolist(), _rounded(up[n]))), "down": list(zip(down_ids[n].tolist(), _rounded(down[n]))),
+        "target": round(float(shared["congruence"][layer, n]), 4), "target_rank": int(shared["target_rank"][layer, n]),
+    }
+
+
+def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | None = None, folder: Path | None = None, chunk: int = CHUNK,
+                       documents: Sequence[str] | None = None, correlations: Correlations | None = None) -> Published:
     """Write the browser and every recorded neuron's data into ``folder`` (default: the
-    book's static folder), replacing what was there."""
+    book's static folder), replacing what was there. ``documents``: the pass's documents
+    (read again from its source when None), for the windows of sampled examples;
+    ``correlations``: the neurons that fire together (:mod:`helpers.scan.correlation`), if any."""
+    if correlations is not None and (correlations.layers != result.layers or correlations.d_mlp != result.d_mlp):
+        raise ValueError(f"the correlations cover layers {correlations.layers}, the pass {result.layers}: compute them on the pass's layers")
     folder = Path(folder) if folder is not None else book_static_folder()
+    ranges = range_examples(result, model, documents)
+    census = firing_census(result)
     target_id = single_token(model, target)
     congruence = token_congruence(model, target_id)  # [layers, d_mlp], dot with W_U[:, target]
     order = congruence.flatten().argsort(descending=True, stable=True)
@@ -154,35 +227,20 @@ def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | Non
         "n_tokens": result.n_tokens, "n_docs": result.n_docs, "context": result.params["context"], "target": target,
         "featured": [{"name": name, "why": why} for name, why in featured],
     }
+    index["corr"] = None if correlations is None else {"scope": correlations.scope, "n_tokens": correlations.n_tokens}
+    index["bands"] = band_names()
+    index["rare"] = RARE
+    index["census"] = census[["layer", "never fire", f"fire on under {RARE:.1%} of tokens"]].values.tolist()
     with staged_folder(folder) as tmp:
         shutil.copy(APP, tmp / "neuroscope.js")
         (tmp / "index.js").write_text(_script("neuroscopeIndex", index), encoding="utf-8")
-        rates, means = result.firing_rates(), result.means()
-        t = result.tensors
+        shared = dict(rates=result.firing_rates(), means=result.means(), congruence=congruence, target_rank=target_rank, correlations=correlations)
         for i, layer in enumerate(result.layers):
-            up, up_ids, down, down_ids = logit_effects(model, layer)
+            layer_data = dict(logits=logit_effects(model, layer), neighbours=output_neighbours(output_weights(model)[layer], N_NEIGHBOURS))
             (tmp / f"L{layer}").mkdir()
             for start in range(0, result.d_mlp, chunk):
-                neurons, used = [], set()
-                for n in range(start, min(start + chunk, result.d_mlp)):
-                    kept = torch.isfinite(t["values"][i, n])
-                    examples = []
-                    for value, doc, pos, tokens, acts in zip(t["values"][i, n, kept].tolist(), t["doc"][i, n, kept].tolist(), t["pos"][i, n, kept].tolist(),
-                                                             t["window_tokens"][i, n, kept], t["window_acts"][i, n, kept]):
-                        inside = tokens >= 0
-                        focus = int(inside[:result.params["context"][0]].sum())
-                        ids = tokens[inside].tolist()
-                        used.update(ids)
-                        examples.append([round(value, 4), doc, pos, focus, ids, _rounded(acts[inside])])
-                    counts = t["histogram"][i, n]
-                    nonzero = torch.nonzero(counts).flatten()
-                    low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
-                    used.update(up_ids[n].tolist() + down_ids[n].tolist())
-                    neurons.append({
-                        "n": n, "rate": round(float(rates[i, n]), 6), "mean": round(float(means[i, n]), 5), "hist": [low, counts[low:high].tolist()],
-                        "ex": examples, "up": list(zip(up_ids[n].tolist(), _rounded(up[n]))), "down": list(zip(down_ids[n].tolist(), _rounded(down[n]))),
-                        "target": round(float(congruence[layer, n]), 4), "target_rank": int(target_rank[layer, n]),
-                    })
+                used: set[int] = set()
+                neurons = [_neuron_record(result, ranges, shared, layer_data, i, layer, n, used) for n in range(start, min(start + chunk, result.d_mlp))]
                 data = {"run": index["run"], "layer": layer, "start": start, "tokens": {token: vocab[token] for token in sorted(used)}, "neurons": neurons}
                 (tmp / f"L{layer}" / f"{start:05d}.js").write_text(_script("neuroscopeChunk", data), encoding="utf-8")
         sizes = [p.stat().st_size for p in tmp.rglob("*") if p.is_file()]
@@ -247,6 +305,30 @@ def neuroscope_summary(result: Neuroscope, published: Published, neuron: Neuron)
         ns_high=round(high, 6),
         ns_width=round((high - low) / n_bins, 6),
     )
+
+
+def census_summary(census: pd.DataFrame) -> dict:
+    """How many recorded neurons never fire or fire rarely, and a sentence on where they sit."""
+    rare_column = next(c for c in census.columns if c.startswith("fire on under"))
+    dead, rare, total = int(census["never fire"].sum()), int(census[rare_column].sum()), int(census["neurons"].sum())
+    worst = census.loc[(census["never fire"] / census["neurons"]).idxmax()]
+    if dead == 0:
+        phrase = f"Every recorded neuron fires on at least one token of this corpus; {rare:,} fire on {rare_column.removeprefix('fire on ')}."
+    else:
+        phrase = (f"{dead:,} of the {total:,} recorded neurons ({dead / total:.1%}) never fire on this corpus, most in layer "
+                  f"{int(worst['layer'])} ({int(worst['never fire']):,} of {int(worst['neurons']):,}); {rare:,} more fire on "
+                  f"{rare_column.removeprefix('fire on ')}. The browser marks both.")
+    return dict(ns_dead=f"{dead:,}", ns_dead_share=dead / total, ns_rare=f"{rare:,}", ns_census_phrase=phrase)
+
+
+def correlation_summary(correlations: Correlations) -> dict:
+    """The scope of the fire-together neighbours and the memory their products took."""
+    n = len(correlations.layers) * correlations.d_mlp
+    block = n if correlations.scope == "across layers" else correlations.d_mlp
+    blocks = 1 if correlations.scope == "across layers" else len(correlations.layers)
+    d_mlp, n_layers = 4 * GPT2_LARGE_SHAPE["d_model"], GPT2_LARGE_SHAPE["n_layers"]
+    return dict(ns_corr_scope=correlations.scope, ns_corr_tokens=f"{correlations.n_tokens:,}", ns_corr_gb=blocks * block**2 * 8 / 1e9,
+                ns_corr_large_layer_gb=d_mlp**2 * 8 / 1e9, ns_corr_large_all_gb=n_layers * d_mlp**2 * 8 / 1e9)
 
 
 def featured_table(published: Published) -> str:

@@ -16,7 +16,11 @@ records, for every neuron of the chosen MLP layers (all by default), over a corp
   ``shift = 1 - low * scale``, computed in float32 (so a test can repeat it bit for bit; a
   value within float32 rounding of an edge may fall on either side of it) and clipped to
   bucket 0 below ``low`` and bucket ``n + 1`` from ``high`` up (NaN too): ``n + 2`` buckets;
-- how often it fires (activation > 0) and its mean activation.
+- how often it fires (activation > 0) and its mean activation;
+- one token sampled from each histogram bucket, pseudo-randomly but the same in any run
+  (with its activation; its window is read back from the documents), so that examples can
+  be shown from the whole range of the activation and not only its top; and the token with
+  its lowest activation.
 
 Memory is bounded by the state, whatever the corpus: ``k`` examples with their windows, a
 histogram and two counters per neuron. The ``tokens x neurons`` matrix is never held: inside
@@ -79,8 +83,8 @@ from helpers.scan.identity import differences, folder_slug, params_digest, run_i
 from helpers.scan.neuroscope_cli import main, parse_layers  # noqa: F401 (the command line, python -m helpers.scan.neuroscope)
 # the state algebra; bucket_of, merge_states and top_per_document are re-exported for callers
 from helpers.scan.neuroscope_state import (  # noqa: F401
-    SUM_UNIT, Batch, Part, all_merge, bucket_constants, bucket_of, empty_state, fold_layer, merge_candidates, merge_states, sort_state,
-    top_per_document,
+    MAX_PLACE, NO_SAMPLE, SUM_UNIT, Batch, Part, all_merge, bucket_constants, bucket_of, empty_state, fold_layer, key_place, merge_candidates,
+    merge_states, sample_keys, sort_state, top_per_document,
 )
 from helpers.scan.store import ScanMismatch
 
@@ -89,7 +93,7 @@ log = logging.getLogger(__name__)
 NEUROSCOPE_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "neuroscope"
 MANIFEST = "manifest.json"
 RESULT = "neuroscope.safetensors"
-FORMAT = 1
+FORMAT = 2  # 2: bucket samples and the lowest activation
 # 0.1 wide from -0.2 to 10: GELU is never below -0.17; larger values land in the last bucket
 BINS = (-0.2, 10.0, 102)
 CONTEXT = (12, 4)
@@ -255,6 +259,23 @@ class Neuroscope:
         })
 
 
+    def samples(self, neuron: Neuron | str) -> pd.DataFrame:
+        """One token per non-empty histogram bucket, sampled (see the module docstring):
+        ``bucket``, ``doc``, ``pos``, ``activation``."""
+        i, n = self.where(neuron)
+        keys = self.tensors["sample_keys"][i, n]
+        filled = keys != NO_SAMPLE
+        doc, pos = key_place(keys[filled])
+        return pd.DataFrame({"bucket": torch.nonzero(filled).flatten().tolist(), "doc": doc.tolist(), "pos": pos.tolist(),
+                             "activation": self.tensors["sample_acts"][i, n][filled].tolist()})
+
+    def lowest(self, neuron: Neuron | str) -> tuple[float, int, int]:
+        """The neuron's lowest activation, and the document and position of the token with it."""
+        i, n = self.where(neuron)
+        doc, pos = key_place(self.tensors["low_keys"][i, n])
+        return float(self.tensors["low_values"][i, n]), int(doc), int(pos)
+
+
 def open_neuroscope(out_dir: str | Path) -> Neuroscope:
     """A finished pass from its folder (no model needed). A result file that is missing,
     damaged or of another run is named in a warning and rebuilt from the part files beside it."""
@@ -372,6 +393,8 @@ def neuroscope(
     documents = list(documents if n_docs is None else islice(documents, n_docs))
     if not documents:
         raise ValueError("no documents to scan: pass at least one text (or a source with n_docs >= 1)")
+    if len(documents) > MAX_PLACE:
+        raise ValueError(f"{len(documents):,} documents: one pass takes at most {MAX_PLACE:,}; run several passes on parts of the corpus")
     for i, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise TypeError(f"document {i} is a {type(doc).__name__}, not a str; pass text documents")
@@ -458,6 +481,8 @@ def _fold_shard(model, docs: list[str], first_doc: int, layers: list[int], state
     device = state["values"].device
     plan = plan_prompts(model.tokenizer, docs, first_doc, opts["max_tokens"] - 1)
     doc_of, pos_of = torch.from_numpy(plan.doc), torch.from_numpy(plan.pos)
+    if len(plan.pos) and int(plan.pos.max()) >= MAX_PLACE:
+        raise ValueError(f"document {int(plan.doc[plan.pos.argmax()])} has more than {MAX_PLACE:,} tokens; split it into shorter documents")
     current: list[Batch] = []
 
     found: list[dict[str, Tensor]] = []
@@ -482,6 +507,7 @@ def _fold_shard(model, docs: list[str], first_doc: int, layers: list[int], state
                 doc=docs_here.to(device=device, dtype=torch.int32),
                 first_pos=pos_of[head].to(device=device, dtype=torch.int32),
                 repeats=len(set(docs_here.tolist())) < len(docs_here),
+                keys=sample_keys(doc_of[rows], pos_of[rows]).masked_fill(~real, NO_SAMPLE).to(device),
             )]
             found.clear()
             run_until(model, tokens.to(device), mlp_post(layers[-1]), hooks)

@@ -2,7 +2,15 @@
 
 A state holds, per neuron of the chosen layers, its top ``k`` examples (at most one per
 document, each with a window of tokens and activations), a histogram on fixed bins, a firing
-count and a sum of activations (see :func:`empty_state`). Examples rank by activation, ties
+count and a sum of activations, one sampled token per histogram bucket, and its lowest
+activation (see :func:`empty_state`).
+
+Sampling. Every token gets a key from its document and position (:func:`sample_keys`): a
+pseudo-random rank, then the document and position themselves, so no two tokens share one.
+The token with the smallest key among those of a bucket is that bucket's sample: a
+pseudo-random pick that is the same whatever order the tokens arrive in, and the sample of a
+union of buckets is the smallest of their samples, so states merge by a minimum. The lowest
+activation keeps the smallest key among the tokens that reach it. Examples rank by activation, ties
 to the earlier document, then the earlier position: a total order, so the top ``k`` of a set
 of tokens is one list whatever order the tokens arrive in. Counts are integers and sums an
 int64 count of ``2**-24``, so states over disjoint documents merge (:func:`merge_states`,
@@ -31,6 +39,35 @@ SUM_UNIT = 2.0**24
 HISTOGRAM_CHUNK = 2**22
 SUMMED = ("histogram", "fires", "sums", "totals")
 RANKED = ("values", "doc", "pos", "window_tokens", "window_acts")
+# a sample key: a 23-bit pseudo-random rank, then the document and the position, 20 bits each
+PLACE_BITS = 20
+MAX_PLACE = 2**PLACE_BITS
+NO_SAMPLE = 2**63 - 1  # the key of an empty bucket, above every token's
+_MASK31 = 2**31 - 1
+
+
+def _mix(h: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
+    """A 31-bit integer scrambled (xor-shift and multiply rounds; every product stays below 2**62)."""
+    h = h ^ (h >> 15)
+    h = (h * 0x2C1B3C6D) & _MASK31
+    h = h ^ (h >> 12)
+    h = (h * 0x297A2D39) & _MASK31
+    return h ^ (h >> 15)
+
+
+def sample_keys(doc: Int[Tensor, "..."], pos: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
+    """Each token's sampling key (int64): a 23-bit pseudo-random rank from its document and
+    position, then the document and the position (each below ``2**20``), so keys never tie."""
+    doc, pos = doc.long(), pos.long()
+    rank = _mix(_mix((doc * 0x01000193 + pos) & _MASK31) ^ doc) >> 8
+    return (rank << (2 * PLACE_BITS)) | (doc << PLACE_BITS) | pos
+
+
+def key_place(keys: Int[Tensor, "..."]) -> tuple[Int[Tensor, "..."], Int[Tensor, "..."]]:
+    """The document and the position a sample key names (-1 for an empty one)."""
+    empty = keys == NO_SAMPLE
+    doc = ((keys >> PLACE_BITS) & (MAX_PLACE - 1)).masked_fill(empty, -1)
+    return doc, (keys & (MAX_PLACE - 1)).masked_fill(empty, -1)
 
 
 def empty_state(n_layers: int, d_mlp: int, k: int, n_buckets: int, width: int, device="cpu") -> dict[str, Tensor]:
@@ -39,8 +76,11 @@ def empty_state(n_layers: int, d_mlp: int, k: int, n_buckets: int, width: int, d
     ``values``, ``doc``, ``pos``: ``[layer, neuron, k]``; ``window_tokens``, ``window_acts``:
     ``[layer, neuron, k, window]``; ``histogram``: ``[layer, neuron, bucket]``; ``fires``
     and ``sums`` (in units of ``2**-24``): ``[layer, neuron]``; ``totals``: tokens, documents,
-    empty documents. While a pass runs, a neuron's ``k`` slots are in no particular order (a
-    new example takes the slot of the one it pushes out); :func:`sort_state` ranks them.
+    empty documents; ``sample_keys`` and ``sample_acts``: ``[layer, neuron, bucket]``, each
+    bucket's sampled token (:func:`sample_keys`, ``NO_SAMPLE`` when empty) and its activation;
+    ``low_values`` and ``low_keys``: ``[layer, neuron]``, the lowest activation and the key of
+    the token that has it. While a pass runs, a neuron's ``k`` slots are in no particular order
+    (a new example takes the slot of the one it pushes out); :func:`sort_state` ranks them.
     """
     shape = (n_layers, d_mlp, k)
     return {
@@ -53,6 +93,10 @@ def empty_state(n_layers: int, d_mlp: int, k: int, n_buckets: int, width: int, d
         "fires": torch.zeros(n_layers, d_mlp, dtype=torch.int64, device=device),
         "sums": torch.zeros(n_layers, d_mlp, dtype=torch.int64, device=device),
         "totals": torch.zeros(3, dtype=torch.int64, device=device),
+        "sample_keys": torch.full((n_layers, d_mlp, n_buckets), NO_SAMPLE, dtype=torch.int64, device=device),
+        "sample_acts": torch.full((n_layers, d_mlp, n_buckets), math.nan, device=device),
+        "low_values": torch.full((n_layers, d_mlp), math.inf, device=device),
+        "low_keys": torch.full((n_layers, d_mlp), NO_SAMPLE, dtype=torch.int64, device=device),
     }
 
 
@@ -125,6 +169,7 @@ class Batch:
     doc: Int[Tensor, "batch"]  # document of each prompt
     first_pos: Int[Tensor, "batch"]  # position in its document of each prompt's first token
     repeats: bool  # whether a document has several prompts in the batch
+    keys: Int[Tensor, "batch pos"]  # each token's sample key (NO_SAMPLE at padding)
 
 
 def bucket_of(x: Float[Tensor, "..."], scale: float, shift: float, n_bins: int, has_nan: bool = True) -> Int[Tensor, "..."]:
@@ -147,9 +192,10 @@ def bucket_constants(bins: tuple[float, float, int]) -> tuple[float, float, int]
     return scale, float(torch.tensor(1 - low * scale, dtype=torch.float32)), n_bins
 
 
-def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "... neuron"], bins: tuple[float, float, int], has_nan: bool) -> None:
-    """Add the tokens ``x`` (any leading shape) of layer ``i`` to its histogram, firing
-    counts and sums; ``bins`` is ``(scale, shift, n_bins)`` from :func:`bucket_constants`."""
+def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "... neuron"], keys: Int[Tensor, "..."], bins: tuple[float, float, int], has_nan: bool) -> None:
+    """Add the tokens ``x`` (any leading shape, ``keys`` the same without the neuron) of layer
+    ``i`` to its histogram, firing counts, sums and bucket samples; ``bins`` is ``(scale,
+    shift, n_bins)`` from :func:`bucket_constants`."""
     d_mlp = x.shape[-1]
     n_buckets = state["histogram"].shape[2]
     dims = tuple(range(x.dim() - 1))
@@ -158,11 +204,18 @@ def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "... neuron"], bin
     state["sums"][i] += torch.round(total * SUM_UNIT).long()
     offsets = torch.arange(d_mlp, dtype=torch.int32, device=x.device) * n_buckets
     histogram = state["histogram"][i].view(-1)
+    samples, sample_acts = state["sample_keys"][i].view(-1), state["sample_acts"][i].view(-1)
     rows = max(1, HISTOGRAM_CHUNK // x[0].numel())
     for start in range(0, len(x), rows):
-        buckets = bucket_of(x[start:start + rows], *bins, has_nan=has_nan)
+        chunk = x[start:start + rows]
+        buckets = bucket_of(chunk, *bins, has_nan=has_nan)
         buckets += offsets
-        histogram += torch.bincount(buckets.view(-1), minlength=d_mlp * n_buckets)
+        flat = buckets.view(-1)
+        histogram += torch.bincount(flat, minlength=d_mlp * n_buckets)
+        key = keys[start:start + rows, ..., None].expand(chunk.shape).reshape(-1)
+        samples.scatter_reduce_(0, flat, key, "amin")
+        won = samples[flat] == key  # the token now sampled in its bucket (keys never tie)
+        sample_acts[flat[won]] = chunk.reshape(-1)[won]
 
 
 def fold_layer(
@@ -186,7 +239,8 @@ def fold_layer(
         log.warning("layer %d: %d NaN activations; they never enter the top lists, and count in the histogram's last bucket",
                     layer, int(torch.isnan(a[batch.real]).sum()))
         best, where = ranked.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf).max(dim=1)
-    _count(state, i, a if batch.all_real else a[batch.real], bins, has_nan)
+    _count(state, i, a if batch.all_real else a[batch.real], batch.keys if batch.all_real else batch.keys[batch.real], bins, has_nan)
+    _lowest(state, i, a, batch, has_nan)
     # the weakest slot of each neuron (-inf while one is empty): nothing below it can enter
     neuron, prompt = (best.T >= state["values"][i].amin(1, keepdim=True)).nonzero(as_tuple=True)
     where = where[prompt, neuron]
@@ -201,6 +255,32 @@ def fold_layer(
         "window_acts": a[prompt[:, None], at, neuron[:, None]].masked_fill(~inside, math.nan),
         "window_tokens": batch.tokens[prompt[:, None], at].masked_fill(~inside, -1),
     }
+
+
+def _lowest(state: dict[str, Tensor], i: int, a: Float[Tensor, "batch pos neuron"], batch: Batch, has_nan: bool) -> None:
+    """Fold the batch's lowest activation per neuron (NaN and padding never count) into layer
+    ``i``'s, ties to the smaller key."""
+    lowest = a if batch.all_real else a.masked_fill(~batch.real[..., None], math.inf)
+    if has_nan:
+        lowest = lowest.nan_to_num(nan=math.inf)
+    lowest = lowest.reshape(-1, a.shape[-1])  # [tokens, neuron]
+    value = lowest.amin(0)
+    key = torch.where(lowest == value, batch.keys.reshape(-1, 1), NO_SAMPLE).amin(0)
+    merge_lowest(state["low_values"][i], state["low_keys"][i], value, key)
+
+
+def merge_lowest(values: Tensor, keys: Tensor, other_values: Tensor, other_keys: Tensor) -> None:
+    """Lowest activations and their keys, in place: the lower value wins, a tie the smaller key."""
+    take = (other_values < values) | ((other_values == values) & (other_keys < keys))
+    values.copy_(torch.where(take, other_values, values))
+    keys.copy_(torch.where(take, other_keys, keys))
+
+
+def merge_samples(keys: Tensor, acts: Tensor, other_keys: Tensor, other_acts: Tensor) -> None:
+    """Bucket samples, in place: each bucket keeps the sample with the smaller key."""
+    take = other_keys < keys
+    keys.copy_(torch.where(take, other_keys, keys))
+    acts.copy_(torch.where(take, other_acts, acts))
 
 
 def _beats(value_a: Tensor, pos_a: Tensor, value_b: Tensor, pos_b: Tensor) -> Tensor:
@@ -295,6 +375,8 @@ def merge_states(parts: Sequence[Part], k: int) -> Part:
     for other in parts[1:]:
         for name in SUMMED:
             merged[name] += other.state[name]
+        merge_samples(merged["sample_keys"], merged["sample_acts"], other.state["sample_keys"], other.state["sample_acts"])
+        merge_lowest(merged["low_values"], merged["low_keys"], other.state["low_values"], other.state["low_keys"])
         for i in range(len(merged["values"])):
             _select(merged, i, {name: other.state[name][i] for name in RANKED}, k, distinct=True)
     return Part(merged, first.run, sorted(seen))
@@ -313,6 +395,14 @@ def all_merge(state: dict[str, Tensor], k: int) -> dict[str, Tensor]:
     merged = {name: state[name].clone() for name in SUMMED}
     for name in SUMMED:
         dist.all_reduce(merged[name])
+    for names, merge in ((("sample_keys", "sample_acts"), merge_samples), (("low_values", "low_keys"), merge_lowest)):
+        first, second = (state[name].clone() for name in names)
+        for other in range(world):  # every rank merges the same parts in the same order
+            parts = [torch.empty_like(state[name]) for name in names]
+            for part, name in zip(parts, names):
+                dist.broadcast(part.copy_(state[name]) if other == rank else part, src=other)
+            merge(first, second, *parts)
+        merged[names[0]], merged[names[1]] = first, second
     gathered = {}
     for name in ("values", "doc", "pos"):
         parts = [torch.empty_like(state[name]) for _ in range(world)]

@@ -11,7 +11,8 @@
 (function () {
   "use strict";
 
-  var NAME = /^L(\d+)N(\d+)$/;
+  // a neuron's name as typed: L3N50, l03n050 and the like (the address is set to L3N50)
+  var NAME = /^L0*(\d+)N0*(\d+)$/i;
   var HUE = "255, 127, 14";
   var shared = { index: null, indexFailed: false, chunks: {}, waiting: {}, views: [] };
 
@@ -56,6 +57,11 @@
     return "'" + token.replace(/\n/g, "\\n").replace(/\t/g, "\\t") + "'";
   }
 
+  function canonical(name) {
+    var match = NAME.exec(name);
+    return match ? "L" + Number(match[1]) + "N" + Number(match[2]) : null;
+  }
+
   function number(value, digits) {
     return value === null || value === undefined ? "n/a" : Number(value).toFixed(digits);
   }
@@ -88,6 +94,9 @@
       ".ns-token { border-radius: 2px; }",
       ".ns-focus { outline: 2px solid rgb(" + HUE + "); outline-offset: 1px; }",
       ".ns-after { opacity: .55; }",
+      ".ns-notice { margin: .4em 0 .8em; padding: .4em .6em; border-left: 3px solid rgb(" + HUE + "); background: rgba(" + HUE + ", .08); }",
+      ".ns-links a { margin-right: .8em; font-family: monospace; }",
+      ".ns-summary { margin: .2em 0; font-size: .9em; }",
       ".ns-scale { display: inline-block; width: 8em; height: .8em; vertical-align: middle; margin: 0 .3em; border: 1px solid rgba(128,128,128,.5);",
       "  background: linear-gradient(to right, rgba(" + HUE + ", 0), rgba(" + HUE + ", 1)); }",
     ].join("\n");
@@ -108,7 +117,7 @@
       node("button", { type: "button", class: "ns-previous", text: "\u2190 previous" }),
       node("button", { type: "button", class: "ns-next", text: "next \u2192" }),
     ]);
-    form.addEventListener("submit", function (event) { event.preventDefault(); self.go(self.input.value.trim().toUpperCase()); });
+    form.addEventListener("submit", function (event) { event.preventDefault(); self.go(self.input.value.trim()); });
     form.querySelector(".ns-previous").addEventListener("click", function () { self.step(-1); });
     form.querySelector(".ns-next").addEventListener("click", function () { self.step(1); });
     this.message = node("p", { class: "ns-message", text: "Loading the neuron index..." });
@@ -137,14 +146,29 @@
   };
 
   View.prototype.fromAddress = function () {
-    var hash = decodeURIComponent(window.location.hash.replace(/^#/, ""));
-    if (NAME.test(hash)) this.show(hash);
+    var hash = decodeURIComponent(window.location.hash.replace(/^#/, "")).trim();
+    var name = canonical(hash);
+    if (name && name !== hash) history.replaceState(null, "", "#" + name);  // the address names it one way
+    if (name) this.show(name);
+    else if (hash) this.refuse(hash);
     else if (!this.current) this.show(this.start || shared.index.featured[0].name);
   };
 
-  View.prototype.go = function (name) {
+  View.prototype.go = function (typed) {
+    var name = canonical(typed);
+    if (!name) { this.refuse(typed); return; }
     if (("#" + name) === window.location.hash) this.show(name);
     else window.location.hash = name;
+  };
+
+  View.prototype.refuse = function (text) {
+    // nothing of the previous neuron stays on screen under a message about another
+    this.current = null;
+    this.content.textContent = "";
+    this.input.value = text;
+    this.say((text ? "\u201c" + text + "\u201d is not a neuron name. " : "") +
+      "Write a neuron as L<layer>N<index>, e.g. L3N50: layer(s) " + shared.index.layers.join(", ") +
+      ", neurons 0-" + (shared.index.d_mlp - 1) + ".");
   };
 
   View.prototype.step = function (delta) {
@@ -162,10 +186,12 @@
     var index = shared.index;
     var match = NAME.exec(name);
     var self = this;
+    if (!match) { this.refuse(name); return; }
     this.input.value = name;
-    if (!match) { this.say(name + " is not a neuron name; write it as L<layer>N<index>, e.g. L3N50."); return; }
     var layer = Number(match[1]), n = Number(match[2]);
     if (index.layers.indexOf(layer) < 0 || n >= index.d_mlp) {
+      this.current = null;
+      this.content.textContent = "";
       this.say(name + " is not in this book's data: it holds neurons 0-" + (index.d_mlp - 1) + " of layer(s) " + index.layers.join(", ") + ".");
       return;
     }
@@ -192,47 +218,98 @@
     shared.waiting[key].push(render);
   };
 
+  // one example: its tokens on the neuron's scale (only the example's token coloured when the
+  // window's activations are not known), the example's token outlined, the ones after it faded
+  function exampleLine(meta, ids, acts, focus, value, top, tokens) {
+    var text = node("span", { class: "ns-text" });
+    ids.forEach(function (id, i) {
+      var act = acts ? acts[i] : (i === focus ? value : null);
+      var alpha = top > 0 && act !== null ? Math.max(0, Math.min(1, act / top)) : 0;
+      var classes = "ns-token" + (i === focus ? " ns-focus" : "") + (i > focus ? " ns-after" : "");
+      text.appendChild(node("span", {
+        class: classes, style: "background-color: rgba(" + HUE + ", " + alpha.toFixed(3) + ")",
+        title: shown(tokens[id]) + ": " + (act === null ? "not recorded" : number(act, 3)), text: tokens[id],
+      }));
+    });
+    return node("li", { class: "ns-example" }, [node("span", { class: "ns-meta", text: meta }), text]);
+  }
+
+  function counted(pairs, tokens) {
+    return pairs.map(function (p) { return shown(tokens[p[0]]) + " \u00d7" + p[1]; }).join(", ");
+  }
+
   View.prototype.render = function (layer, neuron, tokens) {
     var index = shared.index;
     var name = "L" + layer + "N" + neuron.n;
     var top = neuron.ex.length ? neuron.ex[0][0] : 0;
+    var dead = neuron.fires === 0;
     var target = shown(index.target);
-    this.content.textContent = "";
-    this.content.appendChild(node("h3", { class: "ns-title", text: name }));
-    this.content.appendChild(node("p", {
+    var content = this.content;
+    content.textContent = "";
+    content.appendChild(node("h3", { class: "ns-title", text: name }));
+    content.appendChild(node("p", {
       class: "ns-stats",
-      text: "Fires (activation > 0) on " + (100 * neuron.rate).toFixed(2) + "% of " + index.n_tokens.toLocaleString("en") +
-        " tokens; mean activation " + number(neuron.mean, 4) + "; largest " + number(top, 3) + ". Direct effect on " + target +
+      text: "Fires (activation > 0) on " + neuron.fires.toLocaleString("en") + " of " + index.n_tokens.toLocaleString("en") +
+        " tokens (" + (100 * neuron.rate).toFixed(2) + "%); mean activation " + number(neuron.mean, 4) + "; largest " + number(top, 3) +
+        ", lowest " + number(neuron.low[0], 3) + ". Direct effect on " + target +
         " (W_out[n] \u00b7 W_U[:, " + target + "]): " + number(neuron.target, 3) + ", rank " + neuron.target_rank.toLocaleString("en") +
         " of the model's " + index.n_neurons_model.toLocaleString("en") + " neurons.",
     }));
-    var row = node("div", { class: "ns-row" }, [this.histogram(neuron), this.logits(neuron, tokens)]);
-    this.content.appendChild(row);
-    this.content.appendChild(node("h4", { text: "Top " + neuron.ex.length + " examples, at most one per document" }));
+    if (dead) {
+      content.appendChild(node("p", { class: "ns-notice ns-dead", text: "Never fires on this corpus: its activation is at most " +
+        number(top, 3) + " on all " + index.n_tokens.toLocaleString("en") + " tokens of " + index.n_docs.toLocaleString("en") +
+        " documents, so it has no examples to show. A neuron can be dead on one corpus and alive on another." }));
+    } else if (neuron.rate < index.rare) {
+      content.appendChild(node("p", { class: "ns-notice ns-rare", text: "Fires rarely: on " + neuron.fires.toLocaleString("en") +
+        " token(s), under " + (100 * index.rare).toFixed(1) + "% of the corpus; its examples are nearly all there is." }));
+    }
+    content.appendChild(node("div", { class: "ns-row" }, [this.histogram(neuron), this.logits(neuron, tokens)]));
+    var links = node("p", { class: "ns-links" }, [node("span", { text: "Most similar output direction (cosine of W_out rows, layer " + layer + "): " })]);
+    neuron.nb.forEach(function (pair) {
+      var other = "L" + layer + "N" + pair[0];
+      var link = node("a", { href: "#" + other, text: other + " " + number(pair[1], 2) });
+      links.appendChild(link);
+    });
+    content.appendChild(links);
+    if (index.corr) {
+      var together = node("p", { class: "ns-links ns-together" }, [node("span", { text: "Fires together with (correlation of activations over " +
+        index.corr.n_tokens.toLocaleString("en") + " tokens, " + index.corr.scope + "): " })]);
+      neuron.corr.forEach(function (pair) { together.appendChild(node("a", { href: "#" + pair[0], text: pair[0] + " " + number(pair[1], 2) })); });
+      if (!neuron.corr.length) together.appendChild(node("span", { text: "none (its activation never varies)" }));
+      content.appendChild(together);
+    }
+    if (dead) return;
+    content.appendChild(node("h4", { text: "Top " + neuron.ex.length + " examples, at most one per document" }));
+    if (neuron.at.length) {
+      content.appendChild(node("p", { class: "ns-summary ns-at", text: "They sit on " + counted(neuron.at, tokens) +
+        (neuron.next.length ? "; the token after them is " + counted(neuron.next, tokens) : "") + "." }));
+    }
     var legend = node("p", { class: "ns-meta" });
     legend.appendChild(document.createTextNode("activation: 0 or below"));
     legend.appendChild(node("span", { class: "ns-scale" }));
     legend.appendChild(document.createTextNode(number(top, 2) + " (this neuron's largest). The example's token is outlined; the " +
       index.context[1] + " tokens after it are faded. Hover a token for its activation."));
-    this.content.appendChild(legend);
+    content.appendChild(legend);
     var list = node("ol", { class: "ns-examples" });
-    neuron.ex.forEach(function (example) {
-      var value = example[0], doc = example[1], pos = example[2], focus = example[3], ids = example[4], acts = example[5];
-      var text = node("span", { class: "ns-text" });
-      ids.forEach(function (id, i) {
-        var act = acts[i];
-        var alpha = top > 0 && act !== null ? Math.max(0, Math.min(1, act / top)) : 0;
-        var classes = "ns-token" + (i === focus ? " ns-focus" : "") + (i > focus ? " ns-after" : "");
-        text.appendChild(node("span", {
-          class: classes, style: "background-color: rgba(" + HUE + ", " + alpha.toFixed(3) + ")",
-          title: shown(tokens[id]) + ": " + number(act, 3), text: tokens[id],
-        }));
-      });
-      list.appendChild(node("li", { class: "ns-example" }, [
-        node("span", { class: "ns-meta", text: number(value, 3) + " \u00b7 document " + doc + ", token " + pos }), text,
-      ]));
+    neuron.ex.forEach(function (e) {
+      list.appendChild(exampleLine(number(e[0], 3) + " \u00b7 document " + e[1] + ", token " + e[2], e[4], e[5], e[3], e[0], top, tokens));
     });
-    this.content.appendChild(list);
+    content.appendChild(list);
+    content.appendChild(node("h4", { text: "Across its firing range" }));
+    content.appendChild(node("p", { class: "ns-meta", text: "One token drawn at random (the same in every run) from each band of the tokens " +
+      "where it fires, the bands cut at quantiles of their activation (to the nearest histogram bin). Only the drawn token is " +
+      "coloured: the pass keeps the activations of the top examples' windows alone." }));
+    var bands = node("ul", { class: "ns-examples ns-bands" });
+    neuron.bands.forEach(function (b) {
+      bands.appendChild(exampleLine(index.bands[b[0]] + " of its firing tokens (" + b[1].toLocaleString("en") + " tokens) \u00b7 " +
+        number(b[2], 3) + " \u00b7 document " + b[3] + ", token " + b[4], b[6], null, b[5], b[2], top, tokens));
+    });
+    content.appendChild(bands);
+    content.appendChild(node("h4", { text: "Its lowest activation" }));
+    var low = neuron.low;
+    content.appendChild(node("ul", { class: "ns-examples ns-lowest" }, [
+      exampleLine(number(low[0], 3) + " \u00b7 document " + low[1] + ", token " + low[2], low[4], null, low[3], low[0], top, tokens),
+    ]));
   };
 
   View.prototype.histogram = function (neuron) {

@@ -217,7 +217,7 @@ def census_scatter(table: pd.DataFrame, kurtosis_min: float, highlight: dict[str
         if len(row):
             fig.add_scatter(x=row["skew"], y=row["kurtosis"], mode="markers",  # named in the legend, not on the plot
                             marker=dict(color="black", size=10, symbol=symbol), name=f"{neuron} ({label})",
-                            hovertemplate=f"{neuron}: skew %{x:.2f}, kurtosis %{y:.1f}<extra></extra>")
+                            hovertemplate=f"{neuron}: skew %{{x:.2f}}, kurtosis %{{y:.1f}}<extra></extra>")
     fig.update_yaxes(**LOG_AXIS, title="kurtosis of cos(W_U, w_out) over the vocabulary (log)")
     fig.update_xaxes(title="skew")
     fig.update_layout(title="Every neuron's cosine with the unembedding: skew and kurtosis", height=480,

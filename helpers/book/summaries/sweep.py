@@ -181,3 +181,29 @@ def resolve_models(page, models) -> tuple[list[str], str]:
     """The page's ``models`` knob for :data:`helpers.book.page.AUTO_KNOBS`: the model names."""
     names = sweep_names(models, page.context["model_name"])
     return names, ", ".join(names)
+
+
+def matches_table(matches: pd.DataFrame) -> pd.DataFrame:
+    """One row per ordered pair of models: the top neuron's best match in the other model by
+    activation correlation, beside the rotation null and the weights' logit-effect cosine."""
+    return pd.DataFrame([{
+        "model": r["model"], "its neuron": str(r["neuron"]), "matched in": r["other model"], "best match": str(r["its best match"]),
+        "correlation": f"{r['correlation']:.3f}", "rotation null": f"{r['rotation null']:.3f}",
+        "is the other's top neuron": "yes" if r["its best match"] == r["other's top neuron"] else "no",
+        "logit-effect cosine": f"{r['logit-effect cosine']:.2f}",
+    } for _, r in matches.iterrows()])
+
+
+def matches_phrase(matches: pd.DataFrame) -> str:
+    """Whether the models' top neurons have matches above the rotation null in the other
+    models, and whether those matches are the other models' own top neurons."""
+    if matches.empty:
+        return "No two measured models share a tokenizer, so no activations can be compared token by token."
+    n, above = len(matches), int(matches["above the null"].sum())
+    own = int((matches["its best match"] == matches["other's top neuron"]).sum())
+    tokens = int(matches["tokens"].iloc[0])
+    verdict = ("every model's top neuron has a counterpart in every other" if above == n else
+               "no model's top neuron has a counterpart above the null" if above == 0 else
+               f"the top neuron has a counterpart above the null in {above} of the {n} pairs")
+    return (f"Over {tokens:,} tokens, {verdict}: its best-matching neuron correlates with it more than any randomly rotated "
+            f"neuron does. In {own} of the {n} pairs that match is the other model's own top neuron, the one patching chose there.")

@@ -40,6 +40,7 @@ from benchmarks.common import PeakMemory, Row, release_freed_memory
 from helpers.core.models import GPT2_LARGE_SHAPE, random_model
 from helpers.core.hooks import mlp_post, run_until
 from helpers.scan.batching import padded_batches, plan_prompts
+from helpers.scan.correlation import activation_correlations
 from helpers.scan.neuroscope import neuroscope
 
 N_LAYERS = 4
@@ -91,7 +92,12 @@ def run() -> list[Row]:
     per_neuron = kept["state"] / kept["neurons"]
     layer_forward, layer_statistics, unembedding = stop / N_LAYERS, (scope - stop) / N_LAYERS, base - stop
     estimate = 36 * (layer_forward + layer_statistics) / (36 * layer_forward + unembedding)
-    return [
+    # the fire-together neighbours: a separate streaming pass, one layer (GPT-2 Large's browser scope)
+    release_freed_memory()
+    with PeakMemory() as correlation_memory:
+        (together, together_cpu) = timed(lambda: activation_correlations(model, docs, [N_LAYERS - 1], batch_size=2, max_tokens=256, cache=None))
+    products = model.cfg.d_mlp**2 * 8
+    rows = [
         Row(
             f"every neuron ({kept['neurons']:,}), {N_LAYERS} layers, {N_DOCS // 2}x(2x256)", "bare forward, same batches", base, scope,
             f"pass/forward wall {scope / base:.2f}x, CPU {scope_cpu / base_cpu:.2f}x (target <= 1.5x); {n_tokens / scope:,.0f} tok/s; "
@@ -107,4 +113,10 @@ def run() -> list[Row]:
             f"{per_neuron * GPT2_LARGE_NEURONS / 1e9:.2f} GB for GPT-2 Large's {GPT2_LARGE_NEURONS:,}; "
             f"resident growth {pass_memory.peak_gb:+.2f} GB (bare forward {base_memory.peak_gb:+.2f} GB)",
         ),
+        Row(
+            f"activation correlations, 1 layer ({model.cfg.d_mlp:,} neurons), same documents", "bare forward, same batches", base, together,
+            f"correlations/forward wall {together / base:.2f}x, CPU {together_cpu / base_cpu:.2f}x; products {products / 1e9:.2f} GB per layer "
+            f"({36 * products / 1e9:.1f} GB for 36 layers); resident growth {correlation_memory.peak_gb:+.2f} GB",
+        ),
     ]
+    return rows

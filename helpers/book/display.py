@@ -171,16 +171,24 @@ def as_cell(value) -> str:
 
 
 INTERVAL_CELL = re.compile(r"-?[\d.,]+ \[-?[\d.,]+, -?[\d.,]+\]")
+NO_BREAK = "\u00a0"
+
+
+def _cell(value, precision: int = 3):
+    """A float at ``precision`` digits, never "-0.000" (a tiny negative number rounds to plain
+    0); an interval cell, "0.107 [0.104, 0.111]", breaks at most once, before its bracket."""
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), f"z.{precision}f")
+    if isinstance(value, str) and INTERVAL_CELL.fullmatch(value):
+        return value.replace(", ", "," + NO_BREAK)
+    return value
 
 
 def show_table(frame: pd.DataFrame, caption: str = "", precision: int = 3, index: bool = False) -> None:
     """A table without its index (unless ``index``), numbers at ``precision`` digits, and
     headers in words (``n_tokens`` is shown as "n tokens")."""
     frame = frame.rename(columns=lambda c: c.replace("_", " ") if isinstance(c, str) else c)
-    # floats at ``precision`` digits, never "-0.000": a tiny negative number rounds to plain 0
-    style = frame.style.format(lambda v: format(float(v), f"z.{precision}f") if isinstance(v, (float, np.floating)) else v)
-    # an interval cell, "0.107 [0.104, 0.111]", stays on one line
-    style = style.map(lambda v: "white-space: nowrap" if isinstance(v, str) and INTERVAL_CELL.fullmatch(v) else "")
+    style = frame.style.format(lambda v: _cell(v, precision))
     if not index:
         style = style.hide(axis="index")
     if caption:

@@ -209,6 +209,8 @@ CHECK_NEURON_BROWSER = """() => {
     lowest: root.querySelectorAll('.ns-lowest .ns-example').length,
     neighbours: Array.from(root.querySelectorAll('.ns-links:not(.ns-together) a')).map(a => a.getAttribute('href')),
     together: Array.from(root.querySelectorAll('.ns-together a')).map(a => a.getAttribute('href')),
+    sits: Array.from(root.querySelectorAll('.ns-sit a')).map(a => a.textContent),
+    writes: Array.from(root.querySelectorAll('.ns-write a')).map(a => a.textContent),
     summary: (root.querySelector('.ns-at') || {}).textContent || '',
     input: (root.querySelector('input') || {}).value || '',
     hash: window.location.hash,

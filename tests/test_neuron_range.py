@@ -183,3 +183,29 @@ def test_matched_neurons_equal_numpy_and_a_model_matches_itself(model, docs):
     assert itself.of("L1N3")[0] == Neuron(1, 3)
     one = match_neurons(model, other, docs, [Neuron(1, 3)], rotations=2, seed=5, batch_size=3, max_tokens=N_CTX)
     assert one.of("L1N3") == matches.of("L1N3") and len(one.r) == 1
+
+
+def test_neurons_on_tokens_counts_the_top_examples_tokens(scanned):
+    from helpers.scan.neuron_range import neurons_on_tokens
+
+    token, neuron, count = neurons_on_tokens(scanned, k=3)
+    before = scanned.params["context"][0]
+    expected = {}
+    for flat in range(len(scanned.layers) * scanned.d_mlp):
+        i, n = divmod(flat, scanned.d_mlp)
+        for value, window in zip(scanned.tensors["values"][i, n].tolist(), scanned.tensors["window_tokens"][i, n].tolist()):
+            if value != -float("inf") and window[before] >= 0:
+                expected.setdefault(window[before], {}).setdefault(flat, 0)
+                expected[window[before]][flat] += 1
+    want = [(t, f, c) for t in sorted(expected) for f, c in sorted(expected[t].items(), key=lambda fc: (-fc[1], fc[0]))[:3]]
+    assert list(zip(token.tolist(), neuron.tolist(), count.tolist())) == want
+
+
+def test_writers_of_tokens_equal_the_whole_product():
+    from helpers.scan.neuron_range import writers_of_tokens
+
+    gen = torch.Generator().manual_seed(1)
+    W_out, W_U = torch.randn(50, 8, generator=gen), torch.randn(8, 30, generator=gen)
+    values, neurons = writers_of_tokens(W_out, W_U, k=4, block=7)
+    want = (W_out @ W_U).topk(4, dim=0)
+    assert torch.equal(neurons, want.indices) and torch.allclose(values, want.values)

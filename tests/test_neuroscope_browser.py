@@ -18,7 +18,7 @@ from helpers.book.neuroscope import (
 from helpers.core.models import random_model, single_token
 from helpers.core.names import Neuron
 from helpers.scan.correlation import activation_correlations
-from helpers.scan.neuron_range import band_samples, output_neighbours, sample_windows, top_token_counts
+from helpers.scan.neuron_range import band_samples, neurons_on_tokens, output_neighbours, sample_windows, top_token_counts
 from helpers.scan.neuroscope import neuroscope
 from support import mlp_parameters
 from helpers.toy.corpus import documents
@@ -62,7 +62,17 @@ def test_data_files_hold_the_pass(model, site):
     folder = root / "_static" / "neuroscope"
     index = registered(folder / "index.js", "neuroscopeIndex")
     assert index["run"] == result.run_id == published.run_id and index["layers"] == [0, 1] and index["chunk"] == 16
-    assert published.n_files == 2 + 2 * 128 // 16 and (folder / "neuroscope.js").exists()
+    n_vocab = model.cfg.d_vocab
+    assert published.n_files == 3 + 2 * 128 // 16 + -(-n_vocab // 1024) and (folder / "neuroscope.js").exists()
+    # the search by token: the neurons whose top examples sit on it, and those that write it most
+    an = single_token(model, " an")
+    entry = registered(folder / "tokens" / f"{an // 1024 * 1024:06d}.js", "neuroscopeTokens")["entries"][str(an)]
+    token, neuron, count = neurons_on_tokens(result, 5)
+    names = lambda flat: f"L{flat // 128}N{flat % 128}"  # noqa: E731
+    assert entry["at"] == [[names(n), c] for t, n, c in zip(token.tolist(), neuron.tolist(), count.tolist()) if t == an]
+    effect = (model.W_out.reshape(-1, model.cfg.d_model).float() @ model.W_U.float()[:, an]).topk(5)
+    assert [w[0] for w in entry["w"]] == [names(n) for n in effect.indices.tolist()]
+    assert registered(folder / "vocab.js", "neuroscopeVocab")["tokens"][an] == " an"
     assert index["featured"][0] == {"name": "L1N5", "why": "the book's neuron"}
     chunk = registered(folder / "L1" / "00032.js", "neuroscopeChunk")
     entry = chunk["neurons"][40 - 32]
@@ -161,9 +171,10 @@ def test_browser_whole_range_dead_neuron_and_malformed_names(site):
     with serve(root) as url:
         report = browse_neurons(f"{url}/book/browser.html#L1N7", [
             ("address", f"L1N{busiest}"), ("address", str(DEAD)), ("type", "foo"), ("address", "#foo"), ("address", "l01n007"), ("type", "L9N1"),
+            ("type", "' an'"),
         ])
     assert report["problems"] == []
-    live, dead, typed_bad, address_bad, lowercase, outside = report["states"]
+    live, dead, typed_bad, address_bad, lowercase, outside, token = report["states"]
     assert live["title"] == f"L1N{busiest}" and live["bands"] == int(filled[busiest]) >= 2 and live["lowest"] == 1
     assert live["examples"] == K and live["notice"] == "" and "They sit on" in live["summary"]
     assert len(live["neighbours"]) == 5 and all(h.startswith("#L1N") for h in live["neighbours"]) and len(live["together"]) == 4
@@ -174,6 +185,10 @@ def test_browser_whole_range_dead_neuron_and_malformed_names(site):
         assert "is not a neuron name" in state["message"] and "L<layer>N<index>" in state["message"]
     assert lowercase["title"] == "L1N7" and lowercase["hash"] == "#L1N7", "the address is canonicalised"
     assert outside["title"] == "" and "not in this book's data" in outside["message"]
+    token_data = registered(root / "_static" / "neuroscope" / "tokens" / "000000.js", "neuroscopeTokens")["entries"]
+    an = next(t for t, tokens in enumerate(registered(root / "_static" / "neuroscope" / "vocab.js", "neuroscopeVocab")["tokens"]) if tokens == " an")
+    assert token["hash"] == f"#token={an}" and token["title"] == f"token ' an' (id {an})" and token["message"] == ""
+    assert token["sits"] == [f"{n} \u00d7{c}" for n, c in token_data[str(an)]["at"]] and len(token["writes"]) == 5
 
 
 def test_browser_layers_and_links(model):

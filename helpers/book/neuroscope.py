@@ -47,7 +47,8 @@ from helpers.core.models import GPT2_LARGE_SHAPE, single_token, vocabulary
 from helpers.core.names import Neuron
 from helpers.methods.congruence import output_weights, readout, token_congruence
 from helpers.scan.neuron_range import (
-    RARE, band_names, band_samples, pass_documents, firing_census, output_neighbours, sample_windows, top_token_counts,
+    RARE, band_names, band_samples, firing_census, neurons_on_tokens, output_neighbours, pass_documents, sample_windows, top_token_counts,
+    writers_of_tokens,
 )
 from helpers.scan.correlation import Correlations
 from helpers.scan.neuroscope import Neuroscope, key_place
@@ -202,6 +203,28 @@ def _neuron_record(result: Neuroscope, ranges: dict, shared: dict, layer_data: d
     }
 
 
+TOKEN_CHUNK = 1024  # tokens per file of the search by token
+
+
+def _write_token_index(folder: Path, result: Neuroscope, model, vocab: list[str], run: str) -> None:
+    """``vocab.js`` (every token's string, for looking a token up) and ``tokens/<first id>.js``:
+    per token, the recorded neurons whose top examples sit on it most and the ones that write
+    it most directly (``W_out[n] @ W_U[:, t]`` over the recorded layers)."""
+    (folder / "vocab.js").write_text(_script("neuroscopeVocab", {"run": run, "tokens": vocab}), encoding="utf-8")
+    name = lambda flat: str(Neuron(result.layers[flat // result.d_mlp], flat % result.d_mlp))  # noqa: E731
+    token, neuron, count = neurons_on_tokens(result, N_TOP_TOKENS)
+    sits: dict[int, list] = {}
+    for t, n, c in zip(token.tolist(), neuron.tolist(), count.tolist()):
+        sits.setdefault(t, []).append([name(n), c])
+    W_out = output_weights(model)[result.layers].reshape(-1, model.cfg.d_model)
+    values, writers = writers_of_tokens(W_out, readout(model, "W_U"), N_TOP_TOKENS, NEURON_BLOCK)
+    (folder / "tokens").mkdir()
+    for start in range(0, len(vocab), TOKEN_CHUNK):
+        ids = range(start, min(start + TOKEN_CHUNK, len(vocab)))
+        entries = {t: {"at": sits.get(t, []), "w": [[name(int(n)), round(float(v), 3)] for n, v in zip(writers[:, t], values[:, t])]} for t in ids}
+        (folder / "tokens" / f"{start:06d}.js").write_text(_script("neuroscopeTokens", {"run": run, "start": start, "entries": entries}), encoding="utf-8")
+
+
 def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | None = None, folder: Path | None = None, chunk: int = CHUNK,
                        documents: Sequence[str] | None = None, correlations: Correlations | None = None) -> Published:
     """Write the browser and every recorded neuron's data into ``folder`` (default: the
@@ -243,6 +266,7 @@ def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | Non
                 neurons = [_neuron_record(result, ranges, shared, layer_data, i, layer, n, used) for n in range(start, min(start + chunk, result.d_mlp))]
                 data = {"run": index["run"], "layer": layer, "start": start, "tokens": {token: vocab[token] for token in sorted(used)}, "neurons": neurons}
                 (tmp / f"L{layer}" / f"{start:05d}.js").write_text(_script("neuroscopeChunk", data), encoding="utf-8")
+        _write_token_index(tmp, result, model, vocab, index["run"])
         sizes = [p.stat().st_size for p in tmp.rglob("*") if p.is_file()]
     return Published(folder, index["run"], result.params["model"], result.layers, result.d_mlp, len(sizes), sum(sizes), featured)
 

@@ -149,3 +149,37 @@ def output_neighbours(W_out: Float[Tensor, "neuron d_model"], k: int = 5, block:
         top = cos.topk(min(k, len(unit) - 1), dim=1)
         parts.append((top.values, top.indices))
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def neurons_on_tokens(result: Neuroscope, k: int = 5) -> tuple[Int[Tensor, "entry"], Int[Tensor, "entry"], Int[Tensor, "entry"]]:
+    """For each token, the ``k`` recorded neurons whose top examples sit on it most often:
+    ``(token, neuron, examples)`` triples (neuron flat over the recorded layers), grouped by
+    token, most examples first (ties to the smaller neuron)."""
+    before = result.params["context"][0]
+    tokens = result.tensors["window_tokens"][..., before]  # [layer, neuron, k]
+    kept = torch.isfinite(result.tensors["values"]) & (tokens >= 0)
+    neuron = torch.arange(tokens.shape[0] * tokens.shape[1]).view(tokens.shape[:2])[..., None].expand(tokens.shape)[kept]
+    pairs, counts = torch.unique(torch.stack([tokens[kept].long(), neuron]), dim=1, return_counts=True)  # sorted by token, neuron
+    order = torch.from_numpy(np.lexsort((pairs[1].numpy(), -counts.numpy(), pairs[0].numpy())))  # token, then most examples
+    token, neuron, counts = pairs[0][order], pairs[1][order], counts[order]
+    first = torch.ones_like(token, dtype=torch.bool)
+    first[1:] = token[1:] != token[:-1]
+    starts = torch.cummax(torch.where(first, torch.arange(len(token)), 0), 0).values
+    rank = torch.arange(len(token)) - starts  # place within the token's group
+    keep = rank < k
+    return token[keep], neuron[keep], counts[keep]
+
+
+@torch.no_grad()
+def writers_of_tokens(W_out: Float[Tensor, "neuron d_model"], W_U: Float[Tensor, "d_model vocab"], k: int = 5, block: int = 1024) -> tuple[Float[Tensor, "k vocab"], Int[Tensor, "k vocab"]]:
+    """For every token, the ``k`` neurons (rows of ``W_out``) whose direct logit effect on it,
+    ``W_out[n] @ W_U[:, t]``, is largest: ``(values, neurons)``, a block of neurons at a time."""
+    best_values = torch.full((k, W_U.shape[1]), -float("inf"))
+    best = torch.full((k, W_U.shape[1]), -1, dtype=torch.long)
+    for start in range(0, len(W_out), block):
+        effect = W_out[start:start + block].float() @ W_U.float()  # [block, vocab]
+        values = torch.cat([best_values, effect])
+        ids = torch.cat([best, torch.arange(start, start + len(effect))[:, None].expand(effect.shape)])
+        top = values.topk(k, dim=0)
+        best_values, best = top.values, ids.gather(0, top.indices)
+    return best_values, best

@@ -14,7 +14,8 @@
   // a neuron's name as typed: L3N50, l03n050 and the like (the address is set to L3N50)
   var NAME = /^L0*(\d+)N0*(\d+)$/i;
   var HUE = "255, 127, 14";
-  var shared = { index: null, indexFailed: false, chunks: {}, waiting: {}, views: [] };
+  var shared = { index: null, indexFailed: false, chunks: {}, waiting: {}, views: [], vocab: null, tokenChunks: {} };
+  var TOKEN_CHUNK = 1024;
 
   window.neuroscopeIndex = function (data) {
     shared.index = data;
@@ -27,6 +28,32 @@
     (shared.waiting[key] || []).forEach(function (done) { done(null); });
     delete shared.waiting[key];
   };
+
+  window.neuroscopeVocab = function (data) {
+    shared.vocab = data;
+    (shared.waiting.vocab || []).forEach(function (done) { done(null); });
+    delete shared.waiting.vocab;
+  };
+
+  window.neuroscopeTokens = function (data) {
+    var key = "tokens/" + data.start;
+    shared.tokenChunks[data.start] = data;
+    (shared.waiting[key] || []).forEach(function (done) { done(null); });
+    delete shared.waiting[key];
+  };
+
+  // load a data file once, calling done(error) when it has registered itself
+  function need(key, url, ready, done) {
+    if (ready()) { done(null); return; }
+    if (!shared.waiting[key]) {
+      shared.waiting[key] = [];
+      loadScript(url, function () {
+        (shared.waiting[key] || []).forEach(function (d) { d("Could not load " + url + "; execute this page again."); });
+        delete shared.waiting[key];
+      });
+    }
+    shared.waiting[key].push(done);
+  }
 
   function node(tag, attributes, children) {
     var element = document.createElement(tag);
@@ -73,7 +100,7 @@
       ".neuroscope { margin: 1em 0 2em; color: #1f2328; }",
       ".neuroscope form { display: flex; gap: .5em; align-items: center; flex-wrap: wrap; margin-bottom: .5em; }",
       ".neuroscope input, .neuroscope button { color: #1f2328; background: #fff; border: 1px solid #999; border-radius: 3px; }",
-      ".neuroscope input { font-family: monospace; width: 9em; padding: .2em .4em; }",
+      ".neuroscope input { font-family: monospace; width: 12em; padding: .2em .4em; }",
       ".neuroscope button { padding: .15em .7em; cursor: pointer; }",
       ".neuroscope button:hover { background: #eee; }",
       // the theme colours headings itself (light in the dark theme): the box stays light, so they stay dark
@@ -110,9 +137,9 @@
     this.start = root.getAttribute("data-start");
     this.current = null;
     var self = this;
-    this.input = node("input", { type: "text", "aria-label": "neuron", placeholder: "L3N50", spellcheck: "false" });
+    this.input = node("input", { type: "text", "aria-label": "neuron or token", placeholder: "L3N50 or ' an'", spellcheck: "false" });
     var form = node("form", { class: "ns-form" }, [
-      node("label", { text: "Neuron " }), this.input,
+      node("label", { text: "Neuron or token " }), this.input,
       node("button", { type: "submit", text: "Show" }),
       node("button", { type: "button", class: "ns-previous", text: "\u2190 previous" }),
       node("button", { type: "button", class: "ns-next", text: "next \u2192" }),
@@ -147,6 +174,8 @@
 
   View.prototype.fromAddress = function () {
     var hash = decodeURIComponent(window.location.hash.replace(/^#/, "")).trim();
+    var token = /^token=(\d+)$/.exec(hash);
+    if (token) { this.showToken(Number(token[1])); return; }
     var name = canonical(hash);
     if (name && name !== hash) history.replaceState(null, "", "#" + name);  // the address names it one way
     if (name) this.show(name);
@@ -156,7 +185,7 @@
 
   View.prototype.go = function (typed) {
     var name = canonical(typed);
-    if (!name) { this.refuse(typed); return; }
+    if (!name) { this.findToken(typed); return; }
     if (("#" + name) === window.location.hash) this.show(name);
     else window.location.hash = name;
   };
@@ -166,9 +195,57 @@
     this.current = null;
     this.content.textContent = "";
     this.input.value = text;
-    this.say((text ? "\u201c" + text + "\u201d is not a neuron name. " : "") +
+    this.say((text ? "\u201c" + text + "\u201d is not a neuron name nor a token of this model's vocabulary. " : "") +
       "Write a neuron as L<layer>N<index>, e.g. L3N50: layer(s) " + shared.index.layers.join(", ") +
-      ", neurons 0-" + (shared.index.d_mlp - 1) + ".");
+      ", neurons 0-" + (shared.index.d_mlp - 1) + "; or a token, e.g. ' an' (in quotes to keep its leading space).");
+  };
+
+  // a typed token: as written, without the quotes around it, or with a leading space
+  View.prototype.findToken = function (typed) {
+    var self = this;
+    var base = this.base;
+    need("vocab", base + "vocab.js", function () { return shared.vocab; }, function (error) {
+      if (error) { self.say(error); return; }
+      var tokens = shared.vocab.tokens;
+      var unquoted = typed.replace(/^(['"])(.*)\1$/, "$2");
+      var tries = [unquoted, " " + unquoted];
+      for (var i = 0; i < tries.length; i++) {
+        var id = tokens.indexOf(tries[i]);
+        if (id >= 0 && tries[i].length) { window.location.hash = "token=" + id; return; }
+      }
+      self.refuse(typed);
+    });
+  };
+
+  View.prototype.showToken = function (id) {
+    var self = this;
+    var start = Math.floor(id / TOKEN_CHUNK) * TOKEN_CHUNK;
+    var url = this.base + "tokens/" + String(start).padStart(6, "0") + ".js";
+    need("vocab", this.base + "vocab.js", function () { return shared.vocab; }, function (error) {
+      if (error) { self.say(error); return; }
+      if (!(id < shared.vocab.tokens.length)) { self.refuse("token=" + id); return; }
+      need("tokens/" + start, url, function () { return shared.tokenChunks[start]; }, function (error2) {
+        if (error2) { self.say(error2); return; }
+        var entry = shared.tokenChunks[start].entries[id];
+        var token = shown(shared.vocab.tokens[id]);
+        self.current = null;
+        self.say("");
+        self.input.value = token;
+        var content = self.content;
+        content.textContent = "";
+        content.appendChild(node("h3", { class: "ns-title ns-token-title", text: "token " + token + " (id " + id + ")" }));
+        var links = function (cls, label, pairs, format, none) {
+          var line = node("p", { class: "ns-links " + cls }, [node("span", { text: label })]);
+          pairs.forEach(function (pair) { line.appendChild(node("a", { href: "#" + pair[0], text: pair[0] + " " + format(pair[1]) })); });
+          if (!pairs.length) line.appendChild(node("span", { text: none }));
+          content.appendChild(line);
+        };
+        links("ns-sit", "Neurons whose top examples sit on it most (examples of " + shared.index.k + "): ", entry.at,
+          function (c) { return "\u00d7" + c; }, "none: it is in no neuron's top examples");
+        links("ns-write", "Neurons that write it most directly (W_out[n] \u00b7 W_U[:, " + token + "]): ", entry.w,
+          function (v) { return number(v, 3); }, "none");
+      });
+    });
   };
 
   View.prototype.step = function (delta) {

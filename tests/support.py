@@ -9,6 +9,8 @@ from helpers.core.names import Neuron
 from helpers.core.prompts import Contrast
 
 PLANTED = Neuron(2, 37)
+# the words of the small corpora the corpus-pass tests draw documents from
+WORDS = "the an apple a pear tree and picked old owl ran to an hour of it is egg".split()
 FIRE = 6.0  # pre-activation on the trigger; minus this on the corrupted word (GELU(-6) ~ 0)
 CLEAN = "I climbed up the pear tree and picked a pear. I climbed up the apple"
 CORRUPTED = "I climbed up the pear tree and picked a pear. I climbed up the lemon"

@@ -20,10 +20,10 @@ from helpers.scan.documents import DatasetUnavailable, load_documents
 from helpers.scan.forward import neuron_activations, random_token_activations
 from helpers.scan.statistics import always_top_above, correlation_table, prediction_counts, random_document, top_prediction_curve, wilson_interval
 from helpers.scan.store import ScanMismatch, _merge_topk, _topk, open_scan, scan
+from support import WORDS
 
 N_CTX = 16
 NEURONS = ["L1N3", "L0N7", "L1N40"]
-WORDS = "the an apple a pear tree and picked old owl ran to an hour of it is egg".split()
 
 
 @pytest.fixture(scope="module")

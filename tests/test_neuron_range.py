@@ -18,11 +18,11 @@ from helpers.scan.neuron_range import (
 )
 from helpers.scan.neuroscope import NO_SAMPLE, bucket_constants, check_bins, neuroscope
 from helpers.scan.neuroscope_state import sample_keys
+from support import WORDS
 
 N_CTX = 16
 CONTEXT = (3, 2)
 BINS = (-0.1, 0.8, 9)
-WORDS = "the an apple a pear tree and picked old owl ran to an hour of it is egg".split()
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,9 @@ from helpers.scan.neuroscope import (
 from helpers.scan.neuroscope_state import NO_SAMPLE, _count, key_place, sample_keys
 from helpers.core.cache import load_checked
 from helpers.scan.store import ScanMismatch
+from support import WORDS
 
 N_CTX = 16
-WORDS = "the an apple a pear tree and picked old owl ran to an hour of it is egg".split()
 K = 5
 CONTEXT = (3, 2)
 # coarse bins, so that a few activations land in each
@@ -197,7 +197,8 @@ def test_histogram_matches_torch_histogram():
     acts[0, 0] = math.nan
     state = empty_state(1, 3, 2, n_bins + 2, 1)
     keys = torch.randperm(len(acts), generator=gen) * 7 + 3  # planted keys, no two alike
-    _count(state, 0, acts, keys, bucket_constants((low, high, n_bins)), has_nan=True)
+    order = keys.argsort()  # _count takes the rows in key order
+    _count(state, 0, acts[order], keys[order], bucket_constants((low, high, n_bins)), has_nan=True)
     buckets = bucket_of(acts, *bucket_constants((low, high, n_bins)))
     for n in range(3):
         for b in range(n_bins + 2):  # each bucket's sample: its token with the smallest key
@@ -209,6 +210,8 @@ def test_histogram_matches_torch_histogram():
             else:
                 assert state["sample_keys"][0, n, b] == NO_SAMPLE and state["sample_acts"][0, n, b].isnan()
         column = acts[:, n][~torch.isnan(acts[:, n])]
+        lowest = acts[:, n].nan_to_num(nan=math.inf)
+        assert state["low_values"][0, n] == lowest.min() and state["low_keys"][0, n] == keys[lowest == lowest.min()].min()
         got = state["histogram"][0, n]
         assert got[1:-1].tolist() == torch.histogram(column.double(), bins=edges).hist.long().tolist()
         assert got[0] == (column < low).sum() and got[-1] == (column >= high).sum() + int(n == 0)

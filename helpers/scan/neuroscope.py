@@ -499,6 +499,8 @@ def _fold_shard(model, docs: list[str], first_doc: int, layers: list[int], state
         for tokens, real, rows in padded_batches(plan, opts["batch_size"], opts["bos"]):
             head = rows[:, 0]
             docs_here = doc_of[head]
+            keys = sample_keys(doc_of[rows[real]], pos_of[rows[real]])  # the real tokens, row-major
+            order = keys.argsort()
             current[:] = [Batch(
                 tokens=tokens[:, 1:].to(device=device, dtype=torch.int32),
                 real=real.to(device),
@@ -507,7 +509,8 @@ def _fold_shard(model, docs: list[str], first_doc: int, layers: list[int], state
                 doc=docs_here.to(device=device, dtype=torch.int32),
                 first_pos=pos_of[head].to(device=device, dtype=torch.int32),
                 repeats=len(set(docs_here.tolist())) < len(docs_here),
-                keys=sample_keys(doc_of[rows], pos_of[rows]).masked_fill(~real, NO_SAMPLE).to(device),
+                order=order.to(device),
+                sorted_keys=keys[order].to(device),
             )]
             found.clear()
             run_until(model, tokens.to(device), mlp_post(layers[-1]), hooks)

@@ -169,7 +169,8 @@ class Batch:
     doc: Int[Tensor, "batch"]  # document of each prompt
     first_pos: Int[Tensor, "batch"]  # position in its document of each prompt's first token
     repeats: bool  # whether a document has several prompts in the batch
-    keys: Int[Tensor, "batch pos"]  # each token's sample key (NO_SAMPLE at padding)
+    order: Int[Tensor, "token"]  # the real tokens (row-major) in ascending order of their sample keys
+    sorted_keys: Int[Tensor, "token"]  # their keys, in that order
 
 
 def bucket_of(x: Float[Tensor, "..."], scale: float, shift: float, n_bins: int, has_nan: bool = True) -> Int[Tensor, "..."]:
@@ -192,30 +193,40 @@ def bucket_constants(bins: tuple[float, float, int]) -> tuple[float, float, int]
     return scale, float(torch.tensor(1 - low * scale, dtype=torch.float32)), n_bins
 
 
-def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "... neuron"], keys: Int[Tensor, "..."], bins: tuple[float, float, int], has_nan: bool) -> None:
-    """Add the tokens ``x`` (any leading shape, ``keys`` the same without the neuron) of layer
-    ``i`` to its histogram, firing counts, sums and bucket samples; ``bins`` is ``(scale,
-    shift, n_bins)`` from :func:`bucket_constants`."""
-    d_mlp = x.shape[-1]
+def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "token neuron"], keys: Int[Tensor, "token"], bins: tuple[float, float, int], has_nan: bool) -> None:
+    """Add the tokens ``x`` of layer ``i``, their rows in ascending order of their sample
+    ``keys``, to its histogram, firing counts, sums, bucket samples and lowest activations;
+    ``bins`` is ``(scale, shift, n_bins)`` from :func:`bucket_constants`.
+
+    With the rows in key order, a bucket's sample is the first row that lands in it (a
+    minimum of row numbers, int32) and a neuron's lowest activation the first row that has
+    it, so no key is compared per token and neuron."""
+    n_tokens, d_mlp = x.shape
     n_buckets = state["histogram"].shape[2]
-    dims = tuple(range(x.dim() - 1))
-    state["fires"][i] += (x > 0).sum(dims)
-    total = torch.nansum(x, dims, dtype=torch.float64) if has_nan else x.sum(dims, dtype=torch.float64)
+    state["fires"][i] += (x > 0).sum(0)
+    total = torch.nansum(x, 0, dtype=torch.float64) if has_nan else x.sum(0, dtype=torch.float64)
     state["sums"][i] += torch.round(total * SUM_UNIT).long()
     offsets = torch.arange(d_mlp, dtype=torch.int32, device=x.device) * n_buckets
     histogram = state["histogram"][i].view(-1)
-    samples, sample_acts = state["sample_keys"][i].view(-1), state["sample_acts"][i].view(-1)
-    rows = max(1, HISTOGRAM_CHUNK // x[0].numel())
-    for start in range(0, len(x), rows):
+    first = torch.full((d_mlp * n_buckets,), n_tokens, dtype=torch.int32, device=x.device)  # first row in each bucket
+    rows = max(1, HISTOGRAM_CHUNK // d_mlp)
+    for start in range(0, n_tokens, rows):
         chunk = x[start:start + rows]
         buckets = bucket_of(chunk, *bins, has_nan=has_nan)
         buckets += offsets
         flat = buckets.view(-1)
         histogram += torch.bincount(flat, minlength=d_mlp * n_buckets)
-        key = keys[start:start + rows, ..., None].expand(chunk.shape).reshape(-1)
-        samples.scatter_reduce_(0, flat, key, "amin")
-        won = samples[flat] == key  # the token now sampled in its bucket (keys never tie)
-        sample_acts[flat[won]] = chunk.reshape(-1)[won]
+        row = torch.arange(start, start + len(chunk), dtype=torch.int32, device=x.device)[:, None].expand(chunk.shape)
+        first.scatter_reduce_(0, flat, row.reshape(-1), "amin")
+    # every [neuron, bucket] cell at once: dense gathers are cheaper than picking the touched cells
+    first = first.view(d_mlp, n_buckets)
+    row = first.clamp(max=n_tokens - 1).long()
+    key = keys[row]
+    take = (first < n_tokens) & (key < state["sample_keys"][i])
+    state["sample_keys"][i] = torch.where(take, key, state["sample_keys"][i])
+    state["sample_acts"][i] = torch.where(take, x.gather(0, row.T).T, state["sample_acts"][i])
+    value, row = (x.nan_to_num(nan=math.inf) if has_nan else x).min(0)  # the first row of a tie: the smallest key
+    merge_lowest(state["low_values"][i], state["low_keys"][i], value, keys[row].masked_fill(value == math.inf, NO_SAMPLE))
 
 
 def fold_layer(
@@ -239,8 +250,8 @@ def fold_layer(
         log.warning("layer %d: %d NaN activations; they never enter the top lists, and count in the histogram's last bucket",
                     layer, int(torch.isnan(a[batch.real]).sum()))
         best, where = ranked.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf).max(dim=1)
-    _count(state, i, a if batch.all_real else a[batch.real], batch.keys if batch.all_real else batch.keys[batch.real], bins, has_nan)
-    _lowest(state, i, a, batch, has_nan)
+    real = a.reshape(-1, d_mlp) if batch.all_real else a[batch.real]
+    _count(state, i, real[batch.order], batch.sorted_keys, bins, has_nan)
     # the weakest slot of each neuron (-inf while one is empty): nothing below it can enter
     neuron, prompt = (best.T >= state["values"][i].amin(1, keepdim=True)).nonzero(as_tuple=True)
     where = where[prompt, neuron]
@@ -255,18 +266,6 @@ def fold_layer(
         "window_acts": a[prompt[:, None], at, neuron[:, None]].masked_fill(~inside, math.nan),
         "window_tokens": batch.tokens[prompt[:, None], at].masked_fill(~inside, -1),
     }
-
-
-def _lowest(state: dict[str, Tensor], i: int, a: Float[Tensor, "batch pos neuron"], batch: Batch, has_nan: bool) -> None:
-    """Fold the batch's lowest activation per neuron (NaN and padding never count) into layer
-    ``i``'s, ties to the smaller key."""
-    lowest = a if batch.all_real else a.masked_fill(~batch.real[..., None], math.inf)
-    if has_nan:
-        lowest = lowest.nan_to_num(nan=math.inf)
-    lowest = lowest.reshape(-1, a.shape[-1])  # [tokens, neuron]
-    value = lowest.amin(0)
-    key = torch.where(lowest == value, batch.keys.reshape(-1, 1), NO_SAMPLE).amin(0)
-    merge_lowest(state["low_values"][i], state["low_keys"][i], value, key)
 
 
 def merge_lowest(values: Tensor, keys: Tensor, other_values: Tensor, other_keys: Tensor) -> None:

@@ -280,4 +280,6 @@ def test_the_matches_phrase_follows_the_counts():
     assert "no model's top neuron has a counterpart above the null" in matches_phrase(frame(False, False))
     assert "In 1 of the 2 pairs" in matches_phrase(frame(False, False))
     assert matches_table(frame(True, False))["is the other's top neuron"].tolist() == ["no", "yes"]
+    unstable = matches_table(frame(True, False).assign(stability=[0.5, 0.95]))["its neuron"].tolist()
+    assert unstable == ["unstable: L1N2 in 50% of resamples", "L0N3 (95% of resamples)"], "an unstable choice is marked as on the other tables"
     assert "share a tokenizer" in matches_phrase(pd.DataFrame())

@@ -182,7 +182,7 @@ def sweep_matches(
                            lambda m: ({"neurons": m.neurons, "best": m.best, "r": m.r, "null": m.null}, dict(d_mlp_a=m.d_mlp_a, d_mlp_b=m.d_mlp_b, n_tokens=m.n_tokens)),
                            lambda tensors, record: Matches(**tensors, **record))
             other, r, null = match.of(neuron)
-            rows.append({"model": a, "neuron": neuron, "other model": b, "its best match": other, "correlation": r, "rotation null": null,
+            rows.append({"model": a, "neuron": neuron, "stability": measured.loc[a].get("stability"), "other model": b, "its best match": other, "correlation": r, "rotation null": null,
                          "above the null": bool(r > null), "other's top neuron": Neuron.of(measured.loc[b, "neuron"]),
                          "logit-effect cosine": float(similarity.loc[a, b]), "tokens": match.n_tokens})
     return pd.DataFrame(rows)

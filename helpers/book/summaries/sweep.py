@@ -187,7 +187,8 @@ def matches_table(matches: pd.DataFrame) -> pd.DataFrame:
     """One row per ordered pair of models: the top neuron's best match in the other model by
     activation correlation, beside the rotation null and the weights' logit-effect cosine."""
     return pd.DataFrame([{
-        "model": r["model"], "its neuron": str(r["neuron"]), "matched in": r["other model"], "best match": str(r["its best match"]),
+        "model": r["model"], "its neuron": neuron_cell(str(r["neuron"]), r.get("stability")), "matched in": r["other model"],
+        "best match": str(r["its best match"]),
         "correlation": f"{r['correlation']:.3f}", "rotation null": f"{r['rotation null']:.3f}",
         "is the other's top neuron": "yes" if r["its best match"] == r["other's top neuron"] else "no",
         "logit-effect cosine": f"{r['logit-effect cosine']:.2f}",

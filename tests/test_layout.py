@@ -156,3 +156,9 @@ def test_one_signed_colour_convention():
         assert "reversescale" not in text, f"{path.relative_to(ROOT)} reverses the signed scale"
         if path.name != "common.py":
             assert '"RdBu"' not in text, f"{path.relative_to(ROOT)} names its own signed scale; use SIGNED_SCALE"
+
+
+def test_no_module_passes_500_lines():
+    """A module that grows past 500 lines is doing two jobs: split it along its seam."""
+    long = {str(path.relative_to(ROOT)): n for path in (ROOT / "helpers").rglob("*.py") if (n := len(path.read_text().splitlines())) > 500}
+    assert not long, long

@@ -16,7 +16,8 @@ from helpers.scan.neuron_range import (
     BAND_QUANTILES, band_names, band_samples, pass_documents, firing_buckets, firing_census, output_neighbours, sample_windows,
     top_token_counts,
 )
-from helpers.scan.neuroscope import NO_SAMPLE, bucket_constants, check_bins, neuroscope
+from helpers.scan.neuroscope import bucket_constants, check_bins, neuroscope
+from helpers.scan.neuroscope_state import NO_SAMPLE
 from helpers.scan.neuroscope_state import sample_keys
 from support import WORDS
 

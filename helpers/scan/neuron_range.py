@@ -23,7 +23,8 @@ from torch import Tensor
 
 from helpers.scan.batching import plan_prompts
 from helpers.scan.identity import docs_digest
-from helpers.scan.neuroscope import NO_SAMPLE, Neuroscope, key_place
+from helpers.scan.neuroscope import Neuroscope
+from helpers.scan.neuroscope_state import NO_SAMPLE, key_place
 
 # quantiles of a neuron's firing tokens that bound its bands: the lower half, then 50-80%,
 # 80-95%, 95-99% and the top 1%

@@ -17,10 +17,8 @@ records, for every neuron of the chosen MLP layers (all by default), over a corp
   value within float32 rounding of an edge may fall on either side of it) and clipped to
   bucket 0 below ``low`` and bucket ``n + 1`` from ``high`` up (NaN too): ``n + 2`` buckets;
 - how often it fires (activation > 0) and its mean activation;
-- one token sampled from each histogram bucket, pseudo-randomly but the same in any run
-  (with its activation; its window is read back from the documents), so that examples can
-  be shown from the whole range of the activation and not only its top; and the token with
-  its lowest activation.
+- one token sampled from each histogram bucket (pseudo-randomly, the same in any run) with its
+  activation, and the token with its lowest activation: examples from the whole range.
 
 Memory is bounded by the state, whatever the corpus: ``k`` examples with their windows, a
 histogram and two counters per neuron. The ``tokens x neurons`` matrix is never held: inside
@@ -60,7 +58,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -81,9 +78,9 @@ from helpers.scan.batching import padded_batches, plan_prompts
 from helpers.scan.documents import load_documents
 from helpers.scan.identity import differences, folder_slug, params_digest, run_identity
 from helpers.scan.neuroscope_cli import main, parse_layers  # noqa: F401 (the command line, python -m helpers.scan.neuroscope)
-# the state algebra; bucket_of, merge_states and top_per_document are re-exported for callers
+# the state algebra; bucket_of, check_bins, merge_states and top_per_document are re-exported for callers
 from helpers.scan.neuroscope_state import (  # noqa: F401
-    MAX_PLACE, NO_SAMPLE, SUM_UNIT, Batch, Part, all_merge, bucket_constants, bucket_of, empty_state, fold_layer, key_place, merge_candidates,
+    MAX_PLACE, SUM_UNIT, Batch, Part, all_merge, bucket_constants, bucket_of, check_bins, empty_state, fold_layer, key_place, merge_candidates,
     merge_states, sample_keys, sort_state, top_per_document,
 )
 from helpers.scan.store import ScanMismatch
@@ -259,16 +256,6 @@ class Neuroscope:
         })
 
 
-    def samples(self, neuron: Neuron | str) -> pd.DataFrame:
-        """One token per non-empty histogram bucket, sampled (see the module docstring):
-        ``bucket``, ``doc``, ``pos``, ``activation``."""
-        i, n = self.where(neuron)
-        keys = self.tensors["sample_keys"][i, n]
-        filled = keys != NO_SAMPLE
-        doc, pos = key_place(keys[filled])
-        return pd.DataFrame({"bucket": torch.nonzero(filled).flatten().tolist(), "doc": doc.tolist(), "pos": pos.tolist(),
-                             "activation": self.tensors["sample_acts"][i, n][filled].tolist()})
-
     def lowest(self, neuron: Neuron | str) -> tuple[float, int, int]:
         """The neuron's lowest activation, and the document and position of the token with it."""
         i, n = self.where(neuron)
@@ -322,19 +309,6 @@ def rebuild_result(out_dir: Path, params: dict, run_id: str) -> dict[str, Tensor
 
 # ---------------------------------------------------------------------------------------
 # The pass
-
-
-def check_bins(bins: Sequence) -> tuple[float, float, int]:
-    """``(low, high, n)`` with low and high as float32 values, or a one-line error."""
-    try:
-        low, high, n_bins = bins
-    except (TypeError, ValueError):
-        low = high = n_bins = None
-    if (not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or isinstance(n_bins, bool) or not isinstance(n_bins, int)
-            or not math.isfinite(low) or not math.isfinite(high) or not low < high or n_bins < 1):
-        raise ValueError(f"bins must be (low, high, number of bins) with low < high finite and at least 1 bin, e.g. {BINS}; got {bins!r}")
-    low32, high32 = (float(v) for v in torch.tensor([low, high], dtype=torch.float32))
-    return low32, high32, n_bins
 
 
 def check_context(context: Sequence[int]) -> tuple[int, int]:

@@ -193,6 +193,19 @@ def bucket_constants(bins: tuple[float, float, int]) -> tuple[float, float, int]
     return scale, float(torch.tensor(1 - low * scale, dtype=torch.float32)), n_bins
 
 
+def check_bins(bins: Sequence) -> tuple[float, float, int]:
+    """``(low, high, n)`` with low and high as float32 values, or a one-line error."""
+    try:
+        low, high, n_bins = bins
+    except (TypeError, ValueError):
+        low = high = n_bins = None
+    if (not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or isinstance(n_bins, bool) or not isinstance(n_bins, int)
+            or not math.isfinite(low) or not math.isfinite(high) or not low < high or n_bins < 1):
+        raise ValueError(f"bins must be (low, high, number of bins) with low < high finite and at least 1 bin, e.g. (-0.2, 10.0, 102); got {bins!r}")
+    low32, high32 = (float(v) for v in torch.tensor([low, high], dtype=torch.float32))
+    return low32, high32, n_bins
+
+
 def _count(state: dict[str, Tensor], i: int, x: Float[Tensor, "token neuron"], keys: Int[Tensor, "token"], bins: tuple[float, float, int], has_nan: bool) -> None:
     """Add the tokens ``x`` of layer ``i``, their rows in ascending order of their sample
     ``keys``, to its histogram, firing counts, sums, bucket samples and lowest activations;

@@ -154,6 +154,7 @@ def test_activation_correlations_equal_numpy_corrcoef(model, docs, tmp_path):
             assert result.neurons[row].tolist() == want.tolist(), (scope, row)
             assert result.values[row].tolist() == pytest.approx(whole[row, want].tolist(), abs=1e-5)
     assert result.neighbours("L1N2")[0][0].layer == 1
+    assert correlation_scope(1, 5120) == "within each layer", "one recorded layer is compared within itself"
     with pytest.raises(ValueError, match="record fewer layers"):
         correlation_scope(36, 5120, 2**30)
     again = activation_correlations(model, docs, k=3, batch_size=3, max_tokens=N_CTX, budget=2 * 128**2 * 8, cache=tmp_path)

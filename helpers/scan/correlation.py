@@ -33,6 +33,7 @@ from helpers.scan.identity import docs_digest
 
 BUDGET = 2**30  # bytes of the products matrix kept at once
 CORRELATION_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "correlations"
+CORRELATION_VERSION = 2  # part of the cache key: raise it when what is kept changes
 
 
 @dataclass
@@ -57,9 +58,10 @@ class Correlations:
 
 
 def correlation_scope(n_layers: int, d_mlp: int, budget: int = BUDGET) -> str:
-    """``"across layers"`` when every recorded neuron's products with every other fit in
-    ``budget`` bytes, else ``"within each layer"`` (a one-line error if even that does not fit)."""
-    if (n_layers * d_mlp) ** 2 * 8 <= budget:
+    """``"across layers"`` when several layers are recorded and every recorded neuron's products
+    with every other fit in ``budget`` bytes, else ``"within each layer"`` (a one-line error if
+    even that does not fit)."""
+    if n_layers > 1 and (n_layers * d_mlp) ** 2 * 8 <= budget:
         return "across layers"
     if n_layers * d_mlp**2 * 8 <= budget:
         return "within each layer"
@@ -79,7 +81,7 @@ def activation_correlations(
     layers = check_layers(layers, cfg.n_layers)
     max_tokens = cfg.n_ctx if max_tokens is None else max_tokens
     documents = list(documents)
-    sources = dict(weights=weights_fingerprint(model), documents=docs_digest(documents), layers=layers, k=k, batch_size=batch_size,
+    sources = dict(version=CORRELATION_VERSION, weights=weights_fingerprint(model), documents=docs_digest(documents), layers=layers, k=k, batch_size=batch_size,
                    max_tokens=max_tokens, budget=budget)
     return cached(
         cache, "correlations", sources, lambda: _correlations(model, documents, layers, k, batch_size, max_tokens, budget),

@@ -136,10 +136,10 @@ def test_ablation_table_averages_the_random_neurons_per_pair():
         layer=0, kinds=("mean",), set_names=("L0N1", LAYER_SET, "L0N2", "L0N3"), ablated_diff=ablated, ablated_prob=torch.full((1, 4, n_pairs), 0.5),
         restored_diff=torch.zeros(4, n_pairs), restored_prob=torch.full((4, n_pairs), 0.25),
         clean_diff=clean, corrupted_diff=corrupted, clean_prob=torch.ones(n_pairs), corrupted_prob=torch.zeros(n_pairs))
-    table = ablation_table(result, Neuron(0, 1))
-    assert list(table["neurons"]) == ["L0N1", LAYER_SET, "2 random neurons (mean)"]
-    assert table["mean"].tolist() == ["0.500 (no interval)", "1.000 (no interval)", "0.200 (no interval)"], "3 pairs: too few for an interval"
-    assert ablation_table(result, Neuron(0, 1), "prob")["restored into corrupted"][0] == "0.250 (no interval)"
+    table = ablation_table(result, Neuron(0, 1)).set_index("change")
+    assert list(table.columns) == ["L0N1", LAYER_SET, "2 random neurons (mean)"] and list(table.index) == ["mean ablation", "restored: share recovered"]
+    assert table.loc["mean ablation"].tolist() == ["0.500 (no interval)", "1.000 (no interval)", "0.200 (no interval)"], "3 pairs: too few for an interval"
+    assert ablation_table(result, Neuron(0, 1), "prob").set_index("change").loc["restored into corrupted", "L0N1"] == "0.250 (no interval)"
 
 
 def test_the_most_indirect_neuron_and_its_phrases():

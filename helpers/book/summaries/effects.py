@@ -34,8 +34,9 @@ def prompt_set_summary(pairs: Contrast, clean_diff: torch.Tensor, corrupted_diff
 
 
 def ablation_table(result: Ablation, neuron: Neuron, value: str = "share") -> pd.DataFrame:
-    """Mean over pairs [95% interval] per set (the neuron, its layer, the random neurons averaged
-    per pair) and per ablation kind, and for the clean activations restored into the corrupted run.
+    """Mean over pairs [95% interval] per change (each ablation kind, and the clean activations
+    restored into the corrupted run), a row each, and per set of neurons (the neuron, its layer,
+    the random neurons averaged per pair), a column each: few columns, so the table fits the page.
 
     ``value="share"``: share of the logit difference lost (ablations) or recovered (restoring);
     ``value="prob"``: P(target) afterwards.
@@ -47,15 +48,10 @@ def ablation_table(result: Ablation, neuron: Neuron, value: str = "share") -> pd
     groups = {str(neuron): [named[0]], LAYER_SET: [named[1]]}
     if randoms:
         groups[f"{len(randoms)} random neurons (mean)"] = randoms
-    restored_name = "restored: share recovered" if value == "share" else "restored into corrupted"
-    rows = []
-    for label, sets in groups.items():
-        row = {"neurons": label}
-        for k, kind in enumerate(result.kinds):
-            row[kind] = _cell(mean_interval(ablated[k, sets].mean(0)[None])[0])
-        row[restored_name] = _cell(mean_interval(restored[sets].mean(0)[None])[0])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    changes = {f"{kind} ablation": ablated[k] for k, kind in enumerate(result.kinds)}
+    changes["restored: share recovered" if value == "share" else "restored into corrupted"] = restored
+    return pd.DataFrame([{"change": name, **{label: _cell(mean_interval(values[sets].mean(0)[None])[0]) for label, sets in groups.items()}}
+                         for name, values in changes.items()])
 
 
 def _cell(values: torch.Tensor) -> str:

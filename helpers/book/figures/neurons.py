@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from helpers.book.figures.common import PAPER_COLOUR, SIGNED_SCALE, colorbar, thinned
+from helpers.book.figures.common import place_labels, PAPER_COLOUR, SIGNED_SCALE, colorbar, thinned
 from helpers.core.names import Neuron
 from helpers.methods.attribution import ACCURATE_GAP, VERDICTS, FailureModes
 from helpers.methods.patching import PatchResult
@@ -112,9 +112,8 @@ def top_neurons_by_layer(estimate: PatchResult, per_layer: int, label_top: int, 
             showlegend=False,
         )
     )
-    for flat in np.argsort(-np.abs(picked))[:label_top]:
-        fig.add_annotation(x=layers[flat], y=picked[flat], text=names[flat], showarrow=True, arrowhead=0, ax=25, ay=-18,
-                           font=dict(size=11))
+    # the largest estimates named where their labels stay apart (neighbours of one layer crowd)
+    place_labels(fig, layers.astype(np.float64), picked, names, np.argsort(-np.abs(picked))[:label_top], 460)
     fig.update_layout(title=title, xaxis_title="layer", yaxis_title="attribution estimate", height=460)
     fig.update_xaxes(dtick=max(1, n_layers // 12))
     return fig

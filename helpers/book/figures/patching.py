@@ -162,6 +162,7 @@ def patching_heatmaps(
         margin=dict(t=90),
         title=title,
         coloraxis=dict(colorscale=SIGNED_SCALE, cmid=0, cmin=-limit, cmax=limit, colorbar=colorbar(value_name)),
-        height=120 + len(components) * (150 + 9 * n_layers),
+        # a row is never shorter than the rotated token labels under it need (few layers)
+        height=120 + len(components) * max(260, 150 + 9 * n_layers),
     )
     return fig

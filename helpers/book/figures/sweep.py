@@ -53,5 +53,5 @@ def similarity_figure(result: Sweep, title: str) -> go.Figure:
         texttemplate="%{z:.2f}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra>cosine</extra>", colorbar=colorbar("cosine"),
     ))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=title, height=200 + 45 * len(labels))
+    fig.update_layout(title=title, height=max(380, 200 + 45 * len(labels)))  # room for the colour bar's ticks with one or two models
     return fig

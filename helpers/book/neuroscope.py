@@ -47,7 +47,7 @@ from helpers.core.models import GPT2_LARGE_SHAPE, single_token, vocabulary
 from helpers.core.names import Neuron
 from helpers.methods.congruence import output_weights, readout, token_congruence
 from helpers.scan.neuron_range import (
-    RARE, band_names, band_samples, firing_census, neurons_on_tokens, output_neighbours, pass_documents, sample_windows, top_token_counts,
+    RARE, band_names, rare_column, band_samples, firing_census, neurons_on_tokens, output_neighbours, pass_documents, sample_windows, top_token_counts,
     writers_of_tokens,
 )
 from helpers.scan.correlation import Correlations
@@ -253,7 +253,7 @@ def publish_neuroscope(result: Neuroscope, model, target: str, own: Neuron | Non
     index["corr"] = None if correlations is None else {"scope": correlations.scope, "n_tokens": correlations.n_tokens}
     index["bands"] = band_names()
     index["rare"] = RARE
-    index["census"] = census[["layer", "never fire", f"fire on under {RARE:.1%} of tokens"]].values.tolist()
+    index["census"] = census[["layer", "never fire", rare_column()]].values.tolist()
     with staged_folder(folder) as tmp:
         shutil.copy(APP, tmp / "neuroscope.js")
         (tmp / "index.js").write_text(_script("neuroscopeIndex", index), encoding="utf-8")
@@ -333,15 +333,15 @@ def neuroscope_summary(result: Neuroscope, published: Published, neuron: Neuron)
 
 def census_summary(census: pd.DataFrame) -> dict:
     """How many recorded neurons never fire or fire rarely, and a sentence on where they sit."""
-    rare_column = next(c for c in census.columns if c.startswith("fire on under"))
-    dead, rare, total = int(census["never fire"].sum()), int(census[rare_column].sum()), int(census["neurons"].sum())
+    rarely = rare_column()
+    dead, rare, total = int(census["never fire"].sum()), int(census[rarely].sum()), int(census["neurons"].sum())
     worst = census.loc[(census["never fire"] / census["neurons"]).idxmax()]
     if dead == 0:
-        phrase = f"Every recorded neuron fires on at least one token of this corpus; {rare:,} fire on {rare_column.removeprefix('fire on ')}."
+        phrase = f"Every recorded neuron fires on at least one token of this corpus; {rare:,} fire on {rarely.removeprefix('fire on ')}."
     else:
         phrase = (f"{dead:,} of the {total:,} recorded neurons ({dead / total:.1%}) never fire on this corpus, most in layer "
                   f"{int(worst['layer'])} ({int(worst['never fire']):,} of {int(worst['neurons']):,}); {rare:,} more fire on "
-                  f"{rare_column.removeprefix('fire on ')}. The browser marks both.")
+                  f"{rarely.removeprefix('fire on ')}. The browser marks both.")
     return dict(ns_dead=f"{dead:,}", ns_dead_share=dead / total, ns_rare=f"{rare:,}", ns_census_phrase=phrase)
 
 

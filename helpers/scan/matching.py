@@ -174,9 +174,10 @@ def sweep_matches(
         if not others:
             continue
         model_a, neuron = load(a, device=device, dtype=dtype), Neuron.of(measured.loc[a, "neuron"])
+        fingerprint_a = weights_fingerprint(model_a)  # once per model A, not once per pair
         for b in others:
             model_b = load(b, device=device, dtype=dtype)
-            sources = dict(a=weights_fingerprint(model_a), b=weights_fingerprint(model_b), neuron=str(neuron), documents=docs_digest(documents),
+            sources = dict(a=fingerprint_a, b=weights_fingerprint(model_b), neuron=str(neuron), documents=docs_digest(documents),
                            rotations=rotations, seed=seed)
             match = cached(cache, "match", sources, lambda: match_neurons(model_a, model_b, documents, [neuron], rotations=rotations, seed=seed),
                            lambda m: ({"neurons": m.neurons, "best": m.best, "r": m.r, "null": m.null}, dict(d_mlp_a=m.d_mlp_a, d_mlp_b=m.d_mlp_b, n_tokens=m.n_tokens)),

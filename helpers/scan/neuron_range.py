@@ -107,6 +107,11 @@ def sample_windows(result: Neuroscope, documents: Sequence[str], tokenizer, doc:
     return windows
 
 
+def rare_column(rare: float = RARE) -> str:
+    """The census's column of neurons that fire rarely: ``'fire on under 0.1% of tokens'``."""
+    return f"fire on under {rare:.1%} of tokens"
+
+
 def firing_census(result: Neuroscope, rare: float = RARE) -> pd.DataFrame:
     """Per recorded layer: neurons, how many never fire (activation above 0 on no token of
     the corpus) and how many fire on fewer than ``rare`` of its tokens."""
@@ -116,7 +121,7 @@ def firing_census(result: Neuroscope, rare: float = RARE) -> pd.DataFrame:
         "layer": result.layers,
         "neurons": [result.d_mlp] * len(result.layers),
         "never fire": (fires == 0).sum(1).tolist(),
-        f"fire on under {rare:.1%} of tokens": ((fires > 0) & (rates < rare)).sum(1).tolist(),
+        rare_column(rare): ((fires > 0) & (rates < rare)).sum(1).tolist(),
         "median share of tokens fired on": rates.median(1).values.tolist(),
     })
 

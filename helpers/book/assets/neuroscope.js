@@ -22,24 +22,26 @@
     shared.views.forEach(function (view) { view.ready(); });
   };
 
+  // everyone waiting for data file ``key`` learns it arrived (error null) or failed
+  function settle(key, error) {
+    (shared.waiting[key] || []).forEach(function (done) { done(error); });
+    delete shared.waiting[key];
+  }
+
   window.neuroscopeChunk = function (data) {
     var key = data.layer + "/" + data.start;
     shared.chunks[key] = data;
-    (shared.waiting[key] || []).forEach(function (done) { done(null); });
-    delete shared.waiting[key];
+    settle(key, null);
   };
 
   window.neuroscopeVocab = function (data) {
     shared.vocab = data;
-    (shared.waiting.vocab || []).forEach(function (done) { done(null); });
-    delete shared.waiting.vocab;
+    settle("vocab", null);
   };
 
   window.neuroscopeTokens = function (data) {
-    var key = "tokens/" + data.start;
     shared.tokenChunks[data.start] = data;
-    (shared.waiting[key] || []).forEach(function (done) { done(null); });
-    delete shared.waiting[key];
+    settle("tokens/" + data.start, null);
   };
 
   // load a data file once, calling done(error) when it has registered itself
@@ -47,10 +49,7 @@
     if (ready()) { done(null); return; }
     if (!shared.waiting[key]) {
       shared.waiting[key] = [];
-      loadScript(url, function () {
-        (shared.waiting[key] || []).forEach(function (d) { d("Could not load " + url + "; execute this page again."); });
-        delete shared.waiting[key];
-      });
+      loadScript(url, function () { settle(key, "Could not load " + url + "; execute this page again."); });
     }
     shared.waiting[key].push(done);
   }
@@ -282,17 +281,8 @@
       self.current = { layer: layer, n: n };
       self.render(layer, chunk.neurons[n - start], chunk.tokens);
     };
-    if (shared.chunks[key]) { render(null); return; }
-    this.say("Loading " + name + "...");
-    var url = this.base + "L" + layer + "/" + String(start).padStart(5, "0") + ".js";
-    if (!shared.waiting[key]) {
-      shared.waiting[key] = [];
-      loadScript(url, function () {
-        (shared.waiting[key] || []).forEach(function (done) { done("Could not load " + url + "; execute this page again."); });
-        delete shared.waiting[key];
-      });
-    }
-    shared.waiting[key].push(render);
+    if (!shared.chunks[key]) this.say("Loading " + name + "...");
+    need(key, this.base + "L" + layer + "/" + String(start).padStart(5, "0") + ".js", function () { return shared.chunks[key]; }, render);
   };
 
   // one example: its tokens on the neuron's scale (only the example's token coloured when the
